@@ -1,0 +1,134 @@
+"""trainer.predict on a real exported SavedModel: folders with bad files, globs, outputs, the CLI."""
+
+import csv
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tests.trainer import tiny_detector
+from trainer import export
+from trainer import predict
+from trainer import scoring
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+@pytest.fixture(scope="module")
+def export_dir(tmp_path_factory):
+    return tiny_detector.export_tiny_detector(str(tmp_path_factory.mktemp("model")), threshold=0.5)
+
+
+@pytest.fixture()
+def image_folder(tmp_path):
+    """Good images of several formats beside a corrupt JPEG, a text file and an empty file."""
+    folder = tmp_path / "inputs"
+    (folder / "nested").mkdir(parents=True)
+    (folder / "bright.jpg").write_bytes(tiny_detector.jpeg_bytes(230, seed=1))
+    (folder / "dark.jpg").write_bytes(tiny_detector.jpeg_bytes(25, seed=2))
+    (folder / "nested" / "gray.png").write_bytes(tiny_detector.jpeg_bytes(128, image_format="PNG", mode="L"))
+    (folder / "cmyk.jpg").write_bytes(tiny_detector.jpeg_bytes(200, seed=3, mode="CMYK"))
+    whole = tiny_detector.jpeg_bytes(180, size=64, seed=4)
+    (folder / "corrupt.jpg").write_bytes(whole[: len(whole) // 2])  # Truncated mid-scan.
+    (folder / "notes.txt").write_text("not an image\n")
+    (folder / "empty.jpg").write_bytes(b"")
+    return folder
+
+
+def _by_name(results):
+    return {os.path.basename(result.path): result for result in results}
+
+
+def test_folder_with_bad_files_scores_the_good_ones_and_reports_each_bad_one(export_dir, image_folder, tmp_path):
+    output = str(tmp_path / "out" / "scores.csv")
+    outcome = predict.run(export_dir, [str(image_folder)], output=output, batch_size=2)
+    results = _by_name(outcome["results"])
+    assert sorted(results) == ["bright.jpg", "cmyk.jpg", "corrupt.jpg", "dark.jpg", "empty.jpg",
+                               "gray.png", "notes.txt"]
+    for bad in ("corrupt.jpg", "notes.txt", "empty.jpg"):
+        assert results[bad].p_fake is None and results[bad].error, bad
+    assert "truncated" in results["corrupt.jpg"].error
+    assert results["empty.jpg"].error == "empty file"
+    for good in ("bright.jpg", "dark.jpg", "gray.png", "cmyk.jpg"):
+        assert results[good].error is None and 0.0 <= results[good].p_fake <= 1.0, good
+    # The tiny model scores brightness: ordering and labels at the recorded threshold 0.5.
+    assert results["bright.jpg"].p_fake > 0.5 > results["dark.jpg"].p_fake
+    assert (results["bright.jpg"].label, results["dark.jpg"].label) == ("fake", "real")
+    with open(output, newline="") as f:
+        rows = {os.path.basename(row["path"]): row for row in csv.DictReader(f)}
+    assert set(rows) == set(results)
+    assert float(rows["bright.jpg"]["p_fake"]) == pytest.approx(results["bright.jpg"].p_fake)
+    assert rows["notes.txt"]["p_fake"] == "" and "not a readable image" in rows["notes.txt"]["error"]
+
+
+def test_scores_equal_the_savedmodel_called_directly(export_dir, image_folder):
+    detector = scoring.Detector(export_dir)
+    files = [str(image_folder / "bright.jpg"), str(image_folder / "dark.jpg")]
+    served = export.load_scorer(export_dir)(
+        images=tf.constant([(image_folder / "bright.jpg").read_bytes(), (image_folder / "dark.jpg").read_bytes()]))
+    expected = served["p_fake"].numpy()
+    got = [result.p_fake for result in scoring.predict_files(detector, files)]
+    np.testing.assert_allclose(got, expected, rtol=1e-6)
+
+
+def test_non_jpeg_inputs_are_converted_to_jpeg():
+    png = tiny_detector.jpeg_bytes(90, image_format="PNG")
+    converted = scoring.to_jpeg_bytes(png)
+    assert converted[:2] == b"\xff\xd8"
+    assert tf.image.decode_jpeg(converted).shape[-1] == 3
+    rgb_jpeg = tiny_detector.jpeg_bytes(90)
+    assert scoring.to_jpeg_bytes(rgb_jpeg) is rgb_jpeg  # A valid RGB JPEG keeps its bytes.
+    with pytest.raises(scoring.UnreadableImageError, match="not a readable image"):
+        scoring.to_jpeg_bytes(b"GIF89a but not really")
+
+
+def test_globs_missing_inputs_threshold_override_and_jsonl(export_dir, image_folder, tmp_path):
+    output = str(tmp_path / "scores.jsonl")
+    outcome = predict.run(export_dir, [str(image_folder / "*.jpg"), str(image_folder / "missing.jpg"),
+                                       str(image_folder / "*.gif")], threshold=0.99, output=output)
+    results = _by_name(outcome["results"])
+    assert results["missing.jpg"].error == "file not found"
+    assert results["*.gif"].error == "no file matches this glob"
+    assert "gray.png" not in results  # The glob is not recursive and names .jpg only.
+    assert outcome["threshold"] == 0.99
+    assert results["bright.jpg"].label == "real"  # 0.99 is above every tiny-model score.
+    with open(output) as f:
+        lines = [json.loads(line) for line in f]
+    assert len(lines) == len(outcome["results"])
+    assert {"path", "p_fake", "label"} <= set(next(line for line in lines if "p_fake" in line))
+    assert all(set(line) == {"path", "error"} for line in lines if "p_fake" not in line)
+
+
+def test_threshold_recorded_in_the_export_is_used(export_dir, image_folder):
+    metadata = export.read_metadata(export_dir)
+    bright = str(image_folder / "bright.jpg")
+    p_fake = predict.run(export_dir, [bright])["results"][0].p_fake
+    try:
+        export.write_metadata(export_dir, export.DetectorMetadata(
+            image_size=metadata.image_size, threshold=p_fake + 0.01, threshold_source="test"))
+        assert predict.run(export_dir, [bright])["results"][0].label == "real"
+    finally:
+        export.write_metadata(export_dir, metadata)
+
+
+def test_bad_output_name_is_explained(tmp_path):
+    with pytest.raises(ValueError, match="--output='.*scores.txt'.*csv"):
+        predict.write_results([], str(tmp_path / "scores.txt"))
+
+
+def test_command_line_prints_a_table_and_never_aborts(export_dir, image_folder, tmp_path):
+    output = str(tmp_path / "cli.jsonl")
+    completed = subprocess.run(
+        [sys.executable, "-m", "trainer.predict", f"--export_dir={export_dir}", f"--output={output}",
+         str(image_folder)],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=120, check=False)
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    lines = completed.stdout.strip().splitlines()
+    assert lines[0].split() == ["path", "p_fake", "label"]
+    assert len(lines) == 1 + 7
+    assert sum("error:" in line for line in lines) == 3
+    assert os.path.exists(output)
