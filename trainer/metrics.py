@@ -253,27 +253,31 @@ def choose_threshold(labels, scores, rule: str) -> tuple[float, str]:
             split cannot support it (e.g. a single class for "eer").
     """
     text = str(rule).strip().lower()
+    if text not in THRESHOLD_RULES:
+        return _fixed_threshold(rule), "fixed"
     if text == "eer":
         _, threshold = equal_error_rate(labels, scores)
         if math.isnan(threshold):
             raise ValueError("--threshold=eer needs both classes in the validation split; "
                              "pass a number instead, e.g. --threshold=0.5.")
         return threshold, "eer"
-    if text == "max_f1":
-        labels, scores = _as_arrays(labels, scores)
-        if not np.any(labels == schema.FAKE):
-            raise ValueError("--threshold=max_f1 needs fake examples in the validation split; "
-                             "pass a number instead, e.g. --threshold=0.5.")
-        threshold, _ = max_f1_threshold(labels, scores)
-        return threshold, "max_f1"
+    labels, scores = _as_arrays(labels, scores)  # "max_f1"
+    if not np.any(labels == schema.FAKE):
+        raise ValueError("--threshold=max_f1 needs fake examples in the validation split; "
+                         "pass a number instead, e.g. --threshold=0.5.")
+    threshold, _ = max_f1_threshold(labels, scores)
+    return threshold, "max_f1"
+
+
+def _fixed_threshold(rule) -> float:
     try:
-        value = float(text)
+        value = float(str(rule).strip())
     except ValueError:
         raise ValueError(
             f"Threshold rule {rule!r} is not one of {list(THRESHOLD_RULES)} or a number in [0, 1].") from None
     if not 0.0 <= value <= 1.0:
         raise ValueError(f"Threshold {value} is outside [0, 1]; p_fake is a probability.")
-    return value, "fixed"
+    return value
 
 
 def summarize(labels, scores, threshold: float, num_bins: int = DEFAULT_CALIBRATION_BINS) -> dict:
