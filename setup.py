@@ -60,6 +60,8 @@ setuptools.setup(
         "test": [
             "pytest>=8,<10",
             "pytest-xdist>=3.5,<4",
+            # tfds.testing (DatasetBuilderTestCase) imports it; TFDS does not install it.
+            "dill>=0.3.8,<1",
             # Independent reference for the evaluation metrics.
             "scikit-learn>=1.4,<2",
             # Local GCS server for the storage tests (never a mock).
