@@ -1,0 +1,274 @@
+"""Input pipelines: TFDS shards -> per-replica batches of uint8 pixels and float labels.
+
+`build_dataset(split, config, input_context)` is the `dataset_fn` handed to
+`strategy.distribute_datasets_from_function`: each input pipeline (one per
+worker) reads its own subset of the TFRecord shards, batches at the
+per-replica size and prefetches last.
+
+Choices, and why:
+- `SkipDecoding`: TFDS would decode the whole JPEG; the training crop decodes
+  only the crop window (`decode_and_crop_jpeg`), which is cheaper.
+- The reading order (shard order, shuffle buffer) is deterministic given
+  `--seed` and the epoch, while the decode map is free to finish out of order
+  unless `--deterministic`. A resumed run can then skip exactly the examples
+  the killed run had consumed in its last epoch, without giving up parallel
+  decoding and without re-reading earlier epochs.
+- Labels come out as float32 [batch, 1], matching the model's one logit.
+"""
+
+from __future__ import annotations
+
+from absl import logging
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+from preprocessing import schema
+from trainer import config as config_lib
+from trainer import image_ops
+
+AUTOTUNE = tf.data.AUTOTUNE
+
+
+def load_builder(data_dir: str, dataset: str = schema.DATASET_NAME) -> tfds.core.DatasetBuilder:
+    """The TFDS builder of the prepared dataset; needs no builder code, only its files.
+
+    Raises:
+        FileNotFoundError: naming `data_dir` and how to build the dataset.
+    """
+    try:
+        return tfds.builder(dataset, data_dir=data_dir)
+    except (tfds.core.registered.DatasetNotFoundError, FileNotFoundError, ValueError) as error:
+        raise FileNotFoundError(
+            f"Cannot open TFDS dataset {dataset!r} under --data_dir={data_dir}: {error}. Fix: "
+            f"build it with `dfd-build-dataset --data_dir={data_dir} ...`.") from error
+
+
+def num_examples(builder: tfds.core.DatasetBuilder, split: str) -> int:
+    """Examples in `split`; raises ValueError listing the splits that exist."""
+    splits = builder.info.splits
+    if split not in splits:
+        raise ValueError(
+            f"Split {split!r} is not in dataset {builder.info.full_name} at {builder.data_dir}; "
+            f"it has {sorted(splits.keys())}.")
+    return splits[split].num_examples
+
+
+def num_shards(builder: tfds.core.DatasetBuilder, split: str) -> int:
+    """TFRecord files holding `split`."""
+    return builder.info.splits[split].num_shards
+
+
+# ----------------------------------------------------------------------------- image ops
+
+
+def random_resized_crop(jpeg: tf.Tensor, image_size: int, min_area: float) -> tf.Tensor:
+    """Decodes a random crop (area in [min_area, 1], aspect 3/4..4/3) and resizes it; uint8 out.
+
+    The crop window is chosen from the JPEG header alone and only that window
+    is decoded: the fused op skips the pixels that would be thrown away.
+    """
+    shape = tf.image.extract_jpeg_shape(jpeg)
+    begin, size, _ = tf.image.sample_distorted_bounding_box(
+        shape,
+        bounding_boxes=tf.constant([0.0, 0.0, 1.0, 1.0], tf.float32, [1, 1, 4]),
+        min_object_covered=0.0,
+        aspect_ratio_range=(3 / 4, 4 / 3),
+        area_range=(min_area, 1.0),
+        max_attempts=10,
+        use_image_if_no_bounding_boxes=True)
+    offset_y, offset_x, _ = tf.unstack(begin)
+    height, width, _ = tf.unstack(size)
+    window = tf.stack([offset_y, offset_x, height, width])
+    image = tf.image.decode_and_crop_jpeg(jpeg, window, channels=3)
+    resized = tf.image.resize(image, [image_size, image_size], method="bilinear")
+    return tf.cast(tf.clip_by_value(tf.round(resized), 0.0, 255.0), tf.uint8)
+
+
+def gaussian_blur(image: tf.Tensor, sigma: tf.Tensor, radius: int = 2) -> tf.Tensor:
+    """Blurs a float [H, W, 3] image with a separable Gaussian of std `sigma` pixels."""
+    offsets = tf.range(-radius, radius + 1, dtype=tf.float32)
+    kernel = tf.exp(-0.5 * tf.square(offsets / tf.maximum(sigma, 1e-3)))
+    kernel /= tf.reduce_sum(kernel)
+    horizontal = tf.tile(tf.reshape(kernel, [1, -1, 1, 1]), [1, 1, 3, 1])
+    vertical = tf.tile(tf.reshape(kernel, [-1, 1, 1, 1]), [1, 1, 3, 1])
+    x = image[tf.newaxis]
+    x = tf.nn.depthwise_conv2d(x, horizontal, [1, 1, 1, 1], "SAME")
+    x = tf.nn.depthwise_conv2d(x, vertical, [1, 1, 1, 1], "SAME")
+    return x[0]
+
+
+def augment(image: tf.Tensor, config: config_lib.TrainConfig) -> tf.Tensor:
+    """Flip, colour jitter, blur and JPEG re-compression, each per its flag; uint8 in and out.
+
+    The last three make a detector robust to what images meet on the way to it
+    (re-encoding by platforms, resizing blur, colour edits) instead of learning
+    the exact compression fingerprint of the training set.
+    """
+    if config.flip:
+        image = tf.image.random_flip_left_right(image)
+    if not (config.color_jitter or config.blur_probability or config.jpeg_quality_min):
+        return image
+    x = tf.image.convert_image_dtype(image, tf.float32)
+    if config.color_jitter:
+        strength = config.color_jitter
+        x = tf.image.random_brightness(x, strength)
+        x = tf.image.random_contrast(x, 1.0 - strength, 1.0 + strength)
+        x = tf.image.random_saturation(x, 1.0 - strength, 1.0 + strength)
+        x = tf.clip_by_value(x, 0.0, 1.0)
+    if config.blur_probability:
+        sigma = tf.random.uniform([], 0.1, 1.5)
+        x = tf.cond(tf.random.uniform([]) < config.blur_probability,
+                    lambda: gaussian_blur(x, sigma), lambda: x)
+    if config.jpeg_quality_min:
+        recompress = tf.random.uniform([]) < 0.5
+        x = tf.cond(
+            recompress,
+            lambda: tf.image.random_jpeg_quality(x, config.jpeg_quality_min, 100),
+            lambda: x)
+        x = tf.ensure_shape(x, [config.image_size, config.image_size, 3])
+    return tf.image.convert_image_dtype(x, tf.uint8, saturate=True)
+
+
+def _label(example) -> tf.Tensor:
+    return tf.reshape(tf.cast(example[schema.LABEL], tf.float32), [1])
+
+
+# ----------------------------------------------------------------------------- pipelines
+
+
+def _options(config: config_lib.TrainConfig) -> tf.data.Options:
+    options = tf.data.Options()
+    # Each pipeline picks its shards itself (ReadConfig + input_context); the
+    # strategy must not shard a second time.
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
+    # Reading order stays reproducible (see module docstring); the decode map
+    # opts out of ordering itself unless --deterministic.
+    options.deterministic = True
+    options.experimental_optimization.map_parallelization = True
+    return options
+
+
+def _read(builder, split: str, config: config_lib.TrainConfig,
+          input_context: tf.distribute.InputContext | None, *, training: bool,
+          seed: int | None = None) -> tf.data.Dataset:
+    """Raw examples (JPEG bytes not decoded) of this pipeline's part of `split`."""
+    pipelines = input_context.num_input_pipelines if input_context else 1
+    shards = num_shards(builder, split)
+    by_files = input_context is not None and pipelines > 1 and shards >= pipelines
+    read_config = tfds.ReadConfig(
+        options=_options(config),
+        shuffle_seed=seed if training else None,
+        input_context=input_context if by_files else None,
+        try_autocache=False)
+    dataset = builder.as_dataset(
+        split=split,
+        shuffle_files=training,
+        decoders={schema.IMAGE: tfds.decode.SkipDecoding()},
+        read_config=read_config)
+    if pipelines > 1 and not by_files:
+        # Fewer shards than pipelines: every pipeline reads every file and keeps
+        # one example in N. Correct, but N times the reading; rebuild the dataset
+        # with more shards for real multi-worker runs.
+        logging.warning("Split %s has %d shard(s) for %d input pipelines; sharding by example.",
+                        split, shards, pipelines)
+        dataset = dataset.shard(pipelines, input_context.input_pipeline_id)
+    return dataset
+
+
+def per_replica_batch(config: config_lib.TrainConfig,
+                      input_context: tf.distribute.InputContext | None) -> int:
+    if input_context is None:
+        return config.global_batch_size
+    return input_context.get_per_replica_batch_size(config.global_batch_size)
+
+
+def build_dataset(split: str, config: config_lib.TrainConfig,
+                  input_context: tf.distribute.InputContext | None = None, *,
+                  training: bool, epochs: range | None = None, steps_per_epoch: int = 0,
+                  first_step: int = 0,
+                  builder: tfds.core.DatasetBuilder | None = None) -> tf.data.Dataset:
+    """One input pipeline of `split`: (uint8 images [b, s, s, 3], float32 labels [b, 1]).
+
+    Args:
+        split: TFDS split name.
+        config: the run's configuration (image size, batch, augmentation, seed).
+        input_context: from `distribute_datasets_from_function`; None without a strategy.
+        training: random crop + augmentation, shuffled and repeated; otherwise the
+            evaluation centre crop (the export's own), one pass in file order.
+        epochs: training only: the epochs this stream covers, each exactly
+            `steps_per_epoch` steps long and shuffled with its own seed
+            (`config.seed + epoch`), so that epoch k's data does not depend on
+            where the run started. None: one endless stream (benchmarks).
+        steps_per_epoch: steps (global batches) per epoch; needed with `epochs`.
+        first_step: steps of the first epoch already trained (a resumed run); their
+            examples are skipped before decoding, so training continues where the
+            killed run stopped instead of replaying data.
+        builder: an open builder (default: opened from `config.data_dir`).
+
+    Returns:
+        A batched, prefetched `tf.data.Dataset` at the per-replica batch size.
+    """
+    builder = builder or load_builder(config.data_dir, config.dataset)
+    batch = per_replica_batch(config, input_context)
+    map_kwargs = {"num_parallel_calls": AUTOTUNE, "deterministic": config.deterministic}
+    if not training:
+        dataset = _read(builder, split, config, input_context, training=False)
+        if config.cache:
+            dataset = dataset.cache()
+
+        def parse_eval(example):
+            image = image_ops.decode_for_eval(example[schema.IMAGE], config.image_size)
+            return image, _label(example)
+
+        dataset = dataset.map(parse_eval, **map_kwargs)
+        return dataset.batch(batch, drop_remainder=False).prefetch(AUTOTUNE)
+
+    pipelines = input_context.num_input_pipelines if input_context else 1
+    examples_per_step = config.global_batch_size // pipelines
+
+    # With --cache, one in-memory copy of the JPEG bytes (before any random op)
+    # serves every epoch; file order is then fixed and only the buffer reshuffles.
+    cached = (_read(builder, split, config, input_context, training=True, seed=config.seed).cache()
+              if config.cache else None)
+
+    def stream(seed: int) -> tf.data.Dataset:
+        dataset = cached if cached is not None else _read(
+            builder, split, config, input_context, training=True, seed=seed)
+        return dataset.repeat().shuffle(config.shuffle_buffer, seed=seed)
+
+    if epochs is None:
+        dataset = stream(config.seed)
+    else:
+        if steps_per_epoch <= 0:
+            raise ValueError(f"steps_per_epoch={steps_per_epoch} must be > 0 with `epochs`.")
+        dataset = None
+        for index, epoch in enumerate(epochs):
+            skip = first_step if index == 0 else 0
+            part = stream(config.seed + epoch).skip(skip * examples_per_step)
+            part = part.take((steps_per_epoch - skip) * examples_per_step)
+            dataset = part if dataset is None else dataset.concatenate(part)
+        if dataset is None:
+            raise ValueError(f"epochs={epochs} is empty.")
+
+    def parse_train(example):
+        image = random_resized_crop(example[schema.IMAGE], config.image_size, config.min_crop_area)
+        return augment(image, config), _label(example)
+
+    dataset = dataset.map(parse_train, **map_kwargs)
+    return dataset.batch(batch, drop_remainder=True).prefetch(AUTOTUNE)
+
+
+def build_synthetic_dataset(config: config_lib.TrainConfig,
+                            input_context: tf.distribute.InputContext | None = None
+                            ) -> tf.data.Dataset:
+    """Random in-memory batches with the real pipeline's shapes and dtypes, repeated forever.
+
+    Measures the model without the input pipeline (benchmarks, smoke tests).
+    """
+    batch = per_replica_batch(config, input_context)
+    generator = tf.random.Generator.from_seed(config.seed)
+    images = tf.cast(generator.uniform([batch, config.image_size, config.image_size, 3],
+                                       0, 256, tf.int32), tf.uint8)
+    labels = tf.cast(generator.uniform([batch, 1], 0, 2, tf.int32), tf.float32)
+    dataset = tf.data.Dataset.from_tensors((images, labels)).repeat()
+    return dataset.with_options(_options(config)).prefetch(AUTOTUNE)

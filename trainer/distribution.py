@@ -1,0 +1,125 @@
+"""One place that turns a strategy name into a `tf.distribute.Strategy`.
+
+The same training code runs on a laptop CPU, one GPU, several GPUs of one
+machine, several machines and a TPU: only this module looks at the hardware.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+from absl import logging
+import tensorflow as tf
+
+from trainer import config as config_lib
+
+
+def split_cpu(replicas: int) -> None:
+    """Splits the first physical CPU into `replicas` logical devices.
+
+    This lets MirroredStrategy run with several replicas on a machine without
+    accelerators (tests, demos). TensorFlow only accepts it before its runtime
+    starts, so call it first thing in a process.
+
+    Raises:
+        RuntimeError: the runtime already started with a different split.
+    """
+    if replicas <= 1:
+        return
+    cpus = tf.config.list_physical_devices("CPU")
+    current = tf.config.get_logical_device_configuration(cpus[0]) or []
+    if len(current) == replicas:
+        return
+    try:
+        tf.config.set_logical_device_configuration(
+            cpus[0], [tf.config.LogicalDeviceConfiguration() for _ in range(replicas)])
+    except RuntimeError as error:
+        raise RuntimeError(
+            f"--cpu_replicas={replicas}: TensorFlow already started with "
+            f"{max(len(current), 1)} CPU device(s); the split must happen before any "
+            "TensorFlow op runs in this process.") from error
+
+
+def tf_config_workers() -> int:
+    """Number of workers (chief included) that TF_CONFIG declares; 0 without TF_CONFIG."""
+    raw = os.environ.get("TF_CONFIG")
+    if not raw:
+        return 0
+    try:
+        cluster = json.loads(raw).get("cluster", {})
+    except json.JSONDecodeError as error:
+        raise ValueError(f"TF_CONFIG is not valid JSON ({error}): {raw[:200]!r}") from error
+    return len(cluster.get("worker", [])) + len(cluster.get("chief", []))
+
+
+def resolve_name(name: str, tpu: str = "") -> str:
+    """Maps `auto` to a concrete strategy name from what this process can see."""
+    if name not in config_lib.STRATEGIES:
+        raise ValueError(f"Strategy {name!r} is not one of {list(config_lib.STRATEGIES)}.")
+    if name != "auto":
+        return name
+    if tpu or tf.config.list_physical_devices("TPU"):
+        return "tpu"
+    if tf_config_workers() > 1:
+        return "multi_worker_mirrored"
+    gpus = tf.config.list_logical_devices("GPU")
+    if len(gpus) > 1 or (not gpus and len(tf.config.list_logical_devices("CPU")) > 1):
+        return "mirrored"
+    return "one_device"
+
+
+def get_strategy(name: str = "auto", *, cpu_replicas: int = 0, tpu: str = "") -> tf.distribute.Strategy:
+    """Creates the distribution strategy.
+
+    Args:
+        name: one of `config.STRATEGIES`; `auto` picks TPU, multi-worker (TF_CONFIG
+            with several workers), mirrored (several GPUs, or several logical CPUs)
+            or one device.
+        cpu_replicas: split the CPU into this many logical devices first (0/1: no split).
+        tpu: TPU name or address for the cluster resolver ('' = local / from environment).
+
+    Returns:
+        The strategy; its `num_replicas_in_sync` is what the global batch is split by.
+
+    Raises:
+        ValueError: naming an unknown strategy.
+    """
+    split_cpu(cpu_replicas)
+    resolved = resolve_name(name, tpu)
+    if resolved == "tpu":
+        resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu or None)
+        tf.config.experimental_connect_to_cluster(resolver)
+        tf.tpu.experimental.initialize_tpu_system(resolver)
+        strategy = tf.distribute.TPUStrategy(resolver)
+    elif resolved == "multi_worker_mirrored":
+        strategy = tf.distribute.MultiWorkerMirroredStrategy()
+    elif resolved == "mirrored":
+        gpus = tf.config.list_logical_devices("GPU")
+        devices = [d.name for d in (gpus or tf.config.list_logical_devices("CPU"))]
+        strategy = tf.distribute.MirroredStrategy(devices=devices)
+    else:
+        gpus = tf.config.list_logical_devices("GPU")
+        strategy = tf.distribute.OneDeviceStrategy(gpus[0].name if gpus else "/cpu:0")
+    logging.info("Strategy %s (asked: %s) with %d replica(s).",
+                 type(strategy).__name__, name, strategy.num_replicas_in_sync)
+    return strategy
+
+
+def is_chief(strategy: tf.distribute.Strategy) -> bool:
+    """Whether this process writes the shared artifacts (always true outside multi-worker)."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) or resolver is None:
+        return True
+    task_type, task_id = resolver.task_type, resolver.task_id
+    return task_type in (None, "chief") or (
+        task_type == "worker" and task_id == 0
+        and "chief" not in resolver.cluster_spec().as_dict())
+
+
+def device_kind(strategy: tf.distribute.Strategy) -> str:
+    """'TPU', 'GPU' or 'CPU': what the strategy's replicas run on."""
+    if isinstance(strategy, tf.distribute.TPUStrategy):
+        return "TPU"
+    devices = strategy.extended.worker_devices
+    return "GPU" if any("GPU" in d.upper() for d in devices) else "CPU"

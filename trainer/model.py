@@ -1,0 +1,173 @@
+"""The classifier: a Keras application backbone, its own input preprocessing, a logit head.
+
+The model takes uint8 RGB pixels and returns one float32 logit per image
+(positive = "fake"). It carries the backbone's normalisation inside a
+registered layer, so every consumer (evaluation, the SavedModel export, a
+user's script) feeds plain pixels and never needs to know that ResNet50 wants
+BGR with the ImageNet means subtracted. No `Lambda` layers: the `.keras` file
+loads with `safe_mode=True`.
+"""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+from trainer import config as config_lib
+
+# Backbone name -> (constructor, preprocessing mode of `ImagePreprocessing`).
+_BACKBONES = {
+    "resnet50": (keras.applications.ResNet50, "caffe"),
+    "xception": (keras.applications.Xception, "tf"),
+    "efficientnetv2s": (keras.applications.EfficientNetV2S, "raw"),
+}
+# The stage names a user can pass to --fine_tune_from, per backbone (layer-name prefixes).
+STAGES = {
+    "resnet50": ("conv1", "conv2", "conv3", "conv4", "conv5"),
+    "xception": tuple(f"block{i}" for i in range(1, 15)),
+    "efficientnetv2s": tuple(f"block{i}" for i in range(1, 7)) + ("top",),
+}
+HEAD_PHASE = "head"
+FINE_TUNE_PHASE = "fine_tune"
+FULL_PHASE = "full"
+LOGIT_LAYER = "logit"
+
+
+@keras.saving.register_keras_serializable(package="dfd")
+class ImagePreprocessing(keras.layers.Layer):
+    """uint8 RGB -> the float input a backbone was trained on.
+
+    Modes:
+        caffe: RGB->BGR and ImageNet mean subtraction (ResNet50).
+        tf: scale to [-1, 1] (Xception).
+        raw: float [0, 255] unchanged (EfficientNetV2 normalises inside itself).
+
+    Runs in float32 whatever the global policy: the mean subtraction is done at
+    full precision and the backbone's first layer casts to its compute dtype.
+    """
+
+    MODES = ("caffe", "tf", "raw")
+    _CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
+
+    def __init__(self, mode: str = "caffe", **kwargs):
+        kwargs["dtype"] = "float32"
+        super().__init__(**kwargs)
+        if mode not in self.MODES:
+            raise ValueError(f"ImagePreprocessing mode {mode!r} is not one of {list(self.MODES)}.")
+        self.mode = mode
+
+    def call(self, images):
+        x = keras.ops.cast(images, "float32")
+        if self.mode == "caffe":
+            x = x[..., ::-1] - keras.ops.convert_to_tensor(self._CAFFE_MEAN_BGR, "float32")
+        elif self.mode == "tf":
+            x = x / 127.5 - 1.0
+        return x
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "mode": self.mode}
+
+
+def _backbone_weights(weights: str):
+    """Maps the --weights value to what keras.applications expects; checks local files."""
+    if weights.lower() == "none":
+        return None
+    if weights.lower() == "imagenet":
+        return "imagenet"
+    if not tf.io.gfile.exists(weights):
+        raise FileNotFoundError(
+            f"--weights={weights} is neither 'imagenet', 'none' nor an existing weights file. "
+            "Fix: pass the path of a no-top `.weights.h5` for the chosen --backbone.")
+    return weights
+
+
+def build_model(backbone: str = "resnet50", *, image_size: int = 224, weights: str = "imagenet",
+                dropout: float = 0.2) -> keras.Model:
+    """Builds the classifier (uncompiled).
+
+    Call under the strategy's scope and after the precision policy is set.
+
+    Args:
+        backbone: one of `config.BACKBONES`.
+        image_size: side of the square input.
+        weights: 'imagenet' (Keras downloads them), 'none' (random init) or a local
+            no-top weights file.
+        dropout: dropout rate before the logit.
+
+    Returns:
+        keras.Model: uint8 [batch, image_size, image_size, 3] -> float32 logits [batch, 1].
+    """
+    if backbone not in _BACKBONES:
+        raise ValueError(f"--backbone={backbone!r} is not one of {list(config_lib.BACKBONES)}.")
+    constructor, mode = _BACKBONES[backbone]
+    kwargs = {"include_top": False, "weights": _backbone_weights(weights),
+              "input_shape": (image_size, image_size, 3), "name": backbone}
+    if backbone == "efficientnetv2s":
+        kwargs["include_preprocessing"] = True
+    base = constructor(**kwargs)
+
+    images = keras.Input((image_size, image_size, 3), dtype="uint8", name="images")
+    x = ImagePreprocessing(mode, name="preprocessing")(images)
+    x = base(x)
+    x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
+    x = keras.layers.Dropout(dropout, name="dropout")(x)
+    # float32 whatever the policy: a float16 logit saturates and the loss needs full precision.
+    logits = keras.layers.Dense(1, dtype="float32", name=LOGIT_LAYER)(x)
+    return keras.Model(images, logits, name=f"dfd_{backbone}")
+
+
+def backbone_of(model: keras.Model) -> keras.Model:
+    """The backbone sub-model inside a model made by `build_model`."""
+    for layer in model.layers:
+        if layer.name in _BACKBONES:
+            return layer
+    raise ValueError(f"Model {model.name!r} has no backbone layer named one of {list(_BACKBONES)}.")
+
+
+def set_phase(model: keras.Model, phase: str, *, fine_tune_from: str = "conv4") -> None:
+    """Sets what trains in each phase of the recipe (recompile afterwards).
+
+    - `head`: backbone frozen; frozen BatchNorm layers run in inference mode, so
+      the pretrained statistics are not disturbed by the random head's gradients.
+    - `fine_tune`: layers from the `fine_tune_from` stage on train, at a lower
+      learning rate; BatchNorm stays frozen, because small fine-tuning batches
+      would wreck the statistics the pretrained weights depend on.
+    - `full`: everything trains, BatchNorm included. Used with `--weights=none`:
+      there is nothing pretrained to protect, and a randomly initialised network
+      needs its BatchNorm statistics to follow the data.
+
+    Raises:
+        ValueError: naming an unknown phase or a stage that is not in the backbone.
+    """
+    base = backbone_of(model)
+    if phase == FULL_PHASE:
+        base.trainable = True
+        for layer in base.layers:
+            layer.trainable = True
+        return
+    if phase == HEAD_PHASE:
+        base.trainable = False
+        return
+    if phase != FINE_TUNE_PHASE:
+        raise ValueError(f"Phase {phase!r} is not one of {[HEAD_PHASE, FINE_TUNE_PHASE, FULL_PHASE]}.")
+    start = stage_start(base, fine_tune_from)
+    base.trainable = True
+    for index, layer in enumerate(base.layers):
+        layer.trainable = index >= start and not isinstance(layer, keras.layers.BatchNormalization)
+
+
+def stage_start(base: keras.Model, stage: str) -> int:
+    """Index of the first backbone layer of `stage` ('all' = 0)."""
+    if stage == "all":
+        return 0
+    for index, layer in enumerate(base.layers):
+        if layer.name.startswith(stage + "_") or layer.name == stage or (
+                layer.name.startswith(stage) and layer.name[len(stage):len(stage) + 1].isalpha()):
+            return index
+    stages = STAGES.get(base.name, ())
+    raise ValueError(
+        f"--fine_tune_from={stage!r} names no layer of backbone {base.name!r}; use 'all' or one "
+        f"of {list(stages)}.")
