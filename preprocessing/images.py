@@ -111,6 +111,7 @@ def normalise(data: bytes) -> StoredImage:
     """
     if not data:
         raise EmptyFileError("the file is empty (0 bytes)")
+    source_format = None
     try:
         image = Image.open(io.BytesIO(data))
         source_format = image.format
