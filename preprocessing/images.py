@@ -117,7 +117,9 @@ def normalise(data: bytes) -> StoredImage:
         source_format = image.format
         image.load()
     except UnidentifiedImageError as error:
-        raise NotAnImageError(f"no image format recognised ({len(data)} bytes): {error}") from error
+        # Pillow's own message names a memory address; the first bytes say more.
+        raise NotAnImageError(f"no image format recognised in {len(data)} bytes starting "
+                              f"{data[:16]!r}") from error
     except Image.DecompressionBombError as error:
         raise ImageTooLargeError(str(error)) from error
     except (OSError, SyntaxError, ValueError) as error:
