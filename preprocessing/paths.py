@@ -22,10 +22,16 @@ def ensure_writable(path: str) -> None:
     """Fails in seconds, not after hours, when `path` (a folder) cannot be written.
 
     Creates the folder if needed, then writes and deletes a small probe file.
+    `gs://` paths are probed with google-cloud-storage (preprocessing/gcs.py), which
+    honours STORAGE_EMULATOR_HOST and so is tested against a local GCS emulator.
 
     Raises:
         PermissionError: naming the path and the likely fix.
     """
+    if path.startswith("gs://"):
+        from preprocessing import gcs  # pylint: disable=import-outside-toplevel
+        gcs.ensure_writable(path)
+        return
     probe = join(path, f".write_probe-{uuid.uuid4().hex}")
     try:
         tf.io.gfile.makedirs(path)
