@@ -37,6 +37,7 @@ from absl import app
 from absl import flags
 from absl import logging
 from google.api_core import exceptions as api_exceptions
+from google.cloud.storage import exceptions as storage_exceptions
 
 from preprocessing import gcs
 
@@ -103,7 +104,7 @@ def local_files(src: str) -> list[tuple[str, str]]:
     return found
 
 
-def list_remote(client, url: str) -> dict[str, RemoteObject]:
+def list_remote(client, url: str, retry=None) -> dict[str, RemoteObject]:
     """The objects under `url`, keyed by name relative to it.
 
     `url` may name a folder-like prefix or one object; an object named exactly like
@@ -112,12 +113,13 @@ def list_remote(client, url: str) -> dict[str, RemoteObject]:
     bucket_name, prefix = gcs.parse_url(url)
     bucket = client.bucket(bucket_name)
     found = {}
-    for blob in client.list_blobs(bucket, prefix=f"{prefix}/" if prefix else None):
+    retry = retry or gcs.make_retry()
+    for blob in client.list_blobs(bucket, prefix=f"{prefix}/" if prefix else None, retry=retry):
         relative = blob.name[len(prefix) + 1:] if prefix else blob.name
         if relative and not relative.endswith("/"):
             found[relative] = RemoteObject(blob.name, int(blob.size), blob.crc32c, blob.md5_hash)
     if prefix:
-        blob = bucket.get_blob(prefix)
+        blob = bucket.get_blob(prefix, retry=retry)
         if blob is not None:
             found[os.path.basename(prefix)] = RemoteObject(
                 blob.name, int(blob.size), blob.crc32c, blob.md5_hash)
@@ -278,7 +280,7 @@ def upload(src: str, dst_url: str, *, client=None, workers: int = 8,
     client = client or gcs.make_client()
     retry = gcs.make_retry(retry_deadline_s)
     state_dir = state_dir or default_state_dir()
-    remote = list_remote(client, dst_url)
+    remote = list_remote(client, dst_url, retry)
     bucket = client.bucket(bucket_name)
     stats = TransferStats()
     lock = threading.Lock()
@@ -298,7 +300,12 @@ def upload(src: str, dst_url: str, *, client=None, workers: int = 8,
             remote_crc = resource.get("crc32c")
         else:
             resumed_from = 0
-            blob.upload_from_filename(local_path, checksum="crc32c", retry=retry)
+            try:
+                blob.upload_from_filename(local_path, checksum="crc32c", retry=retry)
+            except storage_exceptions.DataCorruption as error:
+                raise ChecksumMismatchError(
+                    f"Cloud Storage received other bytes than {local_path} holds ({error}). "
+                    "Fix: rerun the command; it sends the file again.") from error
             remote_crc = blob.crc32c
         if remote_crc != crc:
             raise ChecksumMismatchError(
@@ -336,7 +343,7 @@ def download(src_url: str, dst: str, *, client=None, workers: int = 8,
     """
     client = client or gcs.make_client()
     retry = gcs.make_retry(retry_deadline_s)
-    remote = list_remote(client, src_url)
+    remote = list_remote(client, src_url, retry)
     if not remote:
         raise FileNotFoundError(f"No objects under {src_url}: check the path (gsutil-style "
                                 f"`gcloud storage ls {src_url}`).")
@@ -361,7 +368,13 @@ def download(src_url: str, dst: str, *, client=None, workers: int = 8,
         fd, partial = tempfile.mkstemp(prefix=".partial-", dir=os.path.dirname(target))
         os.close(fd)
         try:
-            bucket.blob(obj.name).download_to_filename(partial, checksum="crc32c", retry=retry)
+            try:
+                bucket.blob(obj.name).download_to_filename(
+                    partial, checksum="crc32c", retry=retry)
+            except storage_exceptions.DataCorruption as error:
+                raise ChecksumMismatchError(
+                    f"Downloaded gs://{bucket.name}/{obj.name} does not match the CRC32C "
+                    f"Cloud Storage sent with it ({error}). Fix: rerun the command.") from error
             received = gcs.crc32c_of_file(partial)
             if obj.crc32c and received != obj.crc32c:
                 raise ChecksumMismatchError(

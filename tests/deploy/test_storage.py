@@ -1,0 +1,226 @@
+"""dfd-storage and the gs:// writability check against a real GCS emulator on 127.0.0.1."""
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from deploy import storage
+from preprocessing import gcs
+from preprocessing import paths
+from tests.deploy import conftest
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+KIB = 1 << 10
+
+
+class Interrupted(Exception):
+    """Stands for Ctrl-C or a lost connection in the middle of a transfer."""
+
+
+def make_tree(root, files=8, size=3 * KIB):
+    """A small Kaggle-like tree: <split>/<label>/<n>.jpg of random bytes."""
+    for i in range(files):
+        folder = os.path.join(root, ("train", "test")[i % 2], ("real", "fake")[i % 3 % 2])
+        os.makedirs(folder, exist_ok=True)
+        with open(os.path.join(folder, f"{i}.jpg"), "wb") as f:
+            f.write(os.urandom(size + i))
+    return sorted(os.path.relpath(os.path.join(d, n), root)
+                  for d, _, names in os.walk(root) for n in names)
+
+
+def read(path):
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def test_upload_sends_everything_once_and_a_rerun_skips_it(tmp_path, gcs_client, bucket):
+    names = make_tree(tmp_path / "src")
+    first = storage.upload(str(tmp_path / "src"), f"gs://{bucket}/raw", client=gcs_client,
+                           workers=4, state_dir=str(tmp_path / "state"))
+    assert sorted(first.transferred) == names and not first.skipped
+
+    remote = storage.list_remote(gcs_client, f"gs://{bucket}/raw")
+    assert sorted(remote) == names
+    for name in names:
+        assert remote[name].crc32c == gcs.crc32c_of_file(str(tmp_path / "src" / name))
+        assert remote[name].name == f"raw/{name}"
+
+    again = storage.upload(str(tmp_path / "src"), f"gs://{bucket}/raw", client=gcs_client,
+                           workers=4, state_dir=str(tmp_path / "state"))
+    assert not again.transferred and sorted(again.skipped) == names
+    assert again.bytes_transferred == 0
+
+
+def test_interrupted_upload_sends_only_the_rest_on_rerun(tmp_path, gcs_client, bucket):
+    names = make_tree(tmp_path / "src", files=10)
+    done = []
+
+    def stop_after_three(name):
+        done.append(name)
+        if len(done) == 3:
+            raise Interrupted
+
+    with pytest.raises(Interrupted):
+        storage.upload(str(tmp_path / "src"), f"gs://{bucket}/raw", client=gcs_client,
+                       workers=1, on_file_done=stop_after_three)
+    present = set(storage.list_remote(gcs_client, f"gs://{bucket}/raw"))
+    assert 3 <= len(present) < len(names)
+
+    rerun = storage.upload(str(tmp_path / "src"), f"gs://{bucket}/raw", client=gcs_client,
+                           workers=2)
+    assert set(rerun.skipped) == present
+    assert set(rerun.transferred) == set(names) - present
+    assert storage.verify(str(tmp_path / "src"), f"gs://{bucket}/raw", client=gcs_client) == []
+
+
+def test_killed_resumable_upload_continues_from_its_last_chunk(tmp_path, gcs_client, bucket):
+    """A big file (the Kaggle zip) resumes mid-file, through the session kept in state_dir."""
+    archive = tmp_path / "archive.zip"
+    payload = os.urandom(4 * 256 * KIB + 1000)  # 4 full chunks and a partial one
+    archive.write_bytes(payload)
+    state_dir = tmp_path / "state"
+    options = dict(client=gcs_client, chunk_size=256 * KIB, resumable_threshold=256 * KIB,
+                   state_dir=str(state_dir))
+
+    def stop_after_two_chunks(name, offset):
+        assert name == "archive.zip"
+        if offset >= 2 * 256 * KIB:
+            raise Interrupted
+
+    with pytest.raises(Interrupted):
+        storage.upload(str(archive), f"gs://{bucket}/raw", on_chunk=stop_after_two_chunks,
+                       **options)
+    assert storage.list_remote(gcs_client, f"gs://{bucket}/raw") == {}
+    assert len(os.listdir(state_dir)) == 1  # the session URL waits for the rerun
+
+    rerun = storage.upload(str(archive), f"gs://{bucket}/raw", **options)
+    assert rerun.transferred == ["archive.zip"]
+    assert rerun.resumed == {"archive.zip": 2 * 256 * KIB}
+    assert rerun.bytes_transferred == len(payload) - 2 * 256 * KIB
+    assert os.listdir(state_dir) == []
+    blob = gcs_client.bucket(bucket).blob("raw/archive.zip")
+    assert blob.download_as_bytes() == payload
+
+
+def test_download_round_trip_and_resume(tmp_path, gcs_client, bucket):
+    names = make_tree(tmp_path / "src")
+    storage.upload(str(tmp_path / "src"), f"gs://{bucket}/run/export", client=gcs_client)
+
+    first = storage.download(f"gs://{bucket}/run/export", str(tmp_path / "dst"),
+                             client=gcs_client, workers=3)
+    assert sorted(first.transferred) == names
+    for name in names:
+        assert read(tmp_path / "dst" / name) == read(tmp_path / "src" / name)
+    assert not [n for n in os.listdir(tmp_path / "dst" / "train") if n.startswith(".partial")]
+
+    os.remove(tmp_path / "dst" / names[0])  # an interrupted download left this one out
+    again = storage.download(f"gs://{bucket}/run/export", str(tmp_path / "dst"),
+                             client=gcs_client)
+    assert again.transferred == [names[0]]
+    assert sorted(again.skipped) == names[1:]
+
+    one = storage.download(f"gs://{bucket}/run/export/{names[1]}", str(tmp_path / "one"),
+                           client=gcs_client)
+    assert one.transferred == [os.path.basename(names[1])]
+
+
+def test_download_of_a_missing_prefix_names_it(tmp_path, gcs_client, bucket):
+    with pytest.raises(FileNotFoundError, match=f"gs://{bucket}/nothing"):
+        storage.download(f"gs://{bucket}/nothing", str(tmp_path), client=gcs_client)
+
+
+def test_checksum_mismatches_are_detected(tmp_path, gcs_client, bucket):
+    names = make_tree(tmp_path / "src", files=4)
+    storage.upload(str(tmp_path / "src"), f"gs://{bucket}/raw", client=gcs_client)
+
+    # Same size, other bytes: only the checksum can tell.
+    changed = tmp_path / "src" / names[1]
+    data = bytearray(read(changed))
+    data[10] ^= 0xFF
+    changed.write_bytes(bytes(data))
+    problems = storage.verify(str(tmp_path / "src"), f"gs://{bucket}/raw", client=gcs_client)
+    assert len(problems) == 1 and problems[0].startswith(f"checksum mismatch: {names[1]}")
+
+    # ... and an upload sends that file again, and only that one.
+    rerun = storage.upload(str(tmp_path / "src"), f"gs://{bucket}/raw", client=gcs_client)
+    assert rerun.transferred == [names[1]]
+
+    # An object whose bytes no longer match the CRC32C recorded for it (corruption at
+    # rest or in transit) fails the download, and nothing is left under its name.
+    blob = gcs_client.bucket(bucket).get_blob(f"raw/{names[2]}")
+    blob.crc32c = gcs.crc32c_of_bytes(b"other bytes")
+    blob.patch()
+    with pytest.raises(storage.ChecksumMismatchError, match=names[2]):
+        storage.download(f"gs://{bucket}/raw", str(tmp_path / "dst"), client=gcs_client,
+                         workers=1)
+    assert not (tmp_path / "dst" / names[2]).exists()
+
+
+def test_writability_check_reports_what_is_wrong(gcs_client, bucket):
+    paths.ensure_writable(f"gs://{bucket}/runs/a")  # the check the trainer and build call
+    assert storage.list_remote(gcs_client, f"gs://{bucket}") == {}  # the probe is gone
+
+    with pytest.raises(PermissionError, match="gs://no-such-bucket-dfd does not exist"):
+        paths.ensure_writable("gs://no-such-bucket-dfd/runs/a")
+    with pytest.raises(ValueError, match="gs://BUCKET"):
+        gcs.parse_url("gs:///runs")
+
+
+def test_transient_connection_errors_are_retried_with_backoff(tmp_path, monkeypatch):
+    """Cloud Storage unreachable at first (connection refused), back 1.5 s later."""
+    port = conftest.free_port()
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", f"http://127.0.0.1:{port}")
+    names = make_tree(tmp_path / "src", files=2)
+    servers = []
+    timer = threading.Timer(
+        1.5, lambda: servers.append(conftest.start_emulator(port, default_bucket="late")))
+    timer.start()
+    try:
+        start = time.monotonic()
+        stats = storage.upload(str(tmp_path / "src"), "gs://late/raw",
+                               client=gcs.make_client(conftest.PROJECT), retry_deadline_s=30)
+        assert time.monotonic() - start >= 1.5  # it waited for the server instead of failing
+        assert sorted(stats.transferred) == names
+    finally:
+        timer.join()
+        for server in servers:
+            server.stop()
+
+
+def run_cli(*args, env_host, tmp_path):
+    env = dict(os.environ, STORAGE_EMULATOR_HOST=env_host, XDG_CACHE_HOME=str(tmp_path / "cache"),
+               GOOGLE_CLOUD_PROJECT=conftest.PROJECT)
+    return subprocess.run([sys.executable, "-m", "deploy.storage", *args], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=120, check=False)
+
+
+def test_command_line(tmp_path, emulator_host, gcs_client, bucket):
+    names = make_tree(tmp_path / "src", files=3)
+    up = run_cli("upload", str(tmp_path / "src"), f"gs://{bucket}/raw", "--workers=2",
+                 env_host=emulator_host, tmp_path=tmp_path)
+    assert up.returncode == 0, up.stderr
+    assert json.loads(up.stdout) == {"transferred": 3, "skipped": 0, "resumed": 0,
+                                     "bytes_transferred": sum(
+                                         os.path.getsize(tmp_path / "src" / n) for n in names)}
+
+    (tmp_path / "src" / names[0]).write_bytes(b"changed")
+    check = run_cli("verify", str(tmp_path / "src"), f"gs://{bucket}/raw",
+                    env_host=emulator_host, tmp_path=tmp_path)
+    assert check.returncode == 1
+    assert check.stdout.splitlines() == [f"size mismatch: {names[0]}: local 7 bytes, remote "
+                                         f"{gcs_client.bucket(bucket).get_blob('raw/' + names[0]).size} bytes"]
+
+    ok = run_cli("check-writable", f"gs://{bucket}/runs", env_host=emulator_host,
+                 tmp_path=tmp_path)
+    assert ok.returncode == 0 and json.loads(ok.stdout) == {"writable": f"gs://{bucket}/runs"}
+    bad = run_cli("check-writable", "gs://no-such-bucket-dfd/runs", env_host=emulator_host,
+                  tmp_path=tmp_path)
+    assert bad.returncode == 1 and "gs://no-such-bucket-dfd does not exist" in bad.stderr
+
+    usage = run_cli("uplod", "a", "b", env_host=emulator_host, tmp_path=tmp_path)
+    assert usage.returncode != 0 and "upload, download, verify, check-writable" in usage.stderr
