@@ -27,9 +27,34 @@ test: install
 test-all: install
 	$(PY) -m pytest -m "not gpu" $(PYTEST_ARGS)
 
+# The demo's knobs: `make demo DEMO_TRAIN_FLAGS="--epochs=1"` etc. (tests/test_demo.py shrinks them all).
+DEMO_CONFIG ?= deploy/configs/demo_cpu.cfg
+DEMO_SYNTHETIC_FLAGS ?=
+DEMO_BUILD_FLAGS ?=
+DEMO_TRAIN_FLAGS ?=
+DEMO_PREDICT_COUNT ?= 3
+DEMO_TEST_IMAGES = $(DEMO_DIR)/raw -path '*/test/$(1)/*.jpg'
+
 demo: install
-	$(PY) -m preprocessing.synthetic --output_dir=$(DEMO_DIR)/raw
-	$(PY) -m preprocessing.build --manual_dir=$(DEMO_DIR)/raw --data_dir=$(DEMO_DIR)/data
+	@echo "== [1/6] $$(date +%T) Synthetic faces in the Kaggle layout -> $(DEMO_DIR)/raw"
+	$(PY) -m preprocessing.synthetic --output_dir=$(DEMO_DIR)/raw $(DEMO_SYNTHETIC_FLAGS)
+	@echo "== [2/6] $$(date +%T) Beam/TFDS build -> $(DEMO_DIR)/data"
+	$(PY) -m preprocessing.build --manual_dir=$(DEMO_DIR)/raw --data_dir=$(DEMO_DIR)/data $(DEMO_BUILD_FLAGS)
+	@echo "== [3/6] $$(date +%T) Training ResNet50 from scratch, 2 CPU replicas (MirroredStrategy) -> $(DEMO_DIR)/model"
+	rm -rf $(DEMO_DIR)/model
+	$(PY) -m trainer.task --flagfile=$(DEMO_CONFIG) --data_dir=$(DEMO_DIR)/data --model_dir=$(DEMO_DIR)/model $(DEMO_TRAIN_FLAGS)
+	@echo "== [4/6] $$(date +%T) Evaluation: threshold at the validation EER, report on test"
+	$(PY) -m trainer.evaluate --model_dir=$(DEMO_DIR)/model --data_dir=$(DEMO_DIR)/data --threshold=eer \
+		--write_threshold > $(DEMO_DIR)/model/evaluation.txt
+	@echo "== [5/6] $$(date +%T) Predictions with Grad-CAM on $(DEMO_PREDICT_COUNT) real and $(DEMO_PREDICT_COUNT) fake test images"
+	$(PY) -m trainer.predict --export_dir=$(DEMO_DIR)/model/export --output=$(DEMO_DIR)/predictions/predictions.csv \
+		--explain --explain_dir=$(DEMO_DIR)/predictions/explanations \
+		$$(find $(call DEMO_TEST_IMAGES,real) | sort | head -n $(DEMO_PREDICT_COUNT)) \
+		$$(find $(call DEMO_TEST_IMAGES,fake) | sort | head -n $(DEMO_PREDICT_COUNT))
+	@echo "== [6/6] $$(date +%T) Done. Test-split figures from this run:"
+	@$(PY) -m trainer.report --report_dir=$(DEMO_DIR)/model/report
+	@echo "predictions:    $(DEMO_DIR)/predictions/predictions.csv"
+	@echo "Grad-CAM:       $(DEMO_DIR)/predictions/explanations/"
 
 # tf-keras is installed without its dependencies: it pins the full `tensorflow`
 # distribution, which would land beside tensorflow-cpu.

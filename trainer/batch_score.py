@@ -5,7 +5,7 @@
     # At scale, on Dataflow (needs `pip install -e ".[dataflow]"`):
     python -m trainer.batch_score --export_dir=gs://b/model/export --inputs='gs://b/images/**' \
         --output=gs://b/scores/run1 --runner=DataflowRunner \
-        --beam_pipeline_options="--project=P,--region=R,--temp_location=gs://b/tmp"
+        --beam_pipeline_options=project=P,region=R,temp_location=gs://b/tmp,setup_file=./setup.py
 
 `trainer.predict` is the one-machine tool; this is the same scoring as a Beam
 job, for folders too large for one process. Inputs (files, folders, globs,
@@ -183,7 +183,9 @@ def run(*, export_dir: str, inputs: Sequence[str], output: str, runner: str = ru
         if pipeline_options:
             logging.warning("Ignoring --beam_pipeline_options with the local runner: %s", pipeline_options)
     else:
-        beam_runner, options = runners.named_runner(runner, list(pipeline_options))
+        # "project=P" and "--project=P" both work, as with `preprocessing.build` and `tfds build`.
+        options_list = [o if o.startswith("--") else f"--{o}" for o in (o.strip() for o in pipeline_options) if o]
+        beam_runner, options = runners.named_runner(runner, options_list)
     pipeline = beam.Pipeline(runner=beam_runner, options=options)
     build_pipeline(pipeline, export_dir=export_dir, inputs=inputs, output=output, threshold=threshold,
                    min_batch_size=min_batch_size, max_batch_size=max_batch_size, num_shards=num_shards)
@@ -209,7 +211,7 @@ flags.DEFINE_string("runner", runners.LOCAL, "'local' (FnApiRunner on this machi
 flags.DEFINE_integer("num_workers", None, "Local worker processes (default: one per core).")
 flags.DEFINE_enum("running_mode", "multi_processing", list(runners.RUNNING_MODES), "Local runner mode.")
 flags.DEFINE_list("beam_pipeline_options", [], "Comma-separated Beam options for a named runner, "
-                  "e.g. --project=P,--region=R,--temp_location=gs://b/tmp.")
+                  "e.g. project=P,region=R,temp_location=gs://b/tmp,setup_file=./setup.py.")
 flags.DEFINE_integer("min_batch_size", 1, "Smallest batch RunInference sends to the model.")
 flags.DEFINE_integer("max_batch_size", 32, "Largest batch RunInference sends to the model.")
 flags.DEFINE_integer("num_shards", 0, "Output files (0: the runner chooses).")
