@@ -77,7 +77,11 @@ class Builder(tfds.core.GeneratorBasedBuilder):
         if download_config.beam_runner is None and not runners.has_runner(
                 download_config.beam_options):
             options = download_config.beam_options
-            explicit = options.get_all_options(drop_default=True) if options else {}
+            # Options the user spelled out, even when equal to Beam's defaults
+            # (e.g. `tfds build --beam_pipeline_options=direct_running_mode=in_memory`).
+            given = " ".join(getattr(options, "_flags", None) or []) if options else ""
+            explicit = options.get_all_options() if options else {}
+            explicit = {key: value for key, value in explicit.items() if f"--{key}" in given}
             download_config.beam_runner, download_config.beam_options = runners.local_runner(
                 num_workers=explicit.get("direct_num_workers"),
                 running_mode=explicit.get("direct_running_mode", "multi_processing"),
