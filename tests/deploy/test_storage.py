@@ -224,3 +224,24 @@ def test_command_line(tmp_path, emulator_host, gcs_client, bucket):
 
     usage = run_cli("uplod", "a", "b", env_host=emulator_host, tmp_path=tmp_path)
     assert usage.returncode != 0 and "upload, download, verify, check-writable" in usage.stderr
+
+
+@pytest.mark.parametrize("command", ["build", "train"])
+def test_long_jobs_fail_in_seconds_on_an_unwritable_gs_output(command, tmp_path, emulator_host):
+    """The dataset build and the trainer run the check before any real work."""
+    if command == "build":
+        argv = ["-m", "preprocessing.build", "--manual_dir=" + os.path.join(
+            REPO, "tfds_builder", "real_and_fake_faces", "dummy_data"),
+            "--data_dir=gs://no-such-bucket-dfd/tfds", "--running_mode=in_memory"]
+    else:
+        (tmp_path / "data" / "real_and_fake_faces").mkdir(parents=True)
+        argv = ["-m", "trainer.task", "--flagfile=" + os.path.join(
+            REPO, "deploy", "configs", "demo_cpu.cfg"), f"--data_dir={tmp_path / 'data'}",
+            "--model_dir=gs://no-such-bucket-dfd/runs/r1"]
+    env = dict(os.environ, STORAGE_EMULATOR_HOST=emulator_host, TF_CPP_MIN_LOG_LEVEL="3")
+    start = time.monotonic()
+    result = subprocess.run([sys.executable, *argv], cwd=REPO, env=env, capture_output=True,
+                            text=True, timeout=180, check=False)
+    assert result.returncode != 0
+    assert "gs://no-such-bucket-dfd does not exist" in result.stderr, result.stderr[-3000:]
+    assert time.monotonic() - start < 60
