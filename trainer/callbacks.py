@@ -73,15 +73,17 @@ class Backup(keras.callbacks.Callback):
     Args:
         backup_dir: `<model_dir>/backup`.
         state: the position at which this `fit` starts (updated as it runs).
+        steps_per_epoch: full epoch length, in steps.
         every_steps: also back up every this many steps inside an epoch (0: epoch ends only).
         chief: whether this process writes the real files.
     """
 
-    def __init__(self, backup_dir: str, state: TrainingState, *, every_steps: int = 0,
-                 chief: bool = True):
+    def __init__(self, backup_dir: str, state: TrainingState, *, steps_per_epoch: int,
+                 every_steps: int = 0, chief: bool = True):
         super().__init__()
         self.backup_dir = backup_dir
         self.state = state
+        self.steps_per_epoch = steps_per_epoch
         self.every_steps = every_steps
         self.chief = chief
         self._first_step_offset = state.step
@@ -91,7 +93,9 @@ class Backup(keras.callbacks.Callback):
 
     def on_train_batch_end(self, batch, logs=None):
         self.state.step = self._first_step_offset + batch + 1
-        if self.every_steps and self.state.step % self.every_steps == 0:
+        # The last step of an epoch is saved by on_epoch_end, after validation.
+        if (self.every_steps and self.state.step % self.every_steps == 0
+                and self.state.step < self.steps_per_epoch):
             self.save()
 
     def on_epoch_end(self, epoch, logs=None):
@@ -154,7 +158,7 @@ class BestCheckpoint(keras.callbacks.Callback):
         directory = _worker_dir(self.directory, self.chief)
         tf.io.gfile.makedirs(directory)
         tmp = paths.join(directory, f"tmp-{uuid.uuid4().hex}.keras")
-        self.model.save(tmp)
+        inference_model(self.model).save(tmp)
         tf.io.gfile.rename(tmp, paths.join(directory, BEST_MODEL_FILENAME), overwrite=True)
         record = {"epoch": epoch, "monitor": self.monitor, "value": value,
                   "metrics": {k: float(v) for k, v in (logs or {}).items()}}
@@ -162,6 +166,15 @@ class BestCheckpoint(keras.callbacks.Callback):
         logging.info("Epoch %d: %s improved to %.4f; saved %s", epoch + 1, self.monitor, value,
                      self.directory)
         _cleanup(self.directory, self.chief, directory)
+
+
+def inference_model(model: keras.Model) -> keras.Model:
+    """The same layers and weights without the optimizer: what `.keras` files for use hold.
+
+    A training model's `.keras` file would carry the optimizer's slots too (3x
+    the size for Adam); resuming uses `backup/`, not these files.
+    """
+    return keras.Model(model.input, model.output, name=model.name)
 
 
 def read_best(directory: str) -> dict | None:

@@ -21,6 +21,9 @@ _BACKBONES = {
     "xception": (keras.applications.Xception, "tf"),
     "efficientnetv2s": (keras.applications.EfficientNetV2S, "raw"),
 }
+# Layer name each constructor gives its model (EfficientNetV2 derives its block
+# layout from the name, so it cannot be renamed).
+_LAYER_NAMES = {"resnet50": "resnet50", "xception": "xception", "efficientnetv2s": "efficientnetv2-s"}
 # The stage names a user can pass to --fine_tune_from, per backbone (layer-name prefixes).
 STAGES = {
     "resnet50": ("conv1", "conv2", "conv3", "conv4", "conv5"),
@@ -104,7 +107,7 @@ def build_model(backbone: str = "resnet50", *, image_size: int = 224, weights: s
         raise ValueError(f"--backbone={backbone!r} is not one of {list(config_lib.BACKBONES)}.")
     constructor, mode = _BACKBONES[backbone]
     kwargs = {"include_top": False, "weights": _backbone_weights(weights),
-              "input_shape": (image_size, image_size, 3), "name": backbone}
+              "input_shape": (image_size, image_size, 3)}
     if backbone == "efficientnetv2s":
         kwargs["include_preprocessing"] = True
     base = constructor(**kwargs)
@@ -122,9 +125,10 @@ def build_model(backbone: str = "resnet50", *, image_size: int = 224, weights: s
 def backbone_of(model: keras.Model) -> keras.Model:
     """The backbone sub-model inside a model made by `build_model`."""
     for layer in model.layers:
-        if layer.name in _BACKBONES:
+        if layer.name in _LAYER_NAMES.values():
             return layer
-    raise ValueError(f"Model {model.name!r} has no backbone layer named one of {list(_BACKBONES)}.")
+    raise ValueError(
+        f"Model {model.name!r} has no backbone layer named one of {list(_LAYER_NAMES.values())}.")
 
 
 def set_phase(model: keras.Model, phase: str, *, fine_tune_from: str = "conv4") -> None:
@@ -167,7 +171,7 @@ def stage_start(base: keras.Model, stage: str) -> int:
         if layer.name.startswith(stage + "_") or layer.name == stage or (
                 layer.name.startswith(stage) and layer.name[len(stage):len(stage) + 1].isalpha()):
             return index
-    stages = STAGES.get(base.name, ())
+    stages = next((STAGES[k] for k, v in _LAYER_NAMES.items() if v == base.name), ())
     raise ValueError(
         f"--fine_tune_from={stage!r} names no layer of backbone {base.name!r}; use 'all' or one "
         f"of {list(stages)}.")

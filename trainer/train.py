@@ -268,8 +268,8 @@ def run(config: config_lib.TrainConfig, *, strategy: tf.distribute.Strategy | No
                 callbacks_lib.StopOnNaN(backup_dir),
                 callbacks_lib.BestCheckpoint(checkpoint_dir, state, monitor=MONITOR, chief=chief),
                 callbacks_lib.HistoryCSV(history_csv, phase_name=phase.name, chief=chief),
-                callbacks_lib.Backup(backup_dir, state, every_steps=config.backup_every_steps,
-                                     chief=chief),
+                callbacks_lib.Backup(backup_dir, state, steps_per_epoch=steps_per_epoch,
+                                     every_steps=config.backup_every_steps, chief=chief),
             ]
             if early:
                 fit_callbacks.append(early)
@@ -344,7 +344,7 @@ def _finish(config, model, strategy, *, chief, state, builder, datasets, validat
             image_size=config.image_size, threshold=result["threshold"],
             threshold_source=result["threshold_source"], backbone=config.backbone)
         export.export_detector(model, result["export_dir"], metadata)
-        model.save(result["keras_model"])
+        callbacks_lib.inference_model(model).save(result["keras_model"])
     result["history"] = callbacks_lib.read_history(result["history_csv"])
 
     metrics = result["best_metrics"]
