@@ -38,6 +38,7 @@ from absl import flags
 from absl import logging
 from google.api_core import exceptions as api_exceptions
 from google.cloud.storage import exceptions as storage_exceptions
+import requests
 
 from preprocessing import gcs
 
@@ -183,8 +184,6 @@ def _resumable_upload(blob, local_path: str, size: int, crc: str, *, chunk_size:
     Returns:
         (the object's metadata as Cloud Storage reports it, the offset resumed from).
     """
-    import requests  # pylint: disable=import-outside-toplevel
-
     state_file = _state_path(state_dir, blob.bucket.name, blob.name, local_path, size, crc)
     session = requests.Session()
     url, offset, resource = None, 0, None
@@ -223,6 +222,13 @@ def _resumable_upload(blob, local_path: str, size: int, crc: str, *, chunk_size:
         last = position + len(chunk) - 1
         response = session.put(url, data=chunk, headers={
             "Content-Range": f"bytes {position}-{last}/{size}" if chunk else f"bytes */{size}"})
+        if response.status_code == 400 and "crc32c" in response.text.lower():
+            os.remove(state_file)  # the session is spent; a rerun starts a new one
+            raise ChecksumMismatchError(
+                f"Cloud Storage rejected gs://{blob.bucket.name}/{blob.name}: the bytes it "
+                f"received do not match {local_path}'s CRC32C {crc} ({response.text[:300]}). "
+                "Fix: rerun the command; if it fails again, the file is changing while it "
+                "is read.")
         _raise_for_status(response)
         failed_before["value"] = False
         if response.status_code in (200, 201):
@@ -510,10 +516,14 @@ def main(argv):
                 logging.error("%d problem(s) between %s and %s.", len(problems), *args)
                 return 1
             logging.info("%s and %s hold the same bytes.", *args)
+    except KeyboardInterrupt:
+        logging.warning("Interrupted. Rerun the same command: it skips what already arrived "
+                        "and continues big files from their last chunk.")
+        return 130
     except (PermissionError, FileNotFoundError, ValueError, ChecksumMismatchError) as error:
         logging.error("%s", error)
         return 1
-    except api_exceptions.GoogleAPIError as error:
+    except (api_exceptions.GoogleAPIError, requests.exceptions.RequestException) as error:
         logging.error("Cloud Storage refused the request: %s. Fix: check the gs:// path and "
                       "that your credentials may read/write it (`dfd-storage check-writable "
                       "gs://...`).", error)

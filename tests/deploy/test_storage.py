@@ -161,6 +161,22 @@ def test_checksum_mismatches_are_detected(tmp_path, gcs_client, bucket):
     assert not (tmp_path / "dst" / names[2]).exists()
 
 
+def test_cloud_storage_rejects_bytes_that_do_not_match_the_checksum_sent(
+        tmp_path, gcs_client, bucket):
+    """The resumable session declares the file's CRC32C; other bytes arriving fail it."""
+    local = tmp_path / "archive.zip"
+    local.write_bytes(os.urandom(300 * KIB))
+    blob = gcs_client.bucket(bucket).blob("raw/archive.zip")
+    declared = gcs.crc32c_of_bytes(b"what the file held when it was checksummed")
+    with pytest.raises(storage.ChecksumMismatchError, match="do not match"):
+        storage._resumable_upload(  # pylint: disable=protected-access
+            blob, str(local), 300 * KIB, declared, chunk_size=256 * KIB,
+            state_dir=str(tmp_path / "state"), retry=gcs.make_retry(10), on_chunk=None,
+            relative="archive.zip")
+    assert not gcs_client.bucket(bucket).get_blob("raw/archive.zip")
+    assert os.listdir(tmp_path / "state") == []  # a rerun starts a fresh session
+
+
 def test_writability_check_reports_what_is_wrong(gcs_client, bucket):
     paths.ensure_writable(f"gs://{bucket}/runs/a")  # the check the trainer and build call
     assert storage.list_remote(gcs_client, f"gs://{bucket}") == {}  # the probe is gone
