@@ -37,6 +37,7 @@ from absl import app
 from absl import flags
 from absl import logging
 from google.api_core import exceptions as api_exceptions
+from google.auth import exceptions as auth_exceptions
 from google.cloud.storage import exceptions as storage_exceptions
 import requests
 
@@ -522,6 +523,10 @@ def main(argv):
         return 130
     except (PermissionError, FileNotFoundError, ValueError, ChecksumMismatchError) as error:
         logging.error("%s", error)
+        return 1
+    except auth_exceptions.DefaultCredentialsError as error:
+        logging.error("No Google credentials (%s). Fix: run `gcloud auth application-default "
+                      "login`, or run on a VM or job with a service account.", error)
         return 1
     except (api_exceptions.GoogleAPIError, requests.exceptions.RequestException) as error:
         logging.error("Cloud Storage refused the request: %s. Fix: check the gs:// path and "
