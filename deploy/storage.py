@@ -10,13 +10,13 @@ Why a command of our own rather than `gcloud storage cp`: a 140k-image upload fr
 laptop gets interrupted, and restarting it must not send the same files again. Here
 every transfer compares size and CRC32C with what is already there and skips what
 matches; files at or above --resumable_threshold_mib go up through a resumable session
-whose URL is kept in --state_dir, so a killed upload of the 4 GiB Kaggle zip restarts
+whose URL is kept in --state_dir, so a killed upload of the multi-GB Kaggle zip restarts
 from its last chunk, not from byte 0. Transient errors (429, 5xx, dropped connections)
 are retried with exponential backoff; every transferred file is checked against the
 CRC32C that Cloud Storage computed.
 
-Runtime: the 140k-image Kaggle folder (about 4 GiB) takes minutes to tens of minutes
-depending on the uplink; --workers sets how many files move at once.
+Runtime: bound by the network uplink (not measured here); --workers sets how many
+files move at once.
 
 Credentials: Application Default Credentials; nothing is read from files in this repo.
 Prints a one-line JSON summary (or, for verify, one line per problem) on stdout.

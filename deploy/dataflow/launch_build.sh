@@ -6,8 +6,8 @@
 #   MANUAL_DIR=gs://my-bucket/raw/real_vs_fake DATA_DIR=gs://my-bucket/tfds \
 #   TEMP_LOCATION=gs://my-bucket/dataflow/tmp deploy/dataflow/launch_build.sh
 #
-# Runtime: the launcher blocks until the job ends; workers take 3-5 minutes to start,
-# then the build scales with MAX_NUM_WORKERS (not measured here: no GCP access).
+# Runtime: the launcher blocks until the job ends: worker start-up, then a build that
+# scales with MAX_NUM_WORKERS (not measured here: no GCP access from the build machine).
 # Needs, on the launching machine: pip install -e ".[cpu,dataflow]" and Application
 # Default Credentials (gcloud auth application-default login). Workers run as the
 # Dataflow worker service account (SERVICE_ACCOUNT to choose another).

@@ -3,7 +3,8 @@
 #
 #   IMAGE_PREFIX=europe-west4-docker.pkg.dev/PROJECT/REPO TAG=v1 deploy/docker/build_and_push.sh
 #
-# Runtime: 5-20 minutes (the GPU base image is several GB), most of it the first pull.
+# Runtime: dominated by the first pull of the multi-GB GPU base image (not measured here:
+# no Docker engine on the build machine).
 # Needs Docker and `gcloud auth configure-docker REGION-docker.pkg.dev` done once;
 # no credentials are stored by this script.
 set -euo pipefail

@@ -9,8 +9,8 @@
 #   DATA_DIR=gs://my-bucket/tfds MODEL_DIR=gs://my-bucket/runs/r1 \
 #   deploy/gce/create_gpu_vm.sh
 #
-# Runtime: about a minute to create; the first boot adds 5-10 minutes (NVIDIA driver
-# install, image pull) before training starts. Spot VMs (SPOT=1) are stopped, not
+# Runtime: the create call returns once the VM exists; the first boot also installs the
+# NVIDIA driver and pulls the image before training starts (not measured here). Spot VMs (SPOT=1) are stopped, not
 # deleted, on preemption; `gcloud compute instances start` reruns the start-up script
 # and the trainer resumes from MODEL_DIR/backup.
 # Credentials: the VM's service account (SERVICE_ACCOUNT, default: the Compute Engine

@@ -9,7 +9,8 @@
 # holds _SUCCESS already, wait for the NVIDIA driver, fetch the flagfile from GCS, run
 # the trainer image on all GPUs (the trainer resumes from MODEL_DIR/backup when it
 # exists), upload the log and an exit record to MODEL_DIR/vm_logs/, stop the VM.
-# Runtime: the training run (hours for the 140k dataset), plus 5-10 minutes on first boot.
+# Runtime: the training run, plus the driver install and image pull on first boot
+# (not measured here).
 # Credentials: the VM's service account, through the metadata server; none in this file.
 set -euo pipefail
 

@@ -6,7 +6,8 @@
 #   IMAGE_URI=europe-west4-docker.pkg.dev/my-project/dfd/dfd-train:v1 \
 #   DATA_DIR=gs://my-bucket/tfds MODEL_DIR=gs://my-bucket/runs/r1 deploy/vertex/submit.sh
 #
-# Runtime: seconds to submit; the job provisions in minutes, then trains. Follow it with
+# Runtime: the submit call returns at once; the job provisions, then trains (not measured
+# here: no GCP access from the build machine). Follow it with
 # `gcloud ai custom-jobs stream-logs JOB --region=REGION`.
 # Credentials: your Application Default Credentials submit; the job runs as the Vertex AI
 # service agent or SERVICE_ACCOUNT, which needs storage access to DATA_DIR and MODEL_DIR.
