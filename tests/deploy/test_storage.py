@@ -242,6 +242,74 @@ def test_command_line(tmp_path, emulator_host, gcs_client, bucket):
     assert usage.returncode != 0 and "upload, download, verify, check-writable" in usage.stderr
 
 
+def wait_for(condition, process, what, timeout_s=60):
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert process.poll() is None, f"the upload ended before {what}: {process.stderr.read()}"
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.005)
+
+
+def cli_env(host, tmp_path):
+    return dict(os.environ, STORAGE_EMULATOR_HOST=host, XDG_CACHE_HOME=str(tmp_path / "cache"),
+                GOOGLE_CLOUD_PROJECT=conftest.PROJECT)
+
+
+def test_killed_upload_sends_only_the_rest_on_rerun(tmp_path, gcs_client, bucket, slow_proxy):
+    """SIGKILL in the middle of a folder upload, over a slow link; then the same command."""
+    names = make_tree(tmp_path / "src", files=12)
+    argv = [sys.executable, "-m", "deploy.storage", "upload", str(tmp_path / "src"),
+            f"gs://{bucket}/raw", "--workers=1"]
+    env = cli_env(f"http://127.0.0.1:{slow_proxy.port}", tmp_path)
+    uploads = f"POST /upload/storage/v1/b/{bucket}/o?uploadType=multipart".encode()
+    process = subprocess.Popen(argv, cwd=REPO, env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        # The 5th upload is sent only after the 4th was answered: 4 objects exist.
+        wait_for(lambda: slow_proxy.count(uploads) >= 5, process, "the 5th file")
+    finally:
+        process.kill()
+        process.wait()
+    present = set(storage.list_remote(gcs_client, f"gs://{bucket}/raw"))
+    assert 4 <= len(present) < len(names)
+
+    rerun = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True,
+                           timeout=120, check=False)
+    assert rerun.returncode == 0, rerun.stderr
+    summary = json.loads(rerun.stdout)
+    assert (summary["skipped"], summary["transferred"]) == (len(present), len(names) - len(present))
+    assert storage.verify(str(tmp_path / "src"), f"gs://{bucket}/raw", client=gcs_client) == []
+
+
+def test_killed_upload_of_a_big_file_resumes_mid_file(tmp_path, gcs_client, bucket, slow_proxy):
+    """SIGKILL during the resumable upload of one big file; the rerun sends the rest."""
+    payload = os.urandom(8 * 256 * KIB + 123)
+    (tmp_path / "archive.zip").write_bytes(payload)
+    argv = [sys.executable, "-m", "deploy.storage", "upload", str(tmp_path / "archive.zip"),
+            f"gs://{bucket}/raw", "--chunk_mib=0.25", "--resumable_threshold_mib=1"]
+    env = cli_env(f"http://127.0.0.1:{slow_proxy.port}", tmp_path)
+    process = subprocess.Popen(argv, cwd=REPO, env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        # Chunks go one after the other: when the 4th is sent, 3 were stored.
+        wait_for(lambda: slow_proxy.count(b"PUT /upload/storage/v1/b/") >= 4, process,
+                 "the 4th chunk")
+    finally:
+        process.kill()
+        process.wait()
+    assert storage.list_remote(gcs_client, f"gs://{bucket}/raw") == {}
+    assert len(os.listdir(tmp_path / "cache" / "dfd-storage")) == 1
+
+    rerun = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True,
+                           timeout=120, check=False)
+    assert rerun.returncode == 0, rerun.stderr
+    summary = json.loads(rerun.stdout)
+    assert summary["resumed"] == 1 and summary["transferred"] == 1
+    assert summary["bytes_transferred"] <= len(payload) - 3 * 256 * KIB
+    assert gcs_client.bucket(bucket).blob("raw/archive.zip").download_as_bytes() == payload
+    assert os.listdir(tmp_path / "cache" / "dfd-storage") == []
+
+
 @pytest.mark.parametrize("command", ["build", "train"])
 def test_long_jobs_fail_in_seconds_on_an_unwritable_gs_output(command, tmp_path, emulator_host):
     """The dataset build and the trainer run the check before any real work."""
