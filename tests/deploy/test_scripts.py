@@ -187,9 +187,10 @@ def test_vertex_specs_parse_and_match_their_strategies(trainer_parses):
     single = vertex_spec("single")["workerPoolSpecs"]
     assert len(single) == 1 and single[0]["replicaCount"] == 1
     assert single[0]["machineSpec"]["acceleratorCount"] == 8
-    multi = vertex_spec("multi", NUM_WORKERS="4", ACCELERATOR_COUNT="2",
-                        MACHINE_TYPE="n1-standard-16",
-                        ACCELERATOR_TYPE="NVIDIA_TESLA_V100")["workerPoolSpecs"]
+    multi_job = vertex_spec("multi", NUM_WORKERS="4", ACCELERATOR_COUNT="2",
+                            MACHINE_TYPE="n1-standard-16", ACCELERATOR_TYPE="NVIDIA_TESLA_V100")
+    assert multi_job["scheduling"] == {"restartJobOnWorkerRestart": True}
+    multi = multi_job["workerPoolSpecs"]
     assert [pool["replicaCount"] for pool in multi] == [1, 3]  # chief + 3 workers
     assert multi[0]["containerSpec"] == multi[1]["containerSpec"]
     assert multi[1]["machineSpec"] == {"machineType": "n1-standard-16",
