@@ -24,6 +24,7 @@ Prints a one-line JSON summary (or, for verify, one line per problem) on stdout.
 
 from __future__ import annotations
 
+import base64
 import concurrent.futures
 import dataclasses
 import hashlib
@@ -129,11 +130,22 @@ def list_remote(client, url: str, retry=None) -> dict[str, RemoteObject]:
 
 
 def _same_content(local_path: str, remote: RemoteObject | None, local_crc: str | None = None) -> bool:
+    """Same size and CRC32C (MD5 when an object has no CRC32C); False when unsure."""
     if remote is None or os.path.getsize(local_path) != remote.size:
         return False
     if remote.crc32c:
         return (local_crc or gcs.crc32c_of_file(local_path)) == remote.crc32c
-    return False  # No CRC32C (never the case on GCS): transfer again rather than guess.
+    if remote.md5_hash:
+        return _md5_of_file(local_path) == remote.md5_hash
+    return False  # Nothing to compare with: transfer again rather than guess.
+
+
+def _md5_of_file(path: str, block_size: int = 8 << 20) -> str:
+    digest = hashlib.md5(usedforsecurity=False)
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(block_size), b""):
+            digest.update(block)
+    return base64.b64encode(digest.digest()).decode("ascii")
 
 
 # --------------------------------------------------------------------------- upload
@@ -425,8 +437,9 @@ def verify(local: str, url: str, *, client=None) -> list[str]:
         elif os.path.getsize(local_path) != obj.size:
             problems.append(f"size mismatch: {key}: local {os.path.getsize(local_path)} "
                             f"bytes, remote {obj.size} bytes")
-        elif (crc := gcs.crc32c_of_file(local_path)) != obj.crc32c:
-            problems.append(f"checksum mismatch: {key}: local CRC32C {crc}, remote {obj.crc32c}")
+        elif not _same_content(local_path, obj):
+            problems.append(f"checksum mismatch: {key}: local CRC32C "
+                            f"{gcs.crc32c_of_file(local_path)}, remote {obj.crc32c}")
     problems.extend(f"only in {url}: {key}" for key in sorted(set(remote) - seen))
     return problems
 
