@@ -1,9 +1,10 @@
 """The Beam steps that turn listed inputs into keyed TFDS examples and a ledger.
 
-    SourceFile ─ListInputs─► ReadAndValidate ─good─► KeyBySha256 ─► GroupBySha256 ─► ResolveDuplicates ─► examples
-                    │                 └─bad──► RejectInvalid ──┐                            │ (dropped)     (split, id, dict)
-                    └─(listing problem)────► RejectListed ─────┴──────────── ledger ◄───────┘
-                                                                   one JSON record per input
+    SourceFile ─ListInputs─► ReadAndValidate ─good─► ToExample ──────────────(DropLeakedCopies)──► examples
+                    │                 │         └─► Fingerprint ─► GroupBySha256 ─► ResolveDuplicates  (split, id, dict)
+                    │                 └─bad──► RejectInvalid ──┐                          │
+                    └─(listing problem)────► RejectListed ─────┴────────── ledger ◄───────┘
+                                                                one JSON record per input
 
 Every input ends as exactly one ledger record, "written" or "rejected" with a
 reason, which is how "inputs read = examples written + rejects" holds by
@@ -106,10 +107,28 @@ def _reject_listed(source: sources_lib.SourceFile) -> dict:
                          detail=details.get(source.problem, ""))
 
 
-class ResolveDuplicatesFn(beam.DoFn):
-    """Emits the examples of one SHA-256 group, and a ledger record per member.
+def _fingerprint(valid: ValidImage):
+    """(sha256, (source, conversion)): what duplicate detection needs, without the bytes."""
+    return valid.image.sha256, (valid.source, valid.image.conversion)
 
-    Main output: (split, id, example dict). Tagged output "ledger": dicts.
+
+def _to_example(valid: ValidImage):
+    """(split, id, example dict) in the features of `schema.features()`."""
+    source, image = valid.source, valid.image
+    return source.split, source.id, {
+        schema.IMAGE: image.jpeg,
+        schema.LABEL: source.label,
+        schema.ID: source.id,
+        schema.FILENAME: posixpath.basename(source.id),
+        schema.SHA256: image.sha256,
+    }
+
+
+class ResolveDuplicatesFn(beam.DoFn):
+    """Decides the outcome of every member of one SHA-256 group.
+
+    Main output: one ledger record per member. Tagged output "dropped":
+    (id, sha256) of the leaked copies to leave out, with duplicates="drop".
     """
 
     def __init__(self, duplicates: str):
@@ -119,37 +138,28 @@ class ResolveDuplicatesFn(beam.DoFn):
 
     def process(self, element):
         sha256, members = element
-        members = sorted(members, key=lambda v: (schema.SPLITS.index(v.source.split), v.source.id))
-        first = members[0]
-        for index, valid in enumerate(members):
-            source, image = valid.source, valid.image
+        members = sorted(members, key=lambda m: (schema.SPLITS.index(m[0].split), m[0].id))
+        first = members[0][0]
+        for index, (source, conversion) in enumerate(members):
             duplicate = ""
             if index:
-                duplicate = (DUPLICATE_WITHIN_SPLIT if source.split == first.source.split
+                duplicate = (DUPLICATE_WITHIN_SPLIT if source.split == first.split
                              else DUPLICATE_ACROSS_SPLITS)
                 Metrics.counter(METRICS_NAMESPACE, duplicate).inc()
-            duplicate_of = first.source.id if index else ""
+            duplicate_of = first.id if index else ""
             if duplicate == DUPLICATE_ACROSS_SPLITS and self._drop:
                 Metrics.counter(METRICS_NAMESPACE, f"rejected_{DUPLICATE_ACROSS_SPLITS}").inc()
-                yield beam.pvalue.TaggedOutput("ledger", ledger_record(
+                yield beam.pvalue.TaggedOutput("dropped", (source.id, sha256))
+                yield ledger_record(
                     source, REJECTED, reason=DUPLICATE_ACROSS_SPLITS,
-                    detail=f"same bytes as {first.source.id} ({first.source.split})",
-                    sha256=sha256, conversion=image.conversion, duplicate=duplicate,
-                    duplicate_of=duplicate_of))
+                    detail=f"same bytes as {first.id} ({first.split})", sha256=sha256,
+                    conversion=conversion, duplicate=duplicate, duplicate_of=duplicate_of)
                 continue
             Metrics.counter(METRICS_NAMESPACE, f"written_{source.split}").inc()
-            if image.conversion:
+            if conversion:
                 Metrics.counter(METRICS_NAMESPACE, "converted").inc()
-            yield beam.pvalue.TaggedOutput("ledger", ledger_record(
-                source, WRITTEN, sha256=sha256, conversion=image.conversion,
-                duplicate=duplicate, duplicate_of=duplicate_of))
-            yield source.split, source.id, {
-                schema.IMAGE: image.jpeg,
-                schema.LABEL: source.label,
-                schema.ID: source.id,
-                schema.FILENAME: posixpath.basename(source.id),
-                schema.SHA256: sha256,
-            }
+            yield ledger_record(source, WRITTEN, sha256=sha256, conversion=conversion,
+                                duplicate=duplicate, duplicate_of=duplicate_of)
 
 
 class BuildExamples(beam.PTransform):
@@ -158,6 +168,11 @@ class BuildExamples(beam.PTransform):
     Applied to the pipeline root. Outputs a dict:
         "examples": (split, id, example dict) for every written input;
         "ledger": one dict per input (see `ledger_record`).
+
+    The image bytes go straight from validation to the examples, in the same
+    fused stage: only the small fingerprints are grouped by SHA-256. With
+    duplicates="drop" the examples wait for the list of leaked copies (a side
+    input), which costs one extra pass over the bytes.
     """
 
     def __init__(self, source_files: list[sources_lib.SourceFile], duplicates: str = "keep"):
@@ -175,16 +190,21 @@ class BuildExamples(beam.PTransform):
             read_and_validate).with_exception_handling(exc_class=images.InvalidImageError)
         resolved = (
             good
-            | "KeyBySha256" >> beam.Map(lambda valid: (valid.image.sha256, valid))
+            | "Fingerprint" >> beam.Map(_fingerprint)
             | "GroupBySha256" >> beam.GroupByKey()
             | "ResolveDuplicates" >> beam.ParDo(ResolveDuplicatesFn(self._duplicates)).with_outputs(
-                "ledger", main="examples"))
+                "dropped", main="ledger"))
+        examples = good | "ToExample" >> beam.Map(_to_example)
+        if self._duplicates == "drop":
+            examples = examples | "DropLeakedCopies" >> beam.Filter(
+                lambda example, dropped: example[1] not in dropped,
+                dropped=beam.pvalue.AsDict(resolved.dropped))
         ledger = (
             (resolved.ledger,
              bad | "RejectInvalid" >> beam.Map(_reject_invalid),
              unreadable | "RejectListed" >> beam.Map(_reject_listed))
             | "MergeLedger" >> beam.Flatten())
-        return {"examples": resolved.examples, "ledger": ledger}
+        return {"examples": examples, "ledger": ledger}
 
 
 class SelectSplit(beam.PTransform):
