@@ -16,9 +16,18 @@ reused from --output_dir):
   shuffle and sharded writing, rejects.jsonl and the summary; wall clock from
   start to finished dataset, worker start-up included.
 
+- beam in_memory: the same, in one process (no worker processes).
+
+Every variant is also timed on a tiny copy of the set (2 images per class and
+split, 12 in all): that is its start-up cost (pipeline construction, worker
+processes, one bundle per stage). The marginal rate, (N - 12) images over
+(t_N - t_12) seconds, is what a variant adds per image once started, i.e. what
+dominates on the 140k-image Kaggle set.
+
 Prints a Markdown table: median seconds over --repeats, images/second, and
-images/second per core (per worker process; the loop uses one), and the ratio
-of each Beam per-core rate to the loop's.
+images/second per core (per worker process; the loop and in_memory use one),
+the ratio of each per-core rate to the loop's, start-up seconds, and the same
+ratio for the marginal rate.
 """
 
 from __future__ import annotations
@@ -77,6 +86,20 @@ def make_inputs(output_dir: str, num_images: int, image_size: int) -> str:
     return raw
 
 
+def make_tiny(raw: str, output_dir: str, per_class: int = 2) -> str:
+    """A <split>/{real,fake}/ copy of `per_class` images per class and split (no CSVs)."""
+    tiny = os.path.join(output_dir, "tiny")
+    shutil.rmtree(tiny, ignore_errors=True)
+    image_root = os.path.join(raw, synthetic.KAGGLE_IMAGE_ROOT)
+    for folder in synthetic.SPLIT_FOLDERS:
+        for class_name in schema.LABEL_NAMES:
+            source_dir = os.path.join(image_root, folder, class_name)
+            os.makedirs(os.path.join(tiny, folder, class_name))
+            for name in sorted(os.listdir(source_dir))[:per_class]:
+                shutil.copy(os.path.join(source_dir, name), os.path.join(tiny, folder, class_name))
+    return tiny
+
+
 def loop_build(raw: str, out_dir: str) -> int:
     """The baseline: the build's per-image work in one plain Python loop."""
     shutil.rmtree(out_dir, ignore_errors=True)
@@ -111,45 +134,59 @@ def loop_build(raw: str, out_dir: str) -> int:
     return written
 
 
-def beam_build(raw: str, data_dir: str, workers: int) -> int:
+def beam_build(raw: str, data_dir: str, workers: int, mode: str = "multi_processing") -> int:
     shutil.rmtree(data_dir, ignore_errors=True)
     result = build.run(build.BuildConfig(
         manual_dir=raw, data_dir=data_dir, num_workers=workers,
-        running_mode="multi_processing", max_reject_fraction=None))
+        running_mode=mode, max_reject_fraction=None))
     return result["summary"]["total"]["written"]
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
     raw = make_inputs(args.output_dir, args.num_images, args.image_size)
+    tiny = make_tiny(raw, args.output_dir)
     workers = [int(w) for w in args.workers.split(",") if w.strip()]
+    # (row name, key, cores, function(input folder, output folder) -> examples written)
+    variants = [("plain Python loop (baseline)", "loop", 1, loop_build),
+                ("Beam FnApiRunner, in_memory (one process)", "beam_in_memory", 1,
+                 lambda source, out: beam_build(source, out, 1, "in_memory"))]
+    variants += [(f"Beam FnApiRunner, multi_processing, {n} worker{'s' * (n > 1)}", f"beam{n}", n,
+                  lambda source, out, n=n: beam_build(source, out, n)) for n in workers]
     timings: dict[str, list[float]] = collections.defaultdict(list)
-    counts = {}
+    counts: dict[str, int] = {}
     for _ in range(args.repeats):
-        start = time.perf_counter()
-        counts["loop"] = loop_build(raw, os.path.join(args.output_dir, "loop"))
-        timings["loop"].append(time.perf_counter() - start)
-        for n in workers:
-            start = time.perf_counter()
-            counts[f"beam{n}"] = beam_build(raw, os.path.join(args.output_dir, f"beam{n}"), n)
-            timings[f"beam{n}"].append(time.perf_counter() - start)
-    if len(set(counts.values())) != 1:
-        print(f"Mismatch in examples written: {counts}", file=sys.stderr)
-        return 1
-    images_count = counts["loop"]
-    loop_per_core = images_count / statistics.median(timings["loop"])
-    print(f"\nDataset build, {images_count} synthetic {args.image_size}x{args.image_size} JPEGs, "
+        for _, key, _, function in variants:
+            for size, source in (("tiny", tiny), ("full", raw)):
+                start = time.perf_counter()
+                counts[key, size] = function(source, os.path.join(args.output_dir, "out", key))
+                timings[key, size].append(time.perf_counter() - start)
+    for size in ("tiny", "full"):
+        if len({n for (_, s), n in counts.items() if s == size}) != 1:
+            print(f"Mismatch in examples written: {counts}", file=sys.stderr)
+            return 1
+    n_full, n_tiny = counts["loop", "full"], counts["loop", "tiny"]
+    loop_seconds = statistics.median(timings["loop", "full"])
+    loop_rate = n_full / loop_seconds
+    loop_marginal = (n_full - n_tiny) / max(1e-9, loop_seconds - statistics.median(
+        timings["loop", "tiny"]))
+    print(f"\nDataset build, {n_full} synthetic {args.image_size}x{args.image_size} JPEGs, "
           f"{os.cpu_count()} CPUs visible, median of {args.repeats} run(s):\n")
-    print("| variant | cores | seconds | images/s | images/s per core | per-core vs loop |")
-    print("|---|---:|---:|---:|---:|---:|")
-    rows = [("plain Python loop (baseline)", "loop", 1)]
-    rows += [(f"Beam FnApiRunner, multi_processing, {n} worker{'s' * (n > 1)}", f"beam{n}", n)
-             for n in workers]
-    for name, key, cores in rows:
-        seconds = statistics.median(timings[key])
-        rate = images_count / seconds
-        print(f"| {name} | {cores} | {seconds:.1f} | {rate:.0f} | {rate / cores:.0f} | "
-              f"{rate / cores / loop_per_core:.0%} |")
+    print("| variant | cores | seconds | images/s | images/s per core | per-core vs loop "
+          "| start-up s (12 images) | marginal images/s per core | marginal per-core vs loop |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for name, key, cores, _ in variants:
+        seconds = statistics.median(timings[key, "full"])
+        startup = statistics.median(timings[key, "tiny"])
+        per_core = n_full / seconds / cores
+        # Below ~20% of the run, the difference is noise: no marginal figure.
+        if seconds - startup > 0.2 * seconds:
+            marginal = (n_full - n_tiny) / (seconds - startup) / cores
+            marginal_cells = f"{marginal:.0f} | {marginal / loop_marginal:.0%}"
+        else:
+            marginal_cells = "n/a (start-up dominates) | n/a"
+        print(f"| {name} | {cores} | {seconds:.1f} | {n_full / seconds:.0f} | {per_core:.0f} | "
+              f"{per_core / loop_rate:.0%} | {startup:.1f} | {marginal_cells} |")
     return 0
 
 
