@@ -202,19 +202,23 @@ def run(*, export_dir: str, inputs: Sequence[str], output: str, runner: str = ru
 
 FLAGS = flags.FLAGS
 
-flags.DEFINE_string("export_dir", None, "Exported detector: <model_dir>/export written by trainer.task.")
-flags.DEFINE_list("inputs", None, "Comma-separated files, folders or globs (local or gs://).")
-flags.DEFINE_string("output", None, "Output prefix: writes <output>-NNNNN-of-NNNNN.jsonl (local or gs://).")
-flags.DEFINE_float("threshold", None, "Override the threshold recorded in the export's detector.json.")
-flags.DEFINE_string("runner", runners.LOCAL, "'local' (FnApiRunner on this machine) or a Beam runner name, "
-                    "e.g. DataflowRunner, FlinkRunner, PrismRunner.")
-flags.DEFINE_integer("num_workers", None, "Local worker processes (default: one per core).")
-flags.DEFINE_enum("running_mode", "multi_processing", list(runners.RUNNING_MODES), "Local runner mode.")
-flags.DEFINE_list("beam_pipeline_options", [], "Comma-separated Beam options for a named runner, "
-                  "e.g. project=P,region=R,temp_location=gs://b/tmp,setup_file=./setup.py.")
-flags.DEFINE_integer("min_batch_size", 1, "Smallest batch RunInference sends to the model.")
-flags.DEFINE_integer("max_batch_size", 32, "Largest batch RunInference sends to the model.")
-flags.DEFINE_integer("num_shards", 0, "Output files (0: the runner chooses).")
+
+def define_flags() -> None:
+    """Defines the command's flags; called by `run_main`, so importing this module as a
+    library (tests, other tools) defines none and cannot collide with other commands."""
+    flags.DEFINE_string("export_dir", None, "Exported detector: <model_dir>/export written by trainer.task.")
+    flags.DEFINE_list("inputs", None, "Comma-separated files, folders or globs (local or gs://).")
+    flags.DEFINE_string("output", None, "Output prefix: writes <output>-NNNNN-of-NNNNN.jsonl (local or gs://).")
+    flags.DEFINE_float("threshold", None, "Override the threshold recorded in the export's detector.json.")
+    flags.DEFINE_string("runner", runners.LOCAL, "'local' (FnApiRunner on this machine) or a Beam runner name, "
+                        "e.g. DataflowRunner, FlinkRunner, PrismRunner.")
+    flags.DEFINE_integer("num_workers", None, "Local worker processes (default: one per core).")
+    flags.DEFINE_enum("running_mode", "multi_processing", list(runners.RUNNING_MODES), "Local runner mode.")
+    flags.DEFINE_list("beam_pipeline_options", [], "Comma-separated Beam options for a named runner, "
+                      "e.g. project=P,region=R,temp_location=gs://b/tmp,setup_file=./setup.py.")
+    flags.DEFINE_integer("min_batch_size", 1, "Smallest batch RunInference sends to the model.")
+    flags.DEFINE_integer("max_batch_size", 32, "Largest batch RunInference sends to the model.")
+    flags.DEFINE_integer("num_shards", 0, "Output files (0: the runner chooses).")
 
 
 def main(argv: Sequence[str]) -> None:
@@ -232,6 +236,7 @@ def main(argv: Sequence[str]) -> None:
 
 
 def run_main():
+    define_flags()
     app.run(main)
 
 

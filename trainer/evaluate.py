@@ -179,20 +179,24 @@ def run(*, export_dir: str, data_dir: str, report_dir: str, dataset: str = schem
 
 FLAGS = flags.FLAGS
 
-flags.DEFINE_string("model_dir", None, "Training output folder; the export is <model_dir>/export and the "
-                    "report goes to <model_dir>/report unless --export_dir/--report_dir say otherwise.")
-flags.DEFINE_string("export_dir", None, "Exported detector (default <model_dir>/export).")
-flags.DEFINE_string("data_dir", None, "TFDS data_dir holding the prepared dataset (local or gs://).")
-flags.DEFINE_string("dataset", schema.DATASET_NAME, "TFDS dataset name.")
-flags.DEFINE_string("split", "test", "Split to evaluate.")
-flags.DEFINE_string("threshold", "eer", "eer | max_f1 (chosen on --threshold_split) | a number in [0, 1].")
-flags.DEFINE_string("threshold_split", "validation", "Split the eer/max_f1 threshold is chosen on.")
-flags.DEFINE_boolean("write_threshold", False, "Record the chosen threshold in the export's detector.json "
-                     "(what trainer.predict and batch scoring apply).")
-flags.DEFINE_string("report_dir", None, "Where the report goes (default <model_dir>/report).")
-flags.DEFINE_integer("batch_size", 64, "Images per call of the serving signature.")
-flags.DEFINE_integer("max_examples", 0, "Score at most this many images per split (0 = all); for quick looks.")
-flags.DEFINE_integer("calibration_bins", metrics.DEFAULT_CALIBRATION_BINS, "Bins of the reliability diagram/ECE.")
+
+def define_flags() -> None:
+    """Defines the command's flags; called by `run_main`, so importing this module as a
+    library (tests, other tools) defines none and cannot collide with other commands."""
+    flags.DEFINE_string("model_dir", None, "Training output folder; the export is <model_dir>/export and the "
+                        "report goes to <model_dir>/report unless --export_dir/--report_dir say otherwise.")
+    flags.DEFINE_string("export_dir", None, "Exported detector (default <model_dir>/export).")
+    flags.DEFINE_string("data_dir", None, "TFDS data_dir holding the prepared dataset (local or gs://).")
+    flags.DEFINE_string("dataset", schema.DATASET_NAME, "TFDS dataset name.")
+    flags.DEFINE_string("split", "test", "Split to evaluate.")
+    flags.DEFINE_string("threshold", "eer", "eer | max_f1 (chosen on --threshold_split) | a number in [0, 1].")
+    flags.DEFINE_string("threshold_split", "validation", "Split the eer/max_f1 threshold is chosen on.")
+    flags.DEFINE_boolean("write_threshold", False, "Record the chosen threshold in the export's detector.json "
+                         "(what trainer.predict and batch scoring apply).")
+    flags.DEFINE_string("report_dir", None, "Where the report goes (default <model_dir>/report).")
+    flags.DEFINE_integer("batch_size", 64, "Images per call of the serving signature.")
+    flags.DEFINE_integer("max_examples", 0, "Score at most this many images per split (0 = all); for quick looks.")
+    flags.DEFINE_integer("calibration_bins", metrics.DEFAULT_CALIBRATION_BINS, "Bins of the reliability diagram/ECE.")
 
 
 def main(argv: Sequence[str]) -> None:
@@ -213,6 +217,7 @@ def main(argv: Sequence[str]) -> None:
 
 
 def run_main():
+    define_flags()
     app.run(main)
 
 

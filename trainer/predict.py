@@ -74,22 +74,6 @@ def format_table(results: Sequence[Prediction]) -> str:
     return "\n".join(lines)
 
 
-# ---------------------------------------------------------------------------- command line
-
-FLAGS = flags.FLAGS
-
-flags.DEFINE_string("export_dir", None, "Exported detector: <model_dir>/export written by trainer.task.")
-flags.DEFINE_float("threshold", None, "Override the threshold recorded in the export's detector.json.")
-flags.DEFINE_string("output", None, "Also write the results here (.csv or .jsonl; local or gs://).")
-flags.DEFINE_enum("output_format", None, list(OUTPUT_FORMATS), "Format of --output when its name does not say.")
-flags.DEFINE_integer("batch_size", 32, "Images scored per model call.")
-flags.DEFINE_boolean("explain", False, "Write a Grad-CAM overlay PNG per scored image (needs model.keras).")
-flags.DEFINE_string("explain_dir", None, "Where --explain writes its PNGs; default <output dir or cwd>/explanations.")
-flags.DEFINE_string("keras_model", None, "Keras model for --explain; default model.keras beside the export.")
-flags.DEFINE_string("explain_layer", None, "Layer Grad-CAM reads; default the backbone's last 4-D output "
-                    "(conv5_block3_out for ResNet50).")
-
-
 def run(export_dir: str, inputs: Sequence[str], *, threshold: float | None = None,
         output: str | None = None, output_format: str | None = None, batch_size: int = 32,
         explain: bool = False, explain_dir: str | None = None, keras_model: str | None = None,
@@ -125,6 +109,26 @@ def run(export_dir: str, inputs: Sequence[str], *, threshold: float | None = Non
     return {"results": results, "explanations": explanations, "threshold": detector.threshold}
 
 
+# ---------------------------------------------------------------------------- command line
+
+FLAGS = flags.FLAGS
+
+
+def define_flags() -> None:
+    """Defines the command's flags; called by `run_main`, so importing this module as a
+    library (tests, other tools) defines none and cannot collide with other commands."""
+    flags.DEFINE_string("export_dir", None, "Exported detector: <model_dir>/export written by trainer.task.")
+    flags.DEFINE_float("threshold", None, "Override the threshold recorded in the export's detector.json.")
+    flags.DEFINE_string("output", None, "Also write the results here (.csv or .jsonl; local or gs://).")
+    flags.DEFINE_enum("output_format", None, list(OUTPUT_FORMATS), "Format of --output when its name does not say.")
+    flags.DEFINE_integer("batch_size", 32, "Images scored per model call.")
+    flags.DEFINE_boolean("explain", False, "Write a Grad-CAM overlay PNG per scored image (needs model.keras).")
+    flags.DEFINE_string("explain_dir", None, "Where --explain writes its PNGs; default <output dir or cwd>/explanations.")
+    flags.DEFINE_string("keras_model", None, "Keras model for --explain; default model.keras beside the export.")
+    flags.DEFINE_string("explain_layer", None, "Layer Grad-CAM reads; default the backbone's last 4-D output "
+                        "(conv5_block3_out for ResNet50).")
+
+
 def main(argv: Sequence[str]) -> int:
     inputs = list(argv[1:])
     if not FLAGS.export_dir:
@@ -143,6 +147,7 @@ def main(argv: Sequence[str]) -> int:
 
 
 def run_main():
+    define_flags()
     app.run(main)
 
 
