@@ -102,7 +102,7 @@ def get_strategy(name: str = "auto", *, cpu_replicas: int = 0, tpu: str = "") ->
         gpus = tf.config.list_logical_devices("GPU")
         strategy = tf.distribute.OneDeviceStrategy(gpus[0].name if gpus else "/cpu:0")
     logging.info("Strategy %s (asked: %s) with %d replica(s).",
-                 type(strategy).__name__, name, strategy.num_replicas_in_sync)
+                 display_name(strategy), name, strategy.num_replicas_in_sync)
     return strategy
 
 
@@ -123,3 +123,10 @@ def device_kind(strategy: tf.distribute.Strategy) -> str:
         return "TPU"
     devices = strategy.extended.worker_devices
     return "GPU" if any("GPU" in d.upper() for d in devices) else "CPU"
+
+
+def display_name(strategy: tf.distribute.Strategy) -> str:
+    """The public name of the strategy's class (MultiWorkerMirroredStrategy, not its alias)."""
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return "MultiWorkerMirroredStrategy"
+    return type(strategy).__name__

@@ -113,6 +113,52 @@ def compile_model(model: keras.Model, config: config_lib.TrainConfig, phase: Pha
     )
 
 
+class _MultiWorkerModel(keras.Model):
+    """The same layers as the model, with two Keras 3.15 multi-worker bugs worked around.
+
+    Used for `fit` only under MultiWorkerMirroredStrategy; it shares every layer
+    (and so every weight) with the model that is checkpointed and exported.
+
+    1. `fit`/`evaluate` first average one input batch across replicas to learn
+       its shapes. Across workers that is a collective all-reduce of the
+       (images, labels) tuple, which is refused for nested values and for uint8.
+       The shapes are known, so the model is built from zeros instead.
+    2. Each step's logs (scalars) are averaged across workers with
+       `strategy.reduce("MEAN", v, axis=0)`, which fails on 0-d values
+       (tensorflow#72388). Returning them as 1-element vectors makes that
+       reduce valid; its result is a scalar again, so callbacks see the usual logs.
+    """
+
+    def configure(self, strategy: tf.distribute.Strategy, example_batch) -> None:
+        self._dfd_strategy = strategy
+        self._dfd_example = example_batch
+
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        del iterator, data_batch  # Shapes and dtypes come from the example batch.
+        with self._dfd_strategy.scope():
+            self._symbolic_build(data_batch=self._dfd_example)
+
+    def train_step(self, data):
+        return {k: tf.reshape(v, [1]) for k, v in super().train_step(data).items()}
+
+    def test_step(self, data):
+        return {k: tf.reshape(v, [1]) for k, v in super().test_step(data).items()}
+
+
+def _fit_model(model: keras.Model, strategy: tf.distribute.Strategy,
+               config: config_lib.TrainConfig) -> keras.Model:
+    """The model to call `fit` on: `model` itself, or its multi-worker twin."""
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return model
+    batch = config.global_batch_size // strategy.num_replicas_in_sync
+    example = (np.zeros((batch, config.image_size, config.image_size, 3), np.uint8),
+               np.zeros((batch, 1), np.float32))
+    with strategy.scope():
+        twin = _MultiWorkerModel(model.input, model.output, name=model.name)
+    twin.configure(strategy, example)
+    return twin
+
+
 def _summary(title: str, rows: list[tuple[str, object]]) -> str:
     width = max(len(k) for k, _ in rows)
     lines = [f"== {title}"] + [f"  {k.ljust(width)}  {v}" for k, v in rows]
@@ -203,7 +249,7 @@ def run(config: config_lib.TrainConfig, *, strategy: tf.distribute.Strategy | No
 
     print(_summary("Training", [
         ("devices", ", ".join(strategy.extended.worker_devices)),
-        ("strategy", f"{type(strategy).__name__} ({replicas} replicas, "
+        ("strategy", f"{distribution.display_name(strategy)} ({replicas} replicas, "
                      f"{'chief' if chief else 'worker'})"),
         ("global batch", config.global_batch_size),
         ("per-replica batch", config.global_batch_size // replicas),
@@ -221,6 +267,7 @@ def run(config: config_lib.TrainConfig, *, strategy: tf.distribute.Strategy | No
     with strategy.scope():
         model = model_lib.build_model(config.backbone, image_size=config.image_size,
                                       weights=config.weights, dropout=config.dropout)
+    fit_model = _fit_model(model, strategy, config)
 
     def train_input(first_epoch: int, last_epoch: int, first_step: int):
         if datasets is not None:
@@ -241,9 +288,9 @@ def run(config: config_lib.TrainConfig, *, strategy: tf.distribute.Strategy | No
             continue
         model_lib.set_phase(model, phase.name, fine_tune_from=config.fine_tune_from)
         with strategy.scope():
-            compile_model(model, config, phase, steps_per_epoch)
+            compile_model(fit_model, config, phase, steps_per_epoch)
             if resumed and index == state.phase:
-                callbacks_lib.restore(model, backup_dir)
+                callbacks_lib.restore(fit_model, backup_dir)
                 logging.info("Restored %s (phase %s, epoch %d, step %d).", backup_dir,
                              phase.name, state.epoch, state.step)
         if state.epoch < phase.start or state.phase != index:
@@ -278,7 +325,7 @@ def run(config: config_lib.TrainConfig, *, strategy: tf.distribute.Strategy | No
                     paths.join(model_dir, LOG_DIR), write_graph=False, update_freq="epoch"))
             if config.verbose:
                 fit_callbacks.append(callbacks_lib.TotalEpochsProgbar(config.epochs))
-            model.fit(
+            fit_model.fit(
                 train_input(first_epoch, last_epoch, first_step),
                 initial_epoch=first_epoch,
                 epochs=last_epoch,
