@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import json
 
 from absl import logging
 import tensorflow as tf
@@ -248,3 +249,25 @@ def list_sources(layout: Layout) -> list[SourceFile]:
     if len(ids) != len(set(ids)):
         raise ValueError("Two inputs share an id; a CSV path points into another split's folder.")
     return sorted(sources)
+
+
+def to_json(source: SourceFile) -> str:
+    """One line of an input list file (see `write_source_list`)."""
+    return json.dumps(dataclasses.asdict(source), sort_keys=True)
+
+
+def from_json(line: str) -> SourceFile:
+    """Inverse of `to_json`."""
+    return SourceFile(**json.loads(line))
+
+
+def write_source_list(path: str, source_files: list[SourceFile]) -> str:
+    """Writes the inputs as JSON lines, for the Beam job to read.
+
+    A file rather than `beam.Create(list)`: Create embeds its data in the job
+    graph, and 140k inputs (tens of MB) exceed what Dataflow accepts in a job
+    request; a file on gs:// is read by the workers instead.
+    """
+    with tf.io.gfile.GFile(path, "w") as f:
+        f.write("".join(to_json(source) + "\n" for source in source_files))
+    return path

@@ -1,6 +1,6 @@
 """The Beam steps that turn listed inputs into keyed TFDS examples and a ledger.
 
-    SourceFile ─ListInputs─► ReadAndValidate ─good─► ToExample ──────────────(DropLeakedCopies)──► examples
+    SourceFile ─────────────► ReadAndValidate ─good─► ToExample ──────────────(DropLeakedCopies)──► examples
                     │                 │         └─► Fingerprint ─► GroupBySha256 ─► ResolveDuplicates  (split, id, dict)
                     │                 └─bad──► RejectInvalid ──┐                          │
                     └─(listing problem)────► RejectListed ─────┴────────── ledger ◄───────┘
@@ -165,7 +165,8 @@ class ResolveDuplicatesFn(beam.DoFn):
 class BuildExamples(beam.PTransform):
     """Listed inputs -> (examples, ledger), see the module docstring.
 
-    Applied to the pipeline root. Outputs a dict:
+    Applied to a PCollection of `sources.SourceFile` (from `ReadSourceList`, or
+    `beam.Create` in tests). Outputs a dict:
         "examples": (split, id, example dict) for every written input;
         "ledger": one dict per input (see `ledger_record`).
 
@@ -175,15 +176,13 @@ class BuildExamples(beam.PTransform):
     input), which costs one extra pass over the bytes.
     """
 
-    def __init__(self, source_files: list[sources_lib.SourceFile], duplicates: str = "keep"):
+    def __init__(self, duplicates: str = "keep"):
         super().__init__()
         if duplicates not in DUPLICATE_MODES:
             raise ValueError(f"duplicates={duplicates!r} is not one of {list(DUPLICATE_MODES)}.")
-        self._sources = list(source_files)
         self._duplicates = duplicates
 
-    def expand(self, pbegin):
-        listed = pbegin | "ListInputs" >> beam.Create(self._sources)
+    def expand(self, listed):
         readable, unreadable = listed | "SplitListingProblems" >> beam.Partition(
             lambda source, _: 1 if source.problem else 0, 2)
         good, bad = readable | "ReadAndValidate" >> beam.Map(
@@ -205,6 +204,21 @@ class BuildExamples(beam.PTransform):
              unreadable | "RejectListed" >> beam.Map(_reject_listed))
             | "MergeLedger" >> beam.Flatten())
         return {"examples": examples, "ledger": ledger}
+
+
+class ReadSourceList(beam.PTransform):
+    """Reads a `sources.write_source_list` file into SourceFiles, spread over the workers."""
+
+    def __init__(self, path: str):
+        super().__init__()
+        self._path = path
+
+    def expand(self, pbegin):
+        return (pbegin
+                | "ReadLines" >> beam.io.ReadFromText(self._path)
+                | "Parse" >> beam.Map(sources_lib.from_json)
+                # One small file is one bundle: reshuffle so that every worker reads images.
+                | "SpreadOverWorkers" >> beam.Reshuffle())
 
 
 class SelectSplit(beam.PTransform):

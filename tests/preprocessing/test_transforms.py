@@ -40,7 +40,8 @@ def _outcomes(ledger):
 ])
 def test_build_examples_gives_one_ledger_record_per_input(inputs, duplicates, leak):
     with TestPipeline(runner=FnApiRunner()) as pipeline:
-        built = pipeline | transforms.BuildExamples(inputs, duplicates=duplicates)
+        built = (pipeline | beam.Create(inputs)
+                 | transforms.BuildExamples(duplicates=duplicates))
         assert_that(_outcomes(built["ledger"]), equal_to([
             ("train/a.jpg", "written", "", ""),
             leak,
@@ -55,6 +56,12 @@ def test_build_examples_gives_one_ledger_record_per_input(inputs, duplicates, le
 
 def test_bad_duplicates_mode_and_split_are_named():
     with pytest.raises(ValueError, match="'sometimes'"):
-        transforms.BuildExamples([], duplicates="sometimes")
+        transforms.BuildExamples(duplicates="sometimes")
     with pytest.raises(ValueError, match="'valid'"):
         transforms.SelectSplit("valid")
+
+
+def test_source_list_round_trips_through_a_file(inputs, tmp_path):
+    path = sources.write_source_list(str(tmp_path / "inputs.jsonl"), inputs)
+    with TestPipeline(runner=FnApiRunner()) as pipeline:
+        assert_that(pipeline | transforms.ReadSourceList(path), equal_to(inputs))

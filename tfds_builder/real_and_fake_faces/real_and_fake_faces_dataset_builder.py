@@ -103,10 +103,14 @@ class Builder(tfds.core.GeneratorBasedBuilder):
         source_files = sources.list_sources(layout)
         if not source_files:
             raise ValueError(f"No input images under {layout.image_root}.")
-        built = pipeline | "RealAndFakeFaces" >> transforms.BuildExamples(
-            source_files, duplicates=self._duplicates)
+        work_dir = paths.join(self.data_dir, _LEDGER_FOLDER)
+        tf.io.gfile.makedirs(work_dir)
+        input_list = sources.write_source_list(paths.join(work_dir, "inputs.jsonl"), source_files)
+        built = (pipeline
+                 | "ReadInputList" >> transforms.ReadSourceList(input_list)
+                 | "RealAndFakeFaces" >> transforms.BuildExamples(duplicates=self._duplicates))
         _ = built["ledger"] | "WriteLedger" >> transforms.WriteLedger(
-            paths.join(self.data_dir, _LEDGER_FOLDER, "ledger"))
+            paths.join(work_dir, "ledger"))
         splits = [split for split in schema.SPLITS if any(s.split == split for s in source_files)]
         return {split: built["examples"] | split >> self._generate_examples(split)
                 for split in splits}
