@@ -81,7 +81,8 @@ def random_resized_crop(jpeg: tf.Tensor, image_size: int, min_area: float) -> tf
     window = tf.stack([offset_y, offset_x, height, width])
     image = tf.image.decode_and_crop_jpeg(jpeg, window, channels=3)
     resized = tf.image.resize(image, [image_size, image_size], method="bilinear")
-    return tf.cast(tf.clip_by_value(tf.round(resized), 0.0, 255.0), tf.uint8)
+    # Truncation, not rounding: a training-time augmentation needs no exact pixels.
+    return tf.cast(tf.clip_by_value(resized, 0.0, 255.0), tf.uint8)
 
 
 def gaussian_blur(image: tf.Tensor, sigma: tf.Tensor, radius: int = 2) -> tf.Tensor:
@@ -160,10 +161,15 @@ def _read(builder, split: str, config: config_lib.TrainConfig,
         shuffle_seed=seed if training else None,
         input_context=input_context if by_files else None,
         try_autocache=False)
+    # Parse only the two features training needs (not id/filename/sha256) and
+    # keep the JPEG bytes undecoded: the map below decodes only the crop.
+    decoders = tfds.decode.PartialDecoding(
+        {schema.IMAGE: True, schema.LABEL: True},
+        decoders={schema.IMAGE: tfds.decode.SkipDecoding()})
     dataset = builder.as_dataset(
         split=split,
         shuffle_files=training,
-        decoders={schema.IMAGE: tfds.decode.SkipDecoding()},
+        decoders=decoders,
         read_config=read_config)
     if pipelines > 1 and not by_files:
         # Fewer shards than pipelines: every pipeline reads every file and keeps
