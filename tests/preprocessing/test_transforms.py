@@ -1,6 +1,7 @@
 """preprocessing.transforms on a TestPipeline (in-process FnApiRunner), without TFDS."""
 
 import apache_beam as beam
+from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
@@ -65,3 +66,18 @@ def test_source_list_round_trips_through_a_file(inputs, tmp_path):
     path = sources.write_source_list(str(tmp_path / "inputs.jsonl"), inputs)
     with TestPipeline(runner=FnApiRunner()) as pipeline:
         assert_that(pipeline | transforms.ReadSourceList(path), equal_to(inputs))
+
+
+def test_a_beam_counter_per_reject_reason(inputs):
+    pipeline = TestPipeline(runner=FnApiRunner())
+    built = pipeline | beam.Create(inputs) | transforms.BuildExamples(duplicates="drop")
+    _ = built["examples"] | transforms.SelectSplit("train")
+    result = pipeline.run()
+    result.wait_until_finish()
+    counters = {c.key.metric.name: c.committed
+                for c in result.metrics().query(MetricsFilter().with_namespace(
+                    transforms.METRICS_NAMESPACE))["counters"]}
+    assert counters == {
+        "rejected_zero_byte": 1, "rejected_not_an_image": 1, "rejected_missing_file": 1,
+        "rejected_duplicate_across_splits": 1, "duplicate_across_splits": 1, "written_train": 1,
+    }
