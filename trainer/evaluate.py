@@ -22,6 +22,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
+import os
 import time
 from collections.abc import Sequence
 
@@ -207,7 +208,8 @@ def main(argv: Sequence[str]) -> None:
     if not FLAGS.data_dir:
         raise app.UsageError("--data_dir is required: the TFDS data_dir the dataset was built into.")
     export_dir = FLAGS.export_dir or paths.join(FLAGS.model_dir, "export")
-    report_dir = FLAGS.report_dir or paths.join(FLAGS.model_dir or export_dir.rstrip("/") + "_eval", "report")
+    # <model_dir>/report, beside <model_dir>/export, unless told otherwise.
+    report_dir = FLAGS.report_dir or paths.join(FLAGS.model_dir or os.path.dirname(export_dir.rstrip("/")), "report")
     report = run(export_dir=export_dir, data_dir=FLAGS.data_dir, report_dir=report_dir,
                  dataset=FLAGS.dataset, split=FLAGS.split, threshold=FLAGS.threshold,
                  threshold_split=FLAGS.threshold_split, write_threshold=FLAGS.write_threshold,
