@@ -122,6 +122,11 @@ def main(argv):
         logging.error("%s", error)
         sys.exit(f"dfd-train: {error}")
     from trainer import train  # Heavy imports after the cheap checks.
+    import tensorflow as tf
+
+    # TensorFlow logs every cross-device reduction at INFO; keep the user's
+    # console for our summary and Keras' progress. Its warnings still show.
+    tf.get_logger().setLevel("WARNING")
 
     try:
         train.run(config)

@@ -123,3 +123,10 @@ def test_synthetic_dataset_matches_real_shapes():
 def test_missing_dataset_names_the_folder(tmp_path):
     with pytest.raises(FileNotFoundError, match="dfd-build-dataset"):
         data.load_builder(str(tmp_path / "nothing"))
+
+
+def test_cache_keeps_epochs_exact(data_dir):
+    config = _config(data_dir, cache=True)
+    batches = list(data.build_dataset("train", config, training=True, epochs=range(3),
+                                      steps_per_epoch=4))
+    assert len(batches) == 12
