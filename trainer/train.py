@@ -210,6 +210,11 @@ def run(config: config_lib.TrainConfig, *, strategy: tf.distribute.Strategy | No
         raise ValueError(
             f"--global_batch_size={config.global_batch_size} is not divisible by the {replicas} "
             f"replicas of {type(strategy).__name__}; use a multiple of {replicas}, e.g. {lower}.")
+    if config.jit_compile and replicas > 1:
+        logging.warning(
+            "--jit_compile with %d replicas: XLA under Keras 3 + tf.distribute has open breakages "
+            "(keras #17187, tensorflow #56423; on split CPUs it fails with 'Trying to access "
+            "resource ... replica_1'). If the first step fails, drop --jit_compile.", replicas)
     chief = distribution.is_chief(strategy)
     builder = None
     if datasets is None:
