@@ -8,7 +8,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 EXTRAS ?= cpu,test
 DEMO_DIR ?= demo_out
-PYTEST_ARGS ?=
+PYTEST_ARGS ?= -n auto
 
 .PHONY: install test test-all demo bench clean
 
@@ -21,6 +21,7 @@ $(VENV)/.installed: setup.py
 install: $(VENV)/.installed
 
 # The default suite skips tests marked `slow` or `gpu`; `make test-all` runs the slow ones too.
+# -n auto: one pytest-xdist worker per core (the suite takes ~4.5 min on 2 cores).
 test: install
 	$(PY) -m pytest -m "not slow and not gpu" $(PYTEST_ARGS)
 

@@ -35,12 +35,20 @@ def load_builder(data_dir: str, dataset: str = schema.DATASET_NAME) -> tfds.core
     Raises:
         FileNotFoundError: naming `data_dir` and how to build the dataset.
     """
+    fix = f"Fix: build it with `dfd-build-dataset --data_dir={data_dir} ...`."
     try:
-        return tfds.builder(dataset, data_dir=data_dir)
+        builder = tfds.builder(dataset, data_dir=data_dir)
     except (tfds.core.registered.DatasetNotFoundError, FileNotFoundError, ValueError) as error:
         raise FileNotFoundError(
-            f"Cannot open TFDS dataset {dataset!r} under --data_dir={data_dir}: {error}. Fix: "
-            f"build it with `dfd-build-dataset --data_dir={data_dir} ...`.") from error
+            f"Cannot open TFDS dataset {dataset!r} under --data_dir={data_dir}: {error}. "
+            f"{fix}") from error
+    # When the builder code is imported (registered), tfds.builder succeeds even
+    # where nothing was built; only the prepared files make a dataset.
+    if not builder.is_prepared():
+        raise FileNotFoundError(
+            f"TFDS dataset {dataset!r} is not built under --data_dir={data_dir} "
+            f"(no {builder.data_dir}). {fix}")
+    return builder
 
 
 def num_examples(builder: tfds.core.DatasetBuilder, split: str) -> int:

@@ -34,9 +34,9 @@ from trainer import config as config_lib
 from trainer import data
 from trainer import distribution
 from trainer import export
+from trainer import metrics as metrics_lib
 from trainer import model as model_lib
 from trainer import precision
-from trainer import thresholds
 
 BACKUP_DIR = "backup"
 CHECKPOINT_DIR = "checkpoints"
@@ -386,12 +386,13 @@ def _finish(config, model, strategy, *, chief, state, builder, datasets, validat
             eval_dataset = data.build_dataset(config.validation_split, config, None,
                                               training=False, builder=builder)
             labels, scores = _validation_scores(model, eval_dataset, validation_steps)
-            try:
-                threshold, eer = thresholds.eer_threshold(labels, scores)
+            eer, threshold = metrics_lib.equal_error_rate(labels, scores)
+            if math.isnan(threshold):
+                logging.warning("Keeping threshold 0.5: the validation split lacks a class, "
+                                "so it has no equal-error point.")
+            else:
                 result.update(threshold=threshold, threshold_source="validation EER",
                               validation_eer=eer)
-            except ValueError as error:
-                logging.warning("Keeping threshold 0.5: %s", error)
         metadata = export.DetectorMetadata(
             image_size=config.image_size, threshold=result["threshold"],
             threshold_source=result["threshold_source"], backbone=config.backbone)

@@ -13,7 +13,6 @@ import subprocess
 import sys
 
 from absl import flags
-import numpy as np
 import pytest
 import tensorflow as tf
 
@@ -21,7 +20,6 @@ from tests.trainer import tiny_data
 from trainer import config as config_lib
 from trainer import distribution
 from trainer import task
-from trainer import thresholds
 from trainer import train
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
@@ -129,18 +127,3 @@ def test_tf_config_worker_count(monkeypatch):
     monkeypatch.setenv("TF_CONFIG", "{not json")
     with pytest.raises(ValueError, match="TF_CONFIG is not valid JSON"):
         distribution.tf_config_workers()
-
-
-def test_eer_threshold_matches_brute_force():
-    rng = np.random.default_rng(0)
-    labels = rng.integers(0, 2, 500)
-    scores = np.clip(rng.normal(0.35 + 0.3 * labels, 0.2), 0, 1)
-    threshold, eer = thresholds.eer_threshold(labels, scores)
-    gaps = [abs((scores[labels == 0] >= t).mean() - (scores[labels == 1] < t).mean())
-            for t in np.unique(scores)]
-    fpr = (scores[labels == 0] >= threshold).mean()
-    fnr = (scores[labels == 1] < threshold).mean()
-    assert abs(fpr - fnr) == pytest.approx(min(gaps))
-    assert eer == pytest.approx((fpr + fnr) / 2) and 0.1 < eer < 0.4
-    with pytest.raises(ValueError, match="both classes"):
-        thresholds.eer_threshold([1, 1], [0.2, 0.3])
