@@ -12,6 +12,8 @@
 # Default Credentials (gcloud auth application-default login). Workers run as the
 # Dataflow worker service account (SERVICE_ACCOUNT to choose another).
 set -euo pipefail
+# shellcheck source=deploy/common.bash
+source "$(dirname "${BASH_SOURCE[0]}")/../common.bash"
 
 usage() {
     cat <<'USAGE'
@@ -48,14 +50,7 @@ for arg in "$@"; do
     esac
 done
 
-missing=()
-for name in PROJECT REGION MANUAL_DIR DATA_DIR TEMP_LOCATION; do
-    [[ -n "${!name:-}" ]] || missing+=("$name")
-done
-if (( ${#missing[@]} )); then
-    echo "error: set ${missing[*]} (see deploy/dataflow/launch_build.sh --help)" >&2
-    exit 2
-fi
+require_vars deploy/dataflow/launch_build.sh PROJECT REGION MANUAL_DIR DATA_DIR TEMP_LOCATION
 for name in MANUAL_DIR DATA_DIR TEMP_LOCATION; do
     if [[ "${!name}" != gs://* ]]; then
         echo "error: $name=${!name} must be a gs:// URL: Dataflow workers cannot see local files" >&2

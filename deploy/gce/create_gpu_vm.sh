@@ -16,6 +16,8 @@
 # Credentials: the VM's service account (SERVICE_ACCOUNT, default: the Compute Engine
 # default account) needs storage read/write on the buckets and Artifact Registry read.
 set -euo pipefail
+# shellcheck source=deploy/common.bash
+source "$(dirname "${BASH_SOURCE[0]}")/../common.bash"
 
 usage() {
     cat <<'USAGE'
@@ -54,14 +56,7 @@ for arg in "$@"; do
     esac
 done
 
-missing=()
-for name in PROJECT ZONE VM_NAME IMAGE_URI FLAGFILE_URI DATA_DIR MODEL_DIR; do
-    [[ -n "${!name:-}" ]] || missing+=("$name")
-done
-if (( ${#missing[@]} )); then
-    echo "error: set ${missing[*]} (see deploy/gce/create_gpu_vm.sh --help)" >&2
-    exit 2
-fi
+require_vars deploy/gce/create_gpu_vm.sh PROJECT ZONE VM_NAME IMAGE_URI FLAGFILE_URI DATA_DIR MODEL_DIR
 for name in FLAGFILE_URI DATA_DIR MODEL_DIR; do
     if [[ "${!name}" != gs://* ]]; then
         echo "error: $name=${!name} must be a gs:// URL: the VM reads and writes it, and a" \

@@ -12,6 +12,8 @@
 # Credentials: your Application Default Credentials submit; the job runs as the Vertex AI
 # service agent or SERVICE_ACCOUNT, which needs storage access to DATA_DIR and MODEL_DIR.
 set -euo pipefail
+# shellcheck source=deploy/common.bash
+source "$(dirname "${BASH_SOURCE[0]}")/../common.bash"
 
 usage() {
     cat <<'USAGE'
@@ -47,14 +49,7 @@ for arg in "$@"; do
     esac
 done
 
-missing=()
-for name in PROJECT REGION IMAGE_URI DATA_DIR MODEL_DIR; do
-    [[ -n "${!name:-}" ]] || missing+=("$name")
-done
-if (( ${#missing[@]} )); then
-    echo "error: set ${missing[*]} (see deploy/vertex/submit.sh --help)" >&2
-    exit 2
-fi
+require_vars deploy/vertex/submit.sh PROJECT REGION IMAGE_URI DATA_DIR MODEL_DIR
 for name in DATA_DIR MODEL_DIR; do
     if [[ "${!name}" != gs://* ]]; then
         echo "error: $name=${!name} must be a gs:// URL: Vertex AI machines cannot see local files" >&2

@@ -48,12 +48,14 @@ def test_every_script_is_covered():
     assert {relative(s) for s in SCRIPTS} >= set(REQUIRED) | {"deploy/gce/startup.sh"}
 
 
-@pytest.mark.parametrize("script", SCRIPTS, ids=relative)
+@pytest.mark.parametrize("script", SCRIPTS + [os.path.join(REPO, "deploy", "common.bash")],
+                         ids=relative)
 def test_script_is_valid_bash_and_passes_shellcheck(script):
     syntax = subprocess.run(["bash", "-n", script], capture_output=True, text=True, check=False)
     assert syntax.returncode == 0, syntax.stderr
-    lint = subprocess.run([SHELLCHECK, "--severity=style", script], capture_output=True,
-                          text=True, check=False)
+    # -x follows `source deploy/common.bash` (paths in the directives are from the repo root).
+    lint = subprocess.run([SHELLCHECK, "-x", "--shell=bash", "--severity=style", script],
+                          capture_output=True, text=True, check=False, cwd=REPO)
     assert lint.returncode == 0, lint.stdout + lint.stderr
 
 
