@@ -23,8 +23,12 @@ so content says nothing about the label. What differs is how each image was
   checkerboard, a peak at the Nyquist frequency of the spectrum; then
   compressed twice (a lower-quality JPEG, re-saved at the real class's quality).
 
-The checkerboard is a multiplicative gain of a few percent per pixel phase, so
+The checkerboard is a multiplicative gain of 20-40% between pixel phases, so
 it survives the trainer's mild crops and rescaling (as beats in the spectrum).
+It is that strong on purpose: at 8-16% a ResNet50 trained from scratch for the
+demo's few hundred CPU steps reached a test ROC-AUC of only about 0.69; at
+20-40% it separates the classes within the demo's budget (figures printed by
+`make demo`).
 It is NOT a real deepfake dataset: a model trained on it says nothing about
 real generated faces.
 """
@@ -154,7 +158,7 @@ def make_image(rng: np.random.Generator, size: int, label: int) -> bytes:
     if label != schema.FAKE:
         raise ValueError(f"label={label} is not {schema.REAL} (real) or {schema.FAKE} (fake).")
     low = low + rng.normal(0, rng.uniform(1.0, 2.0), low.shape)
-    odd_tap = rng.uniform(0.54, 0.58)  # Odd phases get 8-16% more gain than even ones.
+    odd_tap = rng.uniform(0.6, 0.7)  # Odd phases get 20-40% more gain than even ones.
     pixels = _transposed_conv_up2(low, odd_tap) / (0.5 + odd_tap)  # Keep mean brightness.
     first = _jpeg(pixels, rng.integers(70, 86))
     decoded = np.asarray(Image.open(io.BytesIO(first)), dtype=np.float32)

@@ -118,7 +118,9 @@ def build_model(backbone: str = "resnet50", *, image_size: int = 224, weights: s
     x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
     x = keras.layers.Dropout(dropout, name="dropout")(x)
     # float32 whatever the policy: a float16 logit saturates and the loss needs full precision.
-    logits = keras.layers.Dense(1, dtype="float32", name=LOGIT_LAYER)(x)
+    # Zero-initialised: the first steps start from p_fake = 0.5 instead of a random
+    # logit, which keeps a from-scratch backbone from being pushed around by the head.
+    logits = keras.layers.Dense(1, dtype="float32", kernel_initializer="zeros", name=LOGIT_LAYER)(x)
     return keras.Model(images, logits, name=f"dfd_{backbone}")
 
 
