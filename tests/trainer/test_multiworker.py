@@ -11,7 +11,6 @@ import socket
 import subprocess
 import sys
 
-import pytest
 
 from tests.trainer import tiny_data
 from trainer import callbacks
