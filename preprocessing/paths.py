@@ -39,7 +39,5 @@ def ensure_writable(path: str) -> None:
             f.write("ok")
         tf.io.gfile.remove(probe)
     except (tf.errors.OpError, OSError) as error:
-        hint = ("check the bucket name and that your credentials (Application Default "
-                "Credentials or the VM's service account) may create objects in it"
-                if path.startswith("gs://") else "check the folder's permissions and free space")
-        raise PermissionError(f"Cannot write to {path}: {error}. Fix: {hint}.") from error
+        raise PermissionError(f"Cannot write to {path}: {error}. Fix: check the folder's "
+                              "permissions and free space.") from error
