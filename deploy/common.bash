@@ -15,3 +15,19 @@ require_vars() {
         exit 2
     fi
 }
+
+# parse_dry_run_args ARG...: the launchers' common command line. -h/--help prints the
+# calling script's `usage` and exits 0; --dry-run sets dry_run=1 (print, don't run);
+# anything else is refused with exit 2.
+# shellcheck disable=SC2034  # dry_run is read by the calling script.
+parse_dry_run_args() {
+    dry_run=0
+    local arg
+    for arg in "$@"; do
+        case "$arg" in
+            -h|--help) usage; exit 0 ;;
+            --dry-run) dry_run=1 ;;
+            *) echo "error: unknown argument '$arg' (see --help)" >&2; exit 2 ;;
+        esac
+    done
+}

@@ -47,14 +47,7 @@ Optional:
 USAGE
 }
 
-dry_run=0
-for arg in "$@"; do
-    case "$arg" in
-        -h|--help) usage; exit 0 ;;
-        --dry-run) dry_run=1 ;;
-        *) echo "error: unknown argument '$arg' (see --help)" >&2; exit 2 ;;
-    esac
-done
+parse_dry_run_args "$@"
 
 require_vars deploy/gce/create_gpu_vm.sh PROJECT ZONE VM_NAME IMAGE_URI FLAGFILE_URI DATA_DIR MODEL_DIR
 for name in FLAGFILE_URI DATA_DIR MODEL_DIR; do
