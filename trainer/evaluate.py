@@ -207,7 +207,7 @@ def main(argv: Sequence[str]) -> None:
         raise app.UsageError("Pass --model_dir (the trainer's output) or --export_dir.")
     if not FLAGS.data_dir:
         raise app.UsageError("--data_dir is required: the TFDS data_dir the dataset was built into.")
-    export_dir = FLAGS.export_dir or paths.join(FLAGS.model_dir, "export")
+    export_dir = FLAGS.export_dir or paths.join(FLAGS.model_dir, export.EXPORT_SUBDIR)
     # <model_dir>/report, beside <model_dir>/export, unless told otherwise.
     report_dir = FLAGS.report_dir or paths.join(FLAGS.model_dir or os.path.dirname(export_dir.rstrip("/")), "report")
     report = run(export_dir=export_dir, data_dir=FLAGS.data_dir, report_dir=report_dir,

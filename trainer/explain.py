@@ -29,10 +29,10 @@ import tensorflow as tf  # noqa: E402
 
 from preprocessing import paths  # noqa: E402
 from preprocessing import schema  # noqa: E402
+from trainer import export  # noqa: E402
 from trainer import image_ops  # noqa: E402
 from trainer import scoring  # noqa: E402
 
-KERAS_MODEL_FILENAME = "model.keras"
 # Opacity of the heat map over the face.
 OVERLAY_ALPHA = 0.45
 # Explanations are drawn at least this many pixels wide, whatever the model's input size.
@@ -41,7 +41,7 @@ DISPLAY_SIZE = 256
 
 def default_keras_model_path(export_dir: str) -> str:
     """`<model_dir>/model.keras` for an export at `<model_dir>/export`."""
-    return paths.join(os.path.dirname(export_dir.rstrip("/")), KERAS_MODEL_FILENAME)
+    return paths.join(os.path.dirname(export_dir.rstrip("/")), export.KERAS_MODEL_FILENAME)
 
 
 def load_keras_model(path: str) -> keras.Model:
@@ -53,7 +53,7 @@ def load_keras_model(path: str) -> keras.Model:
     if not tf.io.gfile.exists(path):
         raise FileNotFoundError(
             f"{path} not found: --explain needs the Keras model that trainer.task saves as "
-            f"<model_dir>/{KERAS_MODEL_FILENAME}; pass --keras_model=<path>.")
+            f"<model_dir>/{export.KERAS_MODEL_FILENAME}; pass --keras_model=<path>.")
     from trainer import model as _model  # noqa: F401  Registers ImagePreprocessing for loading.
 
     return keras.saving.load_model(path, compile=False, safe_mode=True)

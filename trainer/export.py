@@ -28,6 +28,10 @@ import tensorflow as tf
 from preprocessing import schema
 from trainer import image_ops
 
+# Where trainer.task puts its artifacts under --model_dir; evaluation, prediction and
+# Grad-CAM find them there.
+EXPORT_SUBDIR = "export"
+KERAS_MODEL_FILENAME = "model.keras"
 METADATA_FILENAME = "detector.json"
 SIGNATURE_NAME = "serving_default"
 INPUT_NAME = "images"

@@ -41,8 +41,6 @@ from trainer import precision
 BACKUP_DIR = "backup"
 CHECKPOINT_DIR = "checkpoints"
 LOG_DIR = "logs"
-EXPORT_DIR = "export"
-KERAS_MODEL = "model.keras"
 HISTORY_CSV = "history.csv"
 MONITOR = "val_auc"
 
@@ -368,8 +366,8 @@ def _finish(config, model, strategy, *, chief, state, builder, datasets, validat
 
     result = {
         "model_dir": model_dir,
-        "export_dir": paths.join(model_dir, EXPORT_DIR),
-        "keras_model": paths.join(model_dir, KERAS_MODEL),
+        "export_dir": paths.join(model_dir, export.EXPORT_SUBDIR),
+        "keras_model": paths.join(model_dir, export.KERAS_MODEL_FILENAME),
         "best_checkpoint": best_path if best else None,
         "history_csv": paths.join(model_dir, HISTORY_CSV),
         "best_epoch": best["epoch"] + 1 if best else None,
