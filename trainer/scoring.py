@@ -9,22 +9,18 @@ and the export contract, never the training code.
 from __future__ import annotations
 
 import dataclasses
-import io
 from collections.abc import Iterable, Iterator, Sequence
 
 from absl import logging
 import numpy as np
-from PIL import Image
 import tensorflow as tf
 
+from preprocessing import images
 from preprocessing import paths
 from preprocessing import schema
 from trainer import export
 
 GLOB_CHARACTERS = "*?["
-# JPEG quality used when a non-JPEG input (PNG, WebP, CMYK JPEG...) is re-encoded
-# for the model; high enough that the re-encoding adds little of its own.
-REENCODE_QUALITY = 95
 
 
 class UnreadableImageError(ValueError):
@@ -82,24 +78,17 @@ def _files_under(folder: str) -> list[str]:
 def to_jpeg_bytes(data: bytes) -> bytes:
     """Returns JPEG bytes the serving signature can decode.
 
-    A valid RGB JPEG is returned unchanged (the bytes the dataset would have
-    kept); any other image Pillow reads (PNG, WebP, grayscale or CMYK JPEG...)
-    is converted to RGB and re-encoded once.
+    The same normalisation the dataset build applies (`preprocessing.images.normalise`),
+    so a served image reaches the model as a training image did: a valid upright RGB
+    JPEG keeps its bytes; PNG, WebP, grayscale, CMYK or EXIF-rotated images are
+    converted once to an upright RGB JPEG.
 
     Raises:
         UnreadableImageError: when the bytes are not a complete image.
     """
     try:
-        with Image.open(io.BytesIO(data)) as image:
-            image.load()  # Decodes all pixels: a truncated file fails here, not in the model.
-            if image.format == "JPEG" and image.mode == "RGB":
-                return data
-            output = io.BytesIO()
-            image.convert("RGB").save(output, format="JPEG", quality=REENCODE_QUALITY)
-            return output.getvalue()
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
-        # Pillow raises OSError (UnidentifiedImageError, truncated data) or SyntaxError
-        # (broken headers) depending on the format plugin.
+        return images.normalise(data).jpeg
+    except images.InvalidImageError as error:
         raise UnreadableImageError(f"not a readable image ({type(error).__name__}: {error})") from None
 
 
