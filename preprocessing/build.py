@@ -23,15 +23,10 @@ import dataclasses
 import json
 import sys
 
-from absl import app
-from absl import flags
-from absl import logging
+from absl import flags, logging
 import tensorflow as tf
 
-from preprocessing import paths
-from preprocessing import report
-from preprocessing import runners
-from preprocessing import schema
+from preprocessing import cli, paths, report, runners, schema
 
 FLAGS = flags.FLAGS
 
@@ -64,14 +59,18 @@ class BuildConfig:
         if self.num_workers < 0:
             raise ValueError(f"--num_workers={self.num_workers} is negative (0 means every core).")
         if self.running_mode not in runners.RUNNING_MODES:
-            raise ValueError(f"--running_mode={self.running_mode!r} is not one of "
-                             f"{list(runners.RUNNING_MODES)}.")
+            raise ValueError(
+                f"--running_mode={self.running_mode!r} is not one of {list(runners.RUNNING_MODES)}."
+            )
 
 
 def beam_flags(options: list[str] | tuple[str, ...]) -> list[str]:
     """["project=p", "--region=r"] -> ["--project=p", "--region=r"] (tfds build's spelling too)."""
-    return [option if option.startswith("--") else f"--{option}"
-            for option in (o.strip() for o in options) if option]
+    return [
+        option if option.startswith("--") else f"--{option}"
+        for option in (o.strip() for o in options)
+        if option
+    ]
 
 
 def _estimate_num_shards(source_files, target_bytes: float) -> int:
@@ -109,6 +108,7 @@ def run(config: BuildConfig, *, beam_runner=None, beam_options=None) -> dict:
         report.RejectFractionExceededError: too many rejects; says why.
     """
     import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
+
     # The launcher's job is to run the builder: the one upward import of preprocessing/.
     from preprocessing import sources  # pylint: disable=import-outside-toplevel
     from tfds_builder.real_and_fake_faces import real_and_fake_faces_dataset_builder as rff  # pylint: disable=import-outside-toplevel
@@ -124,29 +124,49 @@ def run(config: BuildConfig, *, beam_runner=None, beam_options=None) -> dict:
             from apache_beam.options.pipeline_options import PipelineOptions  # pylint: disable=import-outside-toplevel
 
             beam_runner, beam_options = runners.local_runner(
-                num_workers=config.num_workers or None, running_mode=config.running_mode,
-                options=PipelineOptions(extra))
+                num_workers=config.num_workers or None,
+                running_mode=config.running_mode,
+                options=PipelineOptions(extra),
+            )
         else:
             beam_runner, beam_options = runners.named_runner(config.runner, extra)
     runner_name = type(beam_runner).__name__ if beam_runner is not None else config.runner
 
     num_shards = None
     if config.target_shard_size_mb and layout.image_root is not None:
-        num_shards = _estimate_num_shards(sources.list_sources(layout),
-                                          config.target_shard_size_mb * (1 << 20))
-        logging.info("--target_shard_size_mb=%s: %d shards per split.",
-                     config.target_shard_size_mb, num_shards)
+        num_shards = _estimate_num_shards(
+            sources.list_sources(layout), config.target_shard_size_mb * (1 << 20)
+        )
+        logging.info(
+            "--target_shard_size_mb=%s: %d shards per split.",
+            config.target_shard_size_mb,
+            num_shards,
+        )
 
-    builder = rff.Builder(data_dir=config.data_dir, duplicates=config.duplicates,
-                          max_reject_fraction=config.max_reject_fraction)
-    mode = (tfds.download.GenerateMode.REUSE_CACHE_IF_EXISTS if config.overwrite
-            else tfds.download.GenerateMode.REUSE_DATASET_IF_EXISTS)
+    builder = rff.Builder(
+        data_dir=config.data_dir,
+        duplicates=config.duplicates,
+        max_reject_fraction=config.max_reject_fraction,
+    )
+    mode = (
+        tfds.download.GenerateMode.REUSE_CACHE_IF_EXISTS
+        if config.overwrite
+        else tfds.download.GenerateMode.REUSE_DATASET_IF_EXISTS
+    )
     download_config = tfds.download.DownloadConfig(
-        manual_dir=config.manual_dir, beam_runner=beam_runner, beam_options=beam_options,
-        num_shards=num_shards, download_mode=mode)
-    if tf.io.gfile.exists(paths.join(builder.data_dir, "dataset_info.json")) and not config.overwrite:
-        logging.warning("%s is already built; reusing it (pass --overwrite to rebuild).",
-                        builder.data_dir)
+        manual_dir=config.manual_dir,
+        beam_runner=beam_runner,
+        beam_options=beam_options,
+        num_shards=num_shards,
+        download_mode=mode,
+    )
+    if (
+        tf.io.gfile.exists(paths.join(builder.data_dir, "dataset_info.json"))
+        and not config.overwrite
+    ):
+        logging.warning(
+            "%s is already built; reusing it (pass --overwrite to rebuild).", builder.data_dir
+        )
     builder.download_and_prepare(download_config=download_config)
     summary_path = paths.join(builder.data_dir, report.SUMMARY_FILENAME)
     summary = None
@@ -158,45 +178,77 @@ def run(config: BuildConfig, *, beam_runner=None, beam_options=None) -> dict:
 
 def define_flags() -> None:
     """Defines the launcher's flags; called by `run_main`, so importing defines none."""
-    flags.DEFINE_string("manual_dir", None, "Input: the extracted Kaggle '140k Real and Fake "
-                        "Faces' folder, its zip's folder, or a <split>/{real,fake}/ tree; "
-                        "local or gs://.")
-    flags.DEFINE_string("data_dir", None, "Output TFDS data_dir (local or gs://); the dataset "
-                        "lands in <data_dir>/real_and_fake_faces/<version>/.")
-    flags.DEFINE_string("runner", runners.LOCAL, "'local': Beam's FnApiRunner on this machine "
-                        "(see --num_workers, --running_mode); or a Beam runner name such as "
-                        "DataflowRunner, FlinkRunner, SparkRunner, PrismRunner, DirectRunner.")
+    flags.DEFINE_string(
+        "manual_dir",
+        None,
+        "Input: the extracted Kaggle '140k Real and Fake "
+        "Faces' folder, its zip's folder, or a <split>/{real,fake}/ tree; "
+        "local or gs://.",
+    )
+    flags.DEFINE_string(
+        "data_dir",
+        None,
+        "Output TFDS data_dir (local or gs://); the dataset "
+        "lands in <data_dir>/real_and_fake_faces/<version>/.",
+    )
+    flags.DEFINE_string(
+        "runner",
+        runners.LOCAL,
+        "'local': Beam's FnApiRunner on this machine "
+        "(see --num_workers, --running_mode); or a Beam runner name such as "
+        "DataflowRunner, FlinkRunner, SparkRunner, PrismRunner, DirectRunner.",
+    )
     flags.DEFINE_integer("num_workers", 0, "Local worker processes; 0: every core.")
-    flags.DEFINE_enum("running_mode", "multi_processing", list(runners.RUNNING_MODES),
-                      "Local runner mode; in_memory runs in this process (tiny builds).")
-    flags.DEFINE_list("beam_pipeline_options", [], "Comma-separated Beam options passed "
-                      "through, e.g. project=P,region=R,temp_location=gs://b/tmp "
-                      "(arguments after `--` are passed through too).")
-    flags.DEFINE_float("target_shard_size_mb", 0, "Aim for TFRecord shards of about this size "
-                       "in the largest split; 0: TFDS' automatic sharding.")
-    flags.DEFINE_float("max_reject_fraction", 0.05, "Fail when a larger fraction of the inputs "
-                       "is rejected as bad input (deliberate duplicate drops excluded).")
-    flags.DEFINE_enum("duplicates", "keep", ["keep", "drop"], "Byte-identical images found in "
-                      "two splits: keep them (reported), or drop the copies in later splits "
-                      "(train < validation < test).")
+    flags.DEFINE_enum(
+        "running_mode",
+        "multi_processing",
+        list(runners.RUNNING_MODES),
+        "Local runner mode; in_memory runs in this process (tiny builds).",
+    )
+    flags.DEFINE_list(
+        "beam_pipeline_options",
+        [],
+        "Comma-separated Beam options passed "
+        "through, e.g. project=P,region=R,temp_location=gs://b/tmp "
+        "(arguments after `--` are passed through too).",
+    )
+    flags.DEFINE_float(
+        "target_shard_size_mb",
+        0,
+        "Aim for TFRecord shards of about this size "
+        "in the largest split; 0: TFDS' automatic sharding.",
+    )
+    flags.DEFINE_float(
+        "max_reject_fraction",
+        0.05,
+        "Fail when a larger fraction of the inputs "
+        "is rejected as bad input (deliberate duplicate drops excluded).",
+    )
+    flags.DEFINE_enum(
+        "duplicates",
+        "keep",
+        ["keep", "drop"],
+        "Byte-identical images found in "
+        "two splits: keep them (reported), or drop the copies in later splits "
+        "(train < validation < test).",
+    )
     flags.DEFINE_bool("overwrite", False, "Rebuild even when the dataset version exists.")
 
 
 def main(argv):
     config = BuildConfig(
-        manual_dir=FLAGS.manual_dir, data_dir=FLAGS.data_dir, runner=FLAGS.runner,
-        num_workers=FLAGS.num_workers, running_mode=FLAGS.running_mode,
+        manual_dir=FLAGS.manual_dir,
+        data_dir=FLAGS.data_dir,
+        runner=FLAGS.runner,
+        num_workers=FLAGS.num_workers,
+        running_mode=FLAGS.running_mode,
         beam_pipeline_options=tuple(FLAGS.beam_pipeline_options) + tuple(argv[1:]),
         target_shard_size_mb=FLAGS.target_shard_size_mb,
-        max_reject_fraction=FLAGS.max_reject_fraction, duplicates=FLAGS.duplicates,
-        overwrite=FLAGS.overwrite)
-    try:
-        result = run(config)
-    except (ValueError, FileNotFoundError, PermissionError,
-            report.RejectFractionExceededError) as error:
-        logging.error("Build failed: %s", error)
-        print(f"Build failed: {error}", file=sys.stderr)
-        sys.exit(1)
+        max_reject_fraction=FLAGS.max_reject_fraction,
+        duplicates=FLAGS.duplicates,
+        overwrite=FLAGS.overwrite,
+    )
+    result = run(config)
     print(f"Dataset: {result['dataset_dir']} (Beam runner: {result['runner']})")
     if result["summary"]:
         print(report.format_table(result["summary"]))
@@ -204,7 +256,12 @@ def main(argv):
 
 def run_main():
     define_flags()
-    app.run(main)
+    cli.run(
+        main,
+        module=sys.modules[__name__],
+        prog="dfd-build-dataset",
+        extra_user_errors=(report.RejectFractionExceededError,),
+    )
 
 
 if __name__ == "__main__":

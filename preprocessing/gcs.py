@@ -40,7 +40,7 @@ def parse_url(url: str) -> tuple[str, str]:
     """
     if not is_gcs(url):
         raise ValueError(f"Expected a gs://BUCKET[/PATH] URL, got {url!r}.")
-    bucket, _, path = url[len(GCS_PREFIX):].partition("/")
+    bucket, _, path = url[len(GCS_PREFIX) :].partition("/")
     if not bucket:
         raise ValueError(f"No bucket name in {url!r}; write it as gs://BUCKET[/PATH].")
     return bucket, path.strip("/")
@@ -100,9 +100,9 @@ def ensure_writable(url: str, *, client=None, deadline_s: float = 30.0) -> None:
         PermissionError: naming the URL, what failed and the likely fix.
     """
     # pylint: disable=import-outside-toplevel
-    import requests
     from google.api_core import exceptions as api_exceptions
     from google.auth import exceptions as auth_exceptions
+    import requests
 
     bucket_name, prefix = parse_url(url)
     probe_name = "/".join(p for p in (prefix, f".write_probe-{uuid.uuid4().hex}") if p)
@@ -116,20 +116,28 @@ def ensure_writable(url: str, *, client=None, deadline_s: float = 30.0) -> None:
         raise PermissionError(
             f"Cannot write to {url}: bucket gs://{bucket_name} does not exist ({error}). "
             f"Fix: create it (gcloud storage buckets create gs://{bucket_name} "
-            "--location=REGION) or correct the path.") from error
+            "--location=REGION) or correct the path."
+        ) from error
     except (api_exceptions.Forbidden, api_exceptions.Unauthorized) as error:
         raise PermissionError(
             f"Cannot write to {url}: access denied ({error}). Fix: give the account that "
             "runs this (your Application Default Credentials or the VM's service account) "
-            f"roles/storage.objectAdmin on gs://{bucket_name}.") from error
+            f"roles/storage.objectAdmin on gs://{bucket_name}."
+        ) from error
     except auth_exceptions.DefaultCredentialsError as error:
         raise PermissionError(
             f"Cannot write to {url}: no Google credentials found ({error}). Fix: run "
             "`gcloud auth application-default login`, or run on a VM or Vertex AI job "
-            "with a service account.") from error
-    except (api_exceptions.GoogleAPIError, auth_exceptions.GoogleAuthError,
-            requests.exceptions.RequestException, ConnectionError) as error:
+            "with a service account."
+        ) from error
+    except (
+        api_exceptions.GoogleAPIError,
+        auth_exceptions.GoogleAuthError,
+        requests.exceptions.RequestException,
+        ConnectionError,
+    ) as error:
         raise PermissionError(
             f"Cannot write to {url}: {type(error).__name__}: {error}. Fix: check the "
             "network route to Cloud Storage (or STORAGE_EMULATOR_HOST when testing) and "
-            "that the bucket accepts writes (no retention lock, not requester-pays).") from error
+            "that the bucket accepts writes (no retention lock, not requester-pays)."
+        ) from error

@@ -118,15 +118,17 @@ def normalise(data: bytes) -> StoredImage:
         image.load()
     except UnidentifiedImageError as error:
         # Pillow's own message names a memory address; the first bytes say more.
-        raise NotAnImageError(f"no image format recognised in {len(data)} bytes starting "
-                              f"{data[:16]!r}") from error
+        raise NotAnImageError(
+            f"no image format recognised in {len(data)} bytes starting {data[:16]!r}"
+        ) from error
     except Image.DecompressionBombError as error:
         raise ImageTooLargeError(str(error)) from error
     except (OSError, SyntaxError, ValueError) as error:
         # Pillow reports truncated and corrupt data as OSError ("image file is
         # truncated", "broken data stream") and some header damage as SyntaxError.
-        raise TruncatedImageError(f"{source_format or 'image'} data is incomplete or corrupt: "
-                                  f"{error}") from error
+        raise TruncatedImageError(
+            f"{source_format or 'image'} data is incomplete or corrupt: {error}"
+        ) from error
 
     orientation = image.getexif().get(_EXIF_ORIENTATION, 1)
     rotated = orientation in range(2, 9)  # 1 is upright; 0 and junk values are ignored.
@@ -136,8 +138,9 @@ def normalise(data: bytes) -> StoredImage:
         # end-of-image marker (possibly followed by padding) before keeping bytes.
         if _JPEG_END_OF_IMAGE not in data[-4096:]:
             raise TruncatedImageError("JPEG has no end-of-image marker: the file was cut short")
-        return StoredImage(jpeg=data, sha256=sha256_hex(data), width=image.width,
-                           height=image.height)
+        return StoredImage(
+            jpeg=data, sha256=sha256_hex(data), width=image.width, height=image.height
+        )
 
     conversions = []
     if source_format != "JPEG":
@@ -153,8 +156,13 @@ def normalise(data: bytes) -> StoredImage:
     # applied a second time by whoever reads the stored JPEG.
     image.save(output, format="JPEG", quality=NORMALISED_JPEG_QUALITY)
     jpeg = output.getvalue()
-    return StoredImage(jpeg=jpeg, sha256=sha256_hex(jpeg), width=image.width,
-                       height=image.height, conversion="+".join(conversions))
+    return StoredImage(
+        jpeg=jpeg,
+        sha256=sha256_hex(jpeg),
+        width=image.width,
+        height=image.height,
+        conversion="+".join(conversions),
+    )
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:

@@ -1,7 +1,9 @@
 """Path helpers that work the same for local folders and `gs://` URLs.
 
 Everything goes through `tf.io.gfile`, the file layer TFDS and Keras already
-use, so a path that works here works for them.
+use, so a path that works here works for them. TensorFlow is imported only by
+the helpers that touch files: `join` is pure string work, and tools such as
+`dfd-synthetic --help` should not pay seconds of TensorFlow start-up.
 """
 
 from __future__ import annotations
@@ -9,13 +11,14 @@ from __future__ import annotations
 import os
 import uuid
 
-import tensorflow as tf
-
 
 def join(base: str, *parts: str) -> str:
     """Joins path parts with '/', which both POSIX paths and gs:// URLs use."""
-    return os.path.join(base, *parts) if not base.startswith("gs://") else "/".join(
-        [base.rstrip("/"), *[p.strip("/") for p in parts]])
+    return (
+        os.path.join(base, *parts)
+        if not base.startswith("gs://")
+        else "/".join([base.rstrip("/"), *[p.strip("/") for p in parts]])
+    )
 
 
 def ensure_writable(path: str) -> None:
@@ -30,8 +33,11 @@ def ensure_writable(path: str) -> None:
     """
     if path.startswith("gs://"):
         from preprocessing import gcs  # pylint: disable=import-outside-toplevel
+
         gcs.ensure_writable(path)
         return
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel  (join needs no TF)
+
     probe = join(path, f".write_probe-{uuid.uuid4().hex}")
     try:
         tf.io.gfile.makedirs(path)
@@ -39,5 +45,6 @@ def ensure_writable(path: str) -> None:
             f.write("ok")
         tf.io.gfile.remove(probe)
     except (tf.errors.OpError, OSError) as error:
-        raise PermissionError(f"Cannot write to {path}: {error}. Fix: check the folder's "
-                              "permissions and free space.") from error
+        raise PermissionError(
+            f"Cannot write to {path}: {error}. Fix: check the folder's permissions and free space."
+        ) from error

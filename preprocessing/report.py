@@ -20,8 +20,7 @@ import json
 from absl import logging
 import tensorflow as tf
 
-from preprocessing import paths
-from preprocessing import schema
+from preprocessing import paths, schema
 
 REJECTS_FILENAME = "rejects.jsonl"
 SUMMARY_FILENAME = "build_summary.json"
@@ -33,16 +32,16 @@ COLUMNS = ("read", "written", "rejected", "duplicates", "converted")
 # Most frequent reject reason -> the likely cause, for the failure message.
 _LIKELY_CAUSES = {
     "not_an_image": "--manual_dir points at files that are not images (a wrong folder, or HTML "
-                    "error pages saved by a failed download)",
+    "error pages saved by a failed download)",
     "zero_byte": "the copy or extraction was interrupted and left empty files",
     "truncated": "the download or extraction is incomplete: files were cut short",
     "too_large": "--manual_dir holds images far larger than face crops: probably the wrong folder",
     "missing_file": "the split CSVs do not describe these folders (CSVs from another copy, a "
-                    "partial extraction, or a wrong --manual_dir)",
+    "partial extraction, or a wrong --manual_dir)",
     "not_in_csv": "the split CSVs do not list these files (CSVs from another copy of the dataset, "
-                  "or extra images copied into the folders)",
+    "or extra images copied into the folders)",
     "label_conflict": "the CSV labels disagree with the real/fake folders (CSVs from another "
-                      "dataset version)",
+    "dataset version)",
 }
 
 
@@ -66,7 +65,8 @@ def summarise(records: list[dict]) -> dict:
     reasons: collections.Counter = collections.Counter()
     for record in records:
         row = table.setdefault(record["split"], {}).setdefault(
-            record["label"], dict.fromkeys(COLUMNS, 0))
+            record["label"], dict.fromkeys(COLUMNS, 0)
+        )
         row["read"] += 1
         row["written"] += record["outcome"] == "written"
         row["rejected"] += record["outcome"] == "rejected"
@@ -90,15 +90,18 @@ def summarise(records: list[dict]) -> dict:
 
 def format_table(summary: dict) -> str:
     """The summary as a Markdown table, one row per split and label, plus reasons."""
-    lines = ["| split | label | " + " | ".join(COLUMNS) + " |",
-             "|---|---|" + "---:|" * len(COLUMNS)]
+    lines = [
+        "| split | label | " + " | ".join(COLUMNS) + " |",
+        "|---|---|" + "---:|" * len(COLUMNS),
+    ]
     for split in (s for s in schema.SPLITS if s in summary["splits"]):
         labels = summary["splits"][split]
         for label in schema.LABEL_NAMES:
             if label in labels:
                 row = labels[label]
-                lines.append(f"| {split} | {label} | " +
-                             " | ".join(str(row[c]) for c in COLUMNS) + " |")
+                lines.append(
+                    f"| {split} | {label} | " + " | ".join(str(row[c]) for c in COLUMNS) + " |"
+                )
     total = summary["total"]
     lines.append(f"| all | all | {total['read']} | {total['written']} | {total['rejected']} | | |")
     if summary["reject_reasons"]:
@@ -113,9 +116,17 @@ def finalise(ledger_pattern: str, output_dir: str) -> dict:
     records = read_ledger(ledger_pattern)
     summary = summarise(records)
     rejects = "".join(
-        json.dumps({k: record[k] for k in ("path", "split", "label", "reason", "detail", "id",
-                                           "duplicate_of")}, sort_keys=True) + "\n"
-        for record in records if record["outcome"] == "rejected")
+        json.dumps(
+            {
+                k: record[k]
+                for k in ("path", "split", "label", "reason", "detail", "id", "duplicate_of")
+            },
+            sort_keys=True,
+        )
+        + "\n"
+        for record in records
+        if record["outcome"] == "rejected"
+    )
     with tf.io.gfile.GFile(paths.join(output_dir, REJECTS_FILENAME), "w") as f:
         f.write(rejects)  # Written even when empty: "no rejects" is an answer too.
     with tf.io.gfile.GFile(paths.join(output_dir, SUMMARY_FILENAME), "w") as f:
@@ -124,8 +135,9 @@ def finalise(ledger_pattern: str, output_dir: str) -> dict:
     return summary
 
 
-def check_reject_fraction(summary: dict, max_reject_fraction: float | None,
-                          rejects_path: str) -> None:
+def check_reject_fraction(
+    summary: dict, max_reject_fraction: float | None, rejects_path: str
+) -> None:
     """Fails when too many inputs were rejected, naming the likely cause.
 
     Raises:
@@ -144,4 +156,5 @@ def check_reject_fraction(summary: dict, max_reject_fraction: float | None,
         f"{fraction:.1%} of {summary['total']['read']} inputs were rejected, more than "
         f"--max_reject_fraction={max_reject_fraction}. Most common reason: {top} "
         f"({reasons[top]}). Likely cause: {cause}. Every reject is listed in {rejects_path}; "
-        "fix the inputs, or raise --max_reject_fraction if these rejects are expected.")
+        "fix the inputs, or raise --max_reject_fraction if these rejects are expected."
+    )

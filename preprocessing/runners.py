@@ -27,8 +27,9 @@ def default_num_workers() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def local_runner(num_workers: int | None = None, running_mode: str = "multi_processing",
-                 options=None):
+def local_runner(
+    num_workers: int | None = None, running_mode: str = "multi_processing", options=None
+):
     """The local FnApiRunner and its options.
 
     Args:
@@ -43,8 +44,7 @@ def local_runner(num_workers: int | None = None, running_mode: str = "multi_proc
     Raises:
         ValueError: unknown running_mode or num_workers < 1.
     """
-    from apache_beam.options.pipeline_options import (DirectOptions, PipelineOptions,
-                                                      WorkerOptions)
+    from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, WorkerOptions
     from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 
     if running_mode not in RUNNING_MODES:
@@ -62,8 +62,12 @@ def local_runner(num_workers: int | None = None, running_mode: str = "multi_proc
     direct = options.view_as(DirectOptions)
     direct.direct_num_workers = num_workers
     direct.direct_running_mode = running_mode
-    logging.info("Beam runner: FnApiRunner (local, %s, %d worker%s).", running_mode, num_workers,
-                 "s" if num_workers > 1 else "")
+    logging.info(
+        "Beam runner: FnApiRunner (local, %s, %d worker%s).",
+        running_mode,
+        num_workers,
+        "s" if num_workers > 1 else "",
+    )
     return FnApiRunner(), options
 
 

@@ -21,7 +21,12 @@ POSITIVE_CLASS = "fake"
 
 # TFDS split names, and the folder names that hold them in the Kaggle layout.
 SPLITS: tuple[str, ...] = ("train", "validation", "test")
-SPLIT_FOLDERS: dict[str, str] = {"train": "train", "valid": "validation", "validation": "validation", "test": "test"}
+SPLIT_FOLDERS: dict[str, str] = {
+    "train": "train",
+    "valid": "validation",
+    "validation": "validation",
+    "test": "test",
+}
 KAGGLE_SPLIT_FOLDERS: dict[str, str] = {"train": "train", "validation": "valid", "test": "test"}
 
 # Feature keys of every example.
@@ -52,7 +57,8 @@ def label_from_kaggle_csv(value: int | str) -> int:
         return FAKE
     raise ValueError(
         f"Kaggle CSV label {value!r} is not 0 (fake) or 1 (real); is this the "
-        "'140k Real and Fake Faces' CSV?")
+        "'140k Real and Fake Faces' CSV?"
+    )
 
 
 def label_from_name(name: str) -> int:
@@ -75,10 +81,12 @@ def features():
     """The TFDS `FeaturesDict` of one example; the builder's `_info` uses it as is."""
     import tensorflow_datasets as tfds  # Lazy: keeps `schema` importable without TF.
 
-    return tfds.features.FeaturesDict({
-        IMAGE: tfds.features.Image(shape=(None, None, 3), encoding_format="jpeg"),
-        LABEL: tfds.features.ClassLabel(names=list(LABEL_NAMES)),
-        ID: tfds.features.Text(),
-        FILENAME: tfds.features.Text(),
-        SHA256: tfds.features.Text(),
-    })
+    return tfds.features.FeaturesDict(
+        {
+            IMAGE: tfds.features.Image(shape=(None, None, 3), encoding_format="jpeg"),
+            LABEL: tfds.features.ClassLabel(names=list(LABEL_NAMES)),
+            ID: tfds.features.Text(),
+            FILENAME: tfds.features.Text(),
+            SHA256: tfds.features.Text(),
+        }
+    )

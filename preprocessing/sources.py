@@ -28,8 +28,7 @@ import json
 from absl import logging
 import tensorflow as tf
 
-from preprocessing import paths
-from preprocessing import schema
+from preprocessing import paths, schema
 
 # Where the Kaggle download keeps its split folders, relative to manual_dir.
 KAGGLE_IMAGE_ROOTS = ("real_vs_fake/real-vs-fake", "real-vs-fake", "real_vs_fake")
@@ -106,7 +105,8 @@ def _split_folders(folder: str) -> dict[str, str]:
         if split in found:
             raise ValueError(
                 f"{folder} has both {found[split]!r} and {name!r} folders for the {split!r} "
-                "split; keep one of them.")
+                "split; keep one of them."
+            )
         found[split] = name
     return found
 
@@ -123,7 +123,8 @@ def find_layout(manual_dir: str) -> Layout:
         raise FileNotFoundError(
             f"--manual_dir={manual_dir} does not exist. Fix: point it at the extracted Kaggle "
             "'140k Real and Fake Faces' folder (the one holding real_vs_fake/ and train.csv), "
-            "at its zip's folder, or at a <split>/{real,fake}/ tree.")
+            "at its zip's folder, or at a <split>/{real,fake}/ tree."
+        )
     candidates = [manual_dir] + [paths.join(manual_dir, sub) for sub in KAGGLE_IMAGE_ROOTS]
     # One or two unknown levels down as well, e.g. manual_dir/my_copy/real_vs_fake/...
     for child in _listdir(manual_dir):
@@ -151,16 +152,23 @@ def find_layout(manual_dir: str) -> Layout:
         if len(zips) > 1:
             raise ValueError(
                 f"--manual_dir={manual_dir} holds several zips {zips} and no extracted dataset; "
-                "keep only the Kaggle download's zip there, or extract it.")
+                "keep only the Kaggle download's zip there, or extract it."
+            )
         if not zips:
             raise ValueError(
                 f"--manual_dir={manual_dir} holds no dataset: expected "
                 "real_vs_fake/real-vs-fake/{train,valid,test}/{real,fake}/ (the extracted Kaggle "
                 "download), the Kaggle zip, or <split>/{real,fake}/ folders with split in "
-                f"{sorted(schema.SPLIT_FOLDERS)}. Found: {_listdir(manual_dir)[:20]}.")
+                f"{sorted(schema.SPLIT_FOLDERS)}. Found: {_listdir(manual_dir)[:20]}."
+            )
         zip_path = zips[0]
-    return Layout(manual_dir=manual_dir, image_root=image_root, split_folders=split_folders,
-                  csvs=csvs, zip_path=zip_path)
+    return Layout(
+        manual_dir=manual_dir,
+        image_root=image_root,
+        split_folders=split_folders,
+        csvs=csvs,
+        zip_path=zip_path,
+    )
 
 
 def _files_on_disk(image_root: str, split_folder: str) -> dict[str, int]:
@@ -169,8 +177,11 @@ def _files_on_disk(image_root: str, split_folder: str) -> dict[str, int]:
     split_dir = paths.join(image_root, split_folder)
     for class_name in _listdir(split_dir):
         if class_name.lower() not in schema.LABEL_NAMES:
-            logging.warning("Ignoring %s: not a class folder (expected one of %s).",
-                            paths.join(split_dir, class_name), list(schema.LABEL_NAMES))
+            logging.warning(
+                "Ignoring %s: not a class folder (expected one of %s).",
+                paths.join(split_dir, class_name),
+                list(schema.LABEL_NAMES),
+            )
             continue
         class_dir = paths.join(split_dir, class_name)
         if not _is_dir(class_dir):
@@ -194,7 +205,8 @@ def _read_csv(csv_path: str) -> list[tuple[str, int]]:
         if missing:
             raise ValueError(
                 f"{csv_path} has no {sorted(missing)} column(s) (columns: {reader.fieldnames}); "
-                "expected the Kaggle CSV header ',original_path,id,label,label_str,path'.")
+                "expected the Kaggle CSV header ',original_path,id,label,label_str,path'."
+            )
         rows = []
         for line, row in enumerate(reader, start=2):
             try:
@@ -217,12 +229,14 @@ def list_sources(layout: Layout) -> list[SourceFile]:
     splits = sorted(set(layout.split_folders) | set(layout.csvs), key=schema.SPLITS.index)
     for split in splits:
         folder = layout.split_folders.get(split, schema.KAGGLE_SPLIT_FOLDERS[split])
-        on_disk = (_files_on_disk(layout.image_root, folder)
-                   if split in layout.split_folders else {})
+        on_disk = _files_on_disk(layout.image_root, folder) if split in layout.split_folders else {}
         if split not in layout.csvs:
             sources.extend(
-                SourceFile(id=rel, path=paths.join(layout.image_root, rel), split=split, label=label)
-                for rel, label in on_disk.items())
+                SourceFile(
+                    id=rel, path=paths.join(layout.image_root, rel), split=split, label=label
+                )
+                for rel, label in on_disk.items()
+            )
             logging.info("Split %s: %d files from folder %s (no CSV).", split, len(on_disk), folder)
             continue
         listed = _read_csv(layout.csvs[split])
@@ -236,15 +250,37 @@ def list_sources(layout: Layout) -> list[SourceFile]:
                 problem = MISSING_FILE
             elif on_disk[rel] != label:
                 problem = LABEL_CONFLICT
-            sources.append(SourceFile(id=rel, path=paths.join(layout.image_root, rel), split=split,
-                                      label=label, problem=problem))
+            sources.append(
+                SourceFile(
+                    id=rel,
+                    path=paths.join(layout.image_root, rel),
+                    split=split,
+                    label=label,
+                    problem=problem,
+                )
+            )
         unlisted = sorted(set(on_disk) - seen)
         sources.extend(
-            SourceFile(id=rel, path=paths.join(layout.image_root, rel), split=split,
-                       label=on_disk[rel], problem=NOT_IN_CSV) for rel in unlisted)
-        logging.info("Split %s: %d rows in %s, %d files in folder %s, %d listed but missing, "
-                     "%d on disk but not listed.", split, len(seen), layout.csvs[split],
-                     len(on_disk), folder, len(seen - set(on_disk)), len(unlisted))
+            SourceFile(
+                id=rel,
+                path=paths.join(layout.image_root, rel),
+                split=split,
+                label=on_disk[rel],
+                problem=NOT_IN_CSV,
+            )
+            for rel in unlisted
+        )
+        logging.info(
+            "Split %s: %d rows in %s, %d files in folder %s, %d listed but missing, "
+            "%d on disk but not listed.",
+            split,
+            len(seen),
+            layout.csvs[split],
+            len(on_disk),
+            folder,
+            len(seen - set(on_disk)),
+            len(unlisted),
+        )
     ids = [source.id for source in sources]
     if len(ids) != len(set(ids)):
         raise ValueError("Two inputs share an id; a CSV path points into another split's folder.")

@@ -37,25 +37,33 @@ from __future__ import annotations
 
 import csv
 import io
+import sys
 
-from absl import app
-from absl import flags
-from absl import logging
+from absl import app, flags, logging
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
-import tensorflow as tf
 
-from preprocessing import paths
-from preprocessing import schema
+from preprocessing import cli, paths, schema
 
 KAGGLE_IMAGE_ROOT = "real_vs_fake/real-vs-fake"
 CSV_HEADER = ["", "original_path", "id", "label", "label_str", "path"]
 SPLIT_FOLDERS = ("train", "valid", "test")
 _ID_ALPHABET = np.array(list("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"))
-_SKIN_TONES = np.array([[255, 224, 196], [241, 194, 160], [224, 172, 125], [198, 134, 90],
-                        [141, 85, 54], [94, 60, 40]], dtype=np.float32)
-_HAIR_COLOURS = np.array([[20, 15, 10], [60, 40, 25], [110, 75, 40], [170, 130, 80],
-                          [200, 180, 140], [120, 120, 120]], dtype=np.float32)
+_SKIN_TONES = np.array(
+    [
+        [255, 224, 196],
+        [241, 194, 160],
+        [224, 172, 125],
+        [198, 134, 90],
+        [141, 85, 54],
+        [94, 60, 40],
+    ],
+    dtype=np.float32,
+)
+_HAIR_COLOURS = np.array(
+    [[20, 15, 10], [60, 40, 25], [110, 75, 40], [170, 130, 80], [200, 180, 140], [120, 120, 120]],
+    dtype=np.float32,
+)
 
 
 def render_face(rng: np.random.Generator, size: int) -> np.ndarray:
@@ -80,8 +88,9 @@ def render_face(rng: np.random.Generator, size: int) -> np.ndarray:
     skin_base = _SKIN_TONES[rng.integers(len(_SKIN_TONES))]
     skin = colour(skin_base, 10)
     draw.ellipse(box(cx, cy - ry * rng.uniform(0.15, 0.35), rx * 1.12, ry * 0.95), fill=hair)
-    draw.rectangle([big * 0.0, big * (cy + ry * 0.85), big, big],
-                   fill=colour(rng.uniform(30, 220, 3), 1))  # Shoulders / clothes.
+    draw.rectangle(
+        [big * 0.0, big * (cy + ry * 0.85), big, big], fill=colour(rng.uniform(30, 220, 3), 1)
+    )  # Shoulders / clothes.
     draw.ellipse(box(cx, cy, rx, ry), fill=skin)
     eye_y, eye_dx = cy - ry * rng.uniform(0.1, 0.25), rx * rng.uniform(0.35, 0.5)
     eye_r = rx * rng.uniform(0.12, 0.18)
@@ -90,22 +99,36 @@ def render_face(rng: np.random.Generator, size: int) -> np.ndarray:
         ex = cx + side * eye_dx
         draw.ellipse(box(ex, eye_y, eye_r, eye_r * 0.6), fill=(245, 245, 240))
         draw.ellipse(box(ex, eye_y, eye_r * 0.5, eye_r * 0.5), fill=iris)
-        draw.line([big * (ex - eye_r), big * (eye_y - eye_r * 1.4),
-                   big * (ex + eye_r), big * (eye_y - eye_r * 1.6)],
-                  fill=hair, width=max(1, int(big * 0.012)))
-    draw.line([big * cx, big * (eye_y + eye_r), big * (cx + rx * 0.08), big * (cy + ry * 0.25)],
-              fill=colour(skin_base * 0.75, 5), width=max(1, int(big * 0.01)))
+        draw.line(
+            [
+                big * (ex - eye_r),
+                big * (eye_y - eye_r * 1.4),
+                big * (ex + eye_r),
+                big * (eye_y - eye_r * 1.6),
+            ],
+            fill=hair,
+            width=max(1, int(big * 0.012)),
+        )
+    draw.line(
+        [big * cx, big * (eye_y + eye_r), big * (cx + rx * 0.08), big * (cy + ry * 0.25)],
+        fill=colour(skin_base * 0.75, 5),
+        width=max(1, int(big * 0.01)),
+    )
     mouth_y, mouth_w = cy + ry * rng.uniform(0.45, 0.6), rx * rng.uniform(0.3, 0.5)
-    draw.ellipse(box(cx, mouth_y, mouth_w, ry * rng.uniform(0.04, 0.1)),
-                 fill=colour(np.array([170, 60, 70]), 15))
+    draw.ellipse(
+        box(cx, mouth_y, mouth_w, ry * rng.uniform(0.04, 0.1)),
+        fill=colour(np.array([170, 60, 70]), 15),
+    )
     canvas = canvas.filter(ImageFilter.GaussianBlur(radius=scale * 0.6)).resize(
-        (size, size), Image.Resampling.LANCZOS)
+        (size, size), Image.Resampling.LANCZOS
+    )
     pixels = np.asarray(canvas, dtype=np.float32)
     # Directional lighting, so that brightness varies smoothly across the face.
     angle = rng.uniform(0, 2 * np.pi)
     grid = np.linspace(-1.0, 1.0, size, dtype=np.float32)
-    light = 1.0 + rng.uniform(0.05, 0.25) * (np.cos(angle) * grid[None, :] +
-                                              np.sin(angle) * grid[:, None])
+    light = 1.0 + rng.uniform(0.05, 0.25) * (
+        np.cos(angle) * grid[None, :] + np.sin(angle) * grid[:, None]
+    )
     return np.clip(pixels * light[:, :, None], 0, 255)
 
 
@@ -141,7 +164,8 @@ def _transposed_conv_up2(pixels: np.ndarray, odd_tap: float) -> np.ndarray:
 def _jpeg(pixels: np.ndarray, quality: int) -> bytes:
     out = io.BytesIO()
     Image.fromarray(np.clip(np.round(pixels), 0, 255).astype(np.uint8)).save(
-        out, format="JPEG", quality=int(quality))
+        out, format="JPEG", quality=int(quality)
+    )
     return out.getvalue()
 
 
@@ -173,7 +197,7 @@ def _image_id(rng: np.random.Generator, label: int, counter: int) -> str:
 
 
 def parse_counts(spec: str) -> dict[str, int]:
-    """"train=1000,valid=200,test=200" (or one number for every split) -> {folder: count}.
+    """ "train=1000,valid=200,test=200" (or one number for every split) -> {folder: count}.
 
     Raises:
         ValueError: naming the bad part and the expected form.
@@ -190,19 +214,23 @@ def parse_counts(spec: str) -> dict[str, int]:
         if name not in SPLIT_FOLDERS or not value.strip().isdigit():
             raise ValueError(
                 f"--num_per_class_per_split part {part!r} is not <split>=<count> with split in "
-                f"{list(SPLIT_FOLDERS)}; e.g. train=1000,valid=200,test=200, or one number.")
+                f"{list(SPLIT_FOLDERS)}; e.g. train=1000,valid=200,test=200, or one number."
+            )
         counts[name] = int(value)
     return counts
 
 
-def write_dataset(output_dir: str, image_size: int = 64,
-                  counts: dict[str, int] | None = None, seed: int = 0) -> dict[str, int]:
+def write_dataset(
+    output_dir: str, image_size: int = 64, counts: dict[str, int] | None = None, seed: int = 0
+) -> dict[str, int]:
     """Writes the dataset (see module docstring); returns images written per split folder.
 
     Deterministic: the same arguments give byte-identical files. Replaces the
     `real_vs_fake/` folder and CSVs of an earlier run in `output_dir`.
     """
     counts = counts or parse_counts("train=1000,valid=200,test=200")
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel  (gs:// writes; slow import)
+
     root = paths.join(output_dir, KAGGLE_IMAGE_ROOT)
     if tf.io.gfile.exists(paths.join(output_dir, "real_vs_fake")):
         logging.info("Replacing the earlier synthetic set in %s.", output_dir)
@@ -223,8 +251,9 @@ def write_dataset(output_dir: str, image_size: int = 64,
                 relative = f"{folder}/{class_name}/{image_id}.jpg"
                 with tf.io.gfile.GFile(paths.join(root, relative), "wb") as f:
                     f.write(make_image(rng, image_size, label))
-                kaggle_label = schema.KAGGLE_CSV_REAL if label == schema.REAL else (
-                    schema.KAGGLE_CSV_FAKE)
+                kaggle_label = (
+                    schema.KAGGLE_CSV_REAL if label == schema.REAL else (schema.KAGGLE_CSV_FAKE)
+                )
                 rows.append([f"synthetic/{relative}", image_id, kaggle_label, class_name, relative])
         order = np.random.default_rng([seed, split_index]).permutation(len(rows))
         with tf.io.gfile.GFile(paths.join(output_dir, f"{folder}.csv"), "w") as f:
@@ -234,10 +263,12 @@ def write_dataset(output_dir: str, image_size: int = 64,
                 writer.writerow([row_number] + rows[index])
         written[folder] = len(rows)
     with tf.io.gfile.GFile(paths.join(output_dir, "SYNTHETIC_README.txt"), "w") as f:
-        f.write("Synthetic data written by `python -m preprocessing.synthetic` "
-                f"(image_size={image_size}, seed={seed}). Not real faces, not real deepfakes: "
-                "the 'fake' class carries a transposed-convolution checkerboard and double JPEG "
-                "compression. For demos and tests only.\n")
+        f.write(
+            "Synthetic data written by `python -m preprocessing.synthetic` "
+            f"(image_size={image_size}, seed={seed}). Not real faces, not real deepfakes: "
+            "the 'fake' class carries a transposed-convolution checkerboard and double JPEG "
+            "compression. For demos and tests only.\n"
+        )
     return written
 
 
@@ -246,12 +277,19 @@ FLAGS = flags.FLAGS
 
 def define_flags() -> None:
     """Defines this tool's flags; called by `run_main`, so importing the module defines none."""
-    flags.DEFINE_string("output_dir", None,
-                        "Folder to write the Kaggle layout into (local or gs://).")
-    flags.DEFINE_integer("image_size", 64, "Side of the square images, in pixels (even, >= 8); "
-                         "the Kaggle images are 256.")
-    flags.DEFINE_string("num_per_class_per_split", "train=1000,valid=200,test=200",
-                        "Images per class in each split folder: 'train=N,valid=N,test=N', or one N.")
+    flags.DEFINE_string(
+        "output_dir", None, "Folder to write the Kaggle layout into (local or gs://)."
+    )
+    flags.DEFINE_integer(
+        "image_size",
+        64,
+        "Side of the square images, in pixels (even, >= 8); the Kaggle images are 256.",
+    )
+    flags.DEFINE_string(
+        "num_per_class_per_split",
+        "train=1000,valid=200,test=200",
+        "Images per class in each split folder: 'train=N,valid=N,test=N', or one N.",
+    )
     flags.DEFINE_integer("seed", 0, "Random seed; the same seed gives byte-identical files.")
 
 
@@ -265,13 +303,16 @@ def main(argv):
         written = write_dataset(FLAGS.output_dir, FLAGS.image_size, counts, FLAGS.seed)
     except ValueError as error:
         raise app.UsageError(str(error)) from error
-    logging.info("Wrote %s synthetic images (per split folder, both classes) to %s.",
-                 written, FLAGS.output_dir)
+    logging.info(
+        "Wrote %s synthetic images (per split folder, both classes) to %s.",
+        written,
+        FLAGS.output_dir,
+    )
 
 
 def run_main():
     define_flags()
-    app.run(main)
+    cli.run(main, module=sys.modules[__name__], prog="dfd-synthetic")
 
 
 if __name__ == "__main__":

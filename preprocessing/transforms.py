@@ -1,9 +1,9 @@
 """The Beam steps that turn listed inputs into keyed TFDS examples and a ledger.
 
-    SourceFile ─────────────► ReadAndValidate ─good─► ToExample ──────────────(DropLeakedCopies)──► examples
-                    │                 │         └─► Fingerprint ─► GroupBySha256 ─► ResolveDuplicates  (split, id, dict)
-                    │                 └─bad──► RejectInvalid ──┐                          │
-                    └─(listing problem)────► RejectListed ─────┴────────── ledger ◄───────┘
+  SourceFile ──► ReadAndValidate ─good─► ToExample ─────────(DropLeakedCopies)──► examples
+         │                │         └─► Fingerprint ─► GroupBySha256 ─► ResolveDuplicates
+         │                └─bad──► RejectInvalid ──┐                          │
+         └─(listing problem)──► RejectListed ──────┴─────── ledger ◄──────────┘
                                                                 one JSON record per input
 
 Every input ends as exactly one ledger record, "written" or "rejected" with a
@@ -32,8 +32,7 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 import tensorflow as tf
 
-from preprocessing import images
-from preprocessing import schema
+from preprocessing import images, schema
 from preprocessing import sources as sources_lib
 
 METRICS_NAMESPACE = "real_and_fake_faces"
@@ -52,9 +51,17 @@ class ValidImage:
     image: images.StoredImage
 
 
-def ledger_record(source: sources_lib.SourceFile, outcome: str, *, reason: str = "",
-                  detail: str = "", sha256: str = "", conversion: str = "",
-                  duplicate: str = "", duplicate_of: str = "") -> dict:
+def ledger_record(
+    source: sources_lib.SourceFile,
+    outcome: str,
+    *,
+    reason: str = "",
+    detail: str = "",
+    sha256: str = "",
+    conversion: str = "",
+    duplicate: str = "",
+    duplicate_of: str = "",
+) -> dict:
     """The one JSON-able record each input gets; rejects.jsonl is the `rejected` ones."""
     return {
         "id": source.id,
@@ -103,8 +110,9 @@ def _reject_listed(source: sources_lib.SourceFile) -> dict:
         sources_lib.NOT_IN_CSV: "on disk but not listed in the split CSV",
         sources_lib.LABEL_CONFLICT: "the CSV label disagrees with the class folder",
     }
-    return ledger_record(source, REJECTED, reason=source.problem,
-                         detail=details.get(source.problem, ""))
+    return ledger_record(
+        source, REJECTED, reason=source.problem, detail=details.get(source.problem, "")
+    )
 
 
 def _fingerprint(valid: ValidImage):
@@ -115,13 +123,17 @@ def _fingerprint(valid: ValidImage):
 def _to_example(valid: ValidImage):
     """(split, id, example dict) in the features of `schema.features()`."""
     source, image = valid.source, valid.image
-    return source.split, source.id, {
-        schema.IMAGE: image.jpeg,
-        schema.LABEL: source.label,
-        schema.ID: source.id,
-        schema.FILENAME: posixpath.basename(source.id),
-        schema.SHA256: image.sha256,
-    }
+    return (
+        source.split,
+        source.id,
+        {
+            schema.IMAGE: image.jpeg,
+            schema.LABEL: source.label,
+            schema.ID: source.id,
+            schema.FILENAME: posixpath.basename(source.id),
+            schema.SHA256: image.sha256,
+        },
+    )
 
 
 class ResolveDuplicatesFn(beam.DoFn):
@@ -143,23 +155,38 @@ class ResolveDuplicatesFn(beam.DoFn):
         for index, (source, conversion) in enumerate(members):
             duplicate = ""
             if index:
-                duplicate = (DUPLICATE_WITHIN_SPLIT if source.split == first.split
-                             else DUPLICATE_ACROSS_SPLITS)
+                duplicate = (
+                    DUPLICATE_WITHIN_SPLIT
+                    if source.split == first.split
+                    else DUPLICATE_ACROSS_SPLITS
+                )
                 Metrics.counter(METRICS_NAMESPACE, duplicate).inc()
             duplicate_of = first.id if index else ""
             if duplicate == DUPLICATE_ACROSS_SPLITS and self._drop:
                 Metrics.counter(METRICS_NAMESPACE, f"rejected_{DUPLICATE_ACROSS_SPLITS}").inc()
                 yield beam.pvalue.TaggedOutput("dropped", (source.id, sha256))
                 yield ledger_record(
-                    source, REJECTED, reason=DUPLICATE_ACROSS_SPLITS,
-                    detail=f"same bytes as {first.id} ({first.split})", sha256=sha256,
-                    conversion=conversion, duplicate=duplicate, duplicate_of=duplicate_of)
+                    source,
+                    REJECTED,
+                    reason=DUPLICATE_ACROSS_SPLITS,
+                    detail=f"same bytes as {first.id} ({first.split})",
+                    sha256=sha256,
+                    conversion=conversion,
+                    duplicate=duplicate,
+                    duplicate_of=duplicate_of,
+                )
                 continue
             Metrics.counter(METRICS_NAMESPACE, f"written_{source.split}").inc()
             if conversion:
                 Metrics.counter(METRICS_NAMESPACE, "converted").inc()
-            yield ledger_record(source, WRITTEN, sha256=sha256, conversion=conversion,
-                                duplicate=duplicate, duplicate_of=duplicate_of)
+            yield ledger_record(
+                source,
+                WRITTEN,
+                sha256=sha256,
+                conversion=conversion,
+                duplicate=duplicate,
+                duplicate_of=duplicate_of,
+            )
 
 
 class BuildExamples(beam.PTransform):
@@ -184,25 +211,31 @@ class BuildExamples(beam.PTransform):
 
     def expand(self, listed):
         readable, unreadable = listed | "SplitListingProblems" >> beam.Partition(
-            lambda source, _: 1 if source.problem else 0, 2)
+            lambda source, _: 1 if source.problem else 0, 2
+        )
         good, bad = readable | "ReadAndValidate" >> beam.Map(
-            read_and_validate).with_exception_handling(exc_class=images.InvalidImageError)
+            read_and_validate
+        ).with_exception_handling(exc_class=images.InvalidImageError)
         resolved = (
             good
             | "Fingerprint" >> beam.Map(_fingerprint)
             | "GroupBySha256" >> beam.GroupByKey()
-            | "ResolveDuplicates" >> beam.ParDo(ResolveDuplicatesFn(self._duplicates)).with_outputs(
-                "dropped", main="ledger"))
+            | "ResolveDuplicates"
+            >> beam.ParDo(ResolveDuplicatesFn(self._duplicates)).with_outputs(
+                "dropped", main="ledger"
+            )
+        )
         examples = good | "ToExample" >> beam.Map(_to_example)
         if self._duplicates == "drop":
             examples = examples | "DropLeakedCopies" >> beam.Filter(
                 lambda example, dropped: example[1] not in dropped,
-                dropped=beam.pvalue.AsDict(resolved.dropped))
+                dropped=beam.pvalue.AsDict(resolved.dropped),
+            )
         ledger = (
-            (resolved.ledger,
-             bad | "RejectInvalid" >> beam.Map(_reject_invalid),
-             unreadable | "RejectListed" >> beam.Map(_reject_listed))
-            | "MergeLedger" >> beam.Flatten())
+            resolved.ledger,
+            bad | "RejectInvalid" >> beam.Map(_reject_invalid),
+            unreadable | "RejectListed" >> beam.Map(_reject_listed),
+        ) | "MergeLedger" >> beam.Flatten()
         return {"examples": examples, "ledger": ledger}
 
 
@@ -214,11 +247,13 @@ class ReadSourceList(beam.PTransform):
         self._path = path
 
     def expand(self, pbegin):
-        return (pbegin
-                | "ReadLines" >> beam.io.ReadFromText(self._path)
-                | "Parse" >> beam.Map(sources_lib.from_json)
-                # One small file is one bundle: reshuffle so that every worker reads images.
-                | "SpreadOverWorkers" >> beam.Reshuffle())
+        return (
+            pbegin
+            | "ReadLines" >> beam.io.ReadFromText(self._path)
+            | "Parse" >> beam.Map(sources_lib.from_json)
+            # One small file is one bundle: reshuffle so that every worker reads images.
+            | "SpreadOverWorkers" >> beam.Reshuffle()
+        )
 
 
 class SelectSplit(beam.PTransform):
@@ -232,9 +267,11 @@ class SelectSplit(beam.PTransform):
 
     def expand(self, examples):
         split = self._split
-        return (examples
-                | "KeepSplit" >> beam.Filter(lambda item: item[0] == split)
-                | "KeyById" >> beam.Map(lambda item: (item[1], item[2])))
+        return (
+            examples
+            | "KeepSplit" >> beam.Filter(lambda item: item[0] == split)
+            | "KeyById" >> beam.Map(lambda item: (item[1], item[2]))
+        )
 
 
 class WriteLedger(beam.PTransform):
@@ -245,6 +282,8 @@ class WriteLedger(beam.PTransform):
         self._prefix = prefix
 
     def expand(self, ledger):
-        return (ledger
-                | "ToJson" >> beam.Map(lambda record: json.dumps(record, sort_keys=True))
-                | "WriteJsonLines" >> beam.io.WriteToText(self._prefix, file_name_suffix=".jsonl"))
+        return (
+            ledger
+            | "ToJson" >> beam.Map(lambda record: json.dumps(record, sort_keys=True))
+            | "WriteJsonLines" >> beam.io.WriteToText(self._prefix, file_name_suffix=".jsonl")
+        )

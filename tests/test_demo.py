@@ -13,11 +13,17 @@ import shutil
 import subprocess
 import sys
 
-import pytest
 from PIL import Image
+import pytest
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
-PLOTS = {"roc.png", "precision_recall.png", "confusion_matrix.png", "score_histogram.png", "reliability.png"}
+PLOTS = {
+    "roc.png",
+    "precision_recall.png",
+    "confusion_matrix.png",
+    "score_histogram.png",
+    "reliability.png",
+}
 
 
 @pytest.mark.skipif(shutil.which("make") is None, reason="needs GNU make")
@@ -27,23 +33,28 @@ def test_make_demo_smallest_settings(tmp_path):
     (venv / ".installed").touch()  # Newer than setup.py: make skips the install step.
     demo_dir = tmp_path / "demo"
     command = [
-        "make", "--no-print-directory", "demo",
-        f"VENV={venv}", f"PY={sys.executable}", f"DEMO_DIR={demo_dir}",
+        "make",
+        "--no-print-directory",
+        "demo",
+        f"VENV={venv}",
+        f"PY={sys.executable}",
+        f"DEMO_DIR={demo_dir}",
         "DEMO_SYNTHETIC_FLAGS=--image_size=32 --num_per_class_per_split=train=4,valid=3,test=3",
         "DEMO_BUILD_FLAGS=--running_mode=in_memory",
         "DEMO_TRAIN_FLAGS=--image_size=32 --global_batch_size=4 --epochs=1 --steps_per_epoch=1 "
         "--validation_steps=1 --verbose=0",
         "DEMO_PREDICT_COUNT=1",
     ]
-    completed = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=600,
-                               check=False)
+    completed = subprocess.run(
+        command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=600, check=False
+    )
     output = completed.stdout
     assert completed.returncode == 0, f"{output[-3000:]}\n{completed.stderr[-5000:]}"
 
     # Progress, then the headline and the paths, as the last thing printed.
     for step in range(1, 7):
         assert f"== [{step}/6]" in output
-    tail = output[output.index("== [6/6]"):]
+    tail = output[output.index("== [6/6]") :]
     assert "test (6 images) at threshold " in tail and "ROC-AUC" in tail
     model_dir = demo_dir / "model"
     report_dir = model_dir / "report"

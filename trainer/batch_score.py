@@ -26,20 +26,17 @@ downloads a binary at run time and fails offline.
 from __future__ import annotations
 
 import ast
-import json
 from collections.abc import Iterable, Sequence
+import json
+import sys
 from typing import Any
 
-from absl import app
-from absl import flags
-from absl import logging
+from absl import app, flags, logging
 import apache_beam as beam
 from apache_beam.ml.inference import base as inference
 
-from preprocessing import runners
-from preprocessing import schema
-from trainer import export
-from trainer import scoring
+from preprocessing import cli, runners, schema
+from trainer import export, scoring
 
 METRICS_NAMESPACE = "dfd_batch_score"
 MISSING_TAG = "missing"
@@ -57,7 +54,9 @@ class ExportedDetectorHandler(inference.ModelHandler[bytes, inference.Prediction
     def __init__(self, export_dir: str, *, min_batch_size: int = 1, max_batch_size: int = 32):
         super().__init__()
         if not 1 <= min_batch_size <= max_batch_size:
-            raise ValueError(f"Need 1 <= min_batch_size ({min_batch_size}) <= max_batch_size ({max_batch_size}).")
+            raise ValueError(
+                f"Need 1 <= min_batch_size ({min_batch_size}) <= max_batch_size ({max_batch_size})."
+            )
         self._export_dir = export_dir
         self._batching = {"min_batch_size": min_batch_size, "max_batch_size": max_batch_size}
 
@@ -67,8 +66,9 @@ class ExportedDetectorHandler(inference.ModelHandler[bytes, inference.Prediction
         # The loaded object owns the variables: keep it, not just its signature.
         return tf.saved_model.load(self._export_dir)
 
-    def run_inference(self, batch: Sequence[bytes], model, inference_args=None
-                      ) -> Iterable[inference.PredictionResult]:
+    def run_inference(
+        self, batch: Sequence[bytes], model, inference_args=None
+    ) -> Iterable[inference.PredictionResult]:
         import tensorflow as tf
 
         serve = model.signatures[export.SIGNATURE_NAME]
@@ -114,7 +114,7 @@ def _reject_from_dead_letter(record) -> dict:
     """Beam's dead letter `(path, (type, repr, traceback))` -> {"path", "error"}."""
     path, (error_type, error_repr, _) = record
     try:  # repr(UnreadableImageError('why')) -> 'why'
-        message = ast.literal_eval(error_repr[len(error_type.__name__):])
+        message = ast.literal_eval(error_repr[len(error_type.__name__) :])
     except (ValueError, SyntaxError):
         message = error_repr
     beam.metrics.Metrics.counter(METRICS_NAMESPACE, "rejected_unreadable").inc()
@@ -133,25 +133,44 @@ def _to_record(keyed, threshold: float) -> dict:
 
 
 @beam.ptransform_fn
-def ScoreImages(patterns, export_dir: str, threshold: float, min_batch_size: int = 1,
-                max_batch_size: int = 32):  # noqa: N802  (Beam names composites like classes)
+def ScoreImages(
+    patterns, export_dir: str, threshold: float, min_batch_size: int = 1, max_batch_size: int = 32
+):  # noqa: N802  (Beam names composites like classes)
     """Input patterns -> one record dict per matched file, rejects included."""
-    expanded = patterns | "ExpandInputs" >> beam.FlatMap(_expand).with_outputs(MISSING_TAG, main="files")
-    read = (expanded.files
-            | "Redistribute" >> beam.Reshuffle()
-            | "ReadImages" >> beam.Map(_read).with_exception_handling(exc_class=scoring.UnreadableImageError))
-    handler = inference.KeyedModelHandler(ExportedDetectorHandler(
-        export_dir, min_batch_size=min_batch_size, max_batch_size=max_batch_size))
-    scored = (read.good
-              | "RunInference" >> inference.RunInference(handler)
-              | "ToRecords" >> beam.Map(_to_record, threshold=threshold))
+    expanded = patterns | "ExpandInputs" >> beam.FlatMap(_expand).with_outputs(
+        MISSING_TAG, main="files"
+    )
+    read = (
+        expanded.files
+        | "Redistribute" >> beam.Reshuffle()
+        | "ReadImages"
+        >> beam.Map(_read).with_exception_handling(exc_class=scoring.UnreadableImageError)
+    )
+    handler = inference.KeyedModelHandler(
+        ExportedDetectorHandler(
+            export_dir, min_batch_size=min_batch_size, max_batch_size=max_batch_size
+        )
+    )
+    scored = (
+        read.good
+        | "RunInference" >> inference.RunInference(handler)
+        | "ToRecords" >> beam.Map(_to_record, threshold=threshold)
+    )
     unreadable = read.bad | "UnreadableToRecords" >> beam.Map(_reject_from_dead_letter)
     return (scored, unreadable, expanded[MISSING_TAG]) | "AllResults" >> beam.Flatten()
 
 
-def build_pipeline(pipeline: beam.Pipeline, *, export_dir: str, inputs: Sequence[str], output: str,
-                   threshold: float | None = None, min_batch_size: int = 1, max_batch_size: int = 32,
-                   num_shards: int = 0):
+def build_pipeline(
+    pipeline: beam.Pipeline,
+    *,
+    export_dir: str,
+    inputs: Sequence[str],
+    output: str,
+    threshold: float | None = None,
+    min_batch_size: int = 1,
+    max_batch_size: int = 32,
+    num_shards: int = 0,
+):
     """Adds the scoring job to `pipeline`; returns the records PCollection (before writing).
 
     Args:
@@ -160,39 +179,74 @@ def build_pipeline(pipeline: beam.Pipeline, *, export_dir: str, inputs: Sequence
     """
     metadata = export.read_metadata(export_dir)  # Fails now, not on the workers, if not an export.
     threshold = metadata.threshold if threshold is None else float(threshold)
-    logging.info("Scoring with %s at threshold %.4f (%s).", export_dir, threshold,
-                 metadata.threshold_source if threshold == metadata.threshold else "--threshold")
-    records = (pipeline
-               | "Inputs" >> beam.Create(list(inputs))
-               | "Score" >> ScoreImages(export_dir, threshold, min_batch_size, max_batch_size))
-    _ = (records
-         | "ToJson" >> beam.Map(lambda record: json.dumps(record, sort_keys=True))
-         | "WriteJsonl" >> beam.io.WriteToText(output, file_name_suffix=".jsonl", num_shards=num_shards))
+    logging.info(
+        "Scoring with %s at threshold %.4f (%s).",
+        export_dir,
+        threshold,
+        metadata.threshold_source if threshold == metadata.threshold else "--threshold",
+    )
+    records = (
+        pipeline
+        | "Inputs" >> beam.Create(list(inputs))
+        | "Score" >> ScoreImages(export_dir, threshold, min_batch_size, max_batch_size)
+    )
+    _ = (
+        records
+        | "ToJson" >> beam.Map(lambda record: json.dumps(record, sort_keys=True))
+        | "WriteJsonl"
+        >> beam.io.WriteToText(output, file_name_suffix=".jsonl", num_shards=num_shards)
+    )
     return records
 
 
-def run(*, export_dir: str, inputs: Sequence[str], output: str, runner: str = runners.LOCAL,
-        num_workers: int | None = None, running_mode: str = "multi_processing",
-        pipeline_options: Sequence[str] = (), threshold: float | None = None,
-        min_batch_size: int = 1, max_batch_size: int = 32, num_shards: int = 0) -> dict:
+def run(
+    *,
+    export_dir: str,
+    inputs: Sequence[str],
+    output: str,
+    runner: str = runners.LOCAL,
+    num_workers: int | None = None,
+    running_mode: str = "multi_processing",
+    pipeline_options: Sequence[str] = (),
+    threshold: float | None = None,
+    min_batch_size: int = 1,
+    max_batch_size: int = 32,
+    num_shards: int = 0,
+) -> dict:
     """Runs the job to completion; returns the counts of scored and rejected inputs."""
     if not inputs:
         raise ValueError("No inputs: pass --inputs with files, folders or globs.")
     if runner == runners.LOCAL:
         beam_runner, options = runners.local_runner(num_workers, running_mode)
         if pipeline_options:
-            logging.warning("Ignoring --beam_pipeline_options with the local runner: %s", pipeline_options)
+            logging.warning(
+                "Ignoring --beam_pipeline_options with the local runner: %s", pipeline_options
+            )
     else:
         # "project=P" and "--project=P" both work, as with `preprocessing.build` and `tfds build`.
-        options_list = [o if o.startswith("--") else f"--{o}" for o in (o.strip() for o in pipeline_options) if o]
+        options_list = [
+            o if o.startswith("--") else f"--{o}"
+            for o in (o.strip() for o in pipeline_options)
+            if o
+        ]
         beam_runner, options = runners.named_runner(runner, options_list)
     pipeline = beam.Pipeline(runner=beam_runner, options=options)
-    build_pipeline(pipeline, export_dir=export_dir, inputs=inputs, output=output, threshold=threshold,
-                   min_batch_size=min_batch_size, max_batch_size=max_batch_size, num_shards=num_shards)
+    build_pipeline(
+        pipeline,
+        export_dir=export_dir,
+        inputs=inputs,
+        output=output,
+        threshold=threshold,
+        min_batch_size=min_batch_size,
+        max_batch_size=max_batch_size,
+        num_shards=num_shards,
+    )
     result = pipeline.run()
     result.wait_until_finish()
     counts = {}
-    for counter in result.metrics().query(beam.metrics.MetricsFilter().with_namespace(METRICS_NAMESPACE))["counters"]:
+    for counter in result.metrics().query(
+        beam.metrics.MetricsFilter().with_namespace(METRICS_NAMESPACE)
+    )["counters"]:
         counts[counter.key.metric.name] = counts.get(counter.key.metric.name, 0) + counter.committed
     logging.info("Batch scoring done: %s", counts)
     return counts
@@ -206,16 +260,32 @@ FLAGS = flags.FLAGS
 def define_flags() -> None:
     """Defines the command's flags; called by `run_main`, so importing this module as a
     library (tests, other tools) defines none and cannot collide with other commands."""
-    flags.DEFINE_string("export_dir", None, "Exported detector: <model_dir>/export written by trainer.task.")
+    flags.DEFINE_string(
+        "export_dir", None, "Exported detector: <model_dir>/export written by trainer.task."
+    )
     flags.DEFINE_list("inputs", None, "Comma-separated files, folders or globs (local or gs://).")
-    flags.DEFINE_string("output", None, "Output prefix: writes <output>-NNNNN-of-NNNNN.jsonl (local or gs://).")
-    flags.DEFINE_float("threshold", None, "Override the threshold recorded in the export's detector.json.")
-    flags.DEFINE_string("runner", runners.LOCAL, "'local' (FnApiRunner on this machine) or a Beam runner name, "
-                        "e.g. DataflowRunner, FlinkRunner, PrismRunner.")
+    flags.DEFINE_string(
+        "output", None, "Output prefix: writes <output>-NNNNN-of-NNNNN.jsonl (local or gs://)."
+    )
+    flags.DEFINE_float(
+        "threshold", None, "Override the threshold recorded in the export's detector.json."
+    )
+    flags.DEFINE_string(
+        "runner",
+        runners.LOCAL,
+        "'local' (FnApiRunner on this machine) or a Beam runner name, "
+        "e.g. DataflowRunner, FlinkRunner, PrismRunner.",
+    )
     flags.DEFINE_integer("num_workers", None, "Local worker processes (default: one per core).")
-    flags.DEFINE_enum("running_mode", "multi_processing", list(runners.RUNNING_MODES), "Local runner mode.")
-    flags.DEFINE_list("beam_pipeline_options", [], "Comma-separated Beam options for a named runner, "
-                      "e.g. project=P,region=R,temp_location=gs://b/tmp,setup_file=./setup.py.")
+    flags.DEFINE_enum(
+        "running_mode", "multi_processing", list(runners.RUNNING_MODES), "Local runner mode."
+    )
+    flags.DEFINE_list(
+        "beam_pipeline_options",
+        [],
+        "Comma-separated Beam options for a named runner, "
+        "e.g. project=P,region=R,temp_location=gs://b/tmp,setup_file=./setup.py.",
+    )
     flags.DEFINE_integer("min_batch_size", 1, "Smallest batch RunInference sends to the model.")
     flags.DEFINE_integer("max_batch_size", 32, "Largest batch RunInference sends to the model.")
     flags.DEFINE_integer("num_shards", 0, "Output files (0: the runner chooses).")
@@ -227,17 +297,25 @@ def main(argv: Sequence[str]) -> None:
     for name in ("export_dir", "inputs", "output"):
         if not getattr(FLAGS, name):
             raise app.UsageError(f"--{name} is required.")
-    counts = run(export_dir=FLAGS.export_dir, inputs=FLAGS.inputs, output=FLAGS.output, runner=FLAGS.runner,
-                 num_workers=FLAGS.num_workers, running_mode=FLAGS.running_mode,
-                 pipeline_options=FLAGS.beam_pipeline_options, threshold=FLAGS.threshold,
-                 min_batch_size=FLAGS.min_batch_size, max_batch_size=FLAGS.max_batch_size,
-                 num_shards=FLAGS.num_shards)
+    counts = run(
+        export_dir=FLAGS.export_dir,
+        inputs=FLAGS.inputs,
+        output=FLAGS.output,
+        runner=FLAGS.runner,
+        num_workers=FLAGS.num_workers,
+        running_mode=FLAGS.running_mode,
+        pipeline_options=FLAGS.beam_pipeline_options,
+        threshold=FLAGS.threshold,
+        min_batch_size=FLAGS.min_batch_size,
+        max_batch_size=FLAGS.max_batch_size,
+        num_shards=FLAGS.num_shards,
+    )
     print(json.dumps({"output": f"{FLAGS.output}-*.jsonl", **counts}, sort_keys=True))
 
 
 def run_main():
     define_flags()
-    app.run(main)
+    cli.run(main, module=sys.modules[__name__], prog="dfd-batch-score")
 
 
 if __name__ == "__main__":

@@ -78,8 +78,15 @@ class Backup(keras.callbacks.Callback):
         chief: whether this process writes the real files.
     """
 
-    def __init__(self, backup_dir: str, state: TrainingState, *, steps_per_epoch: int,
-                 every_steps: int = 0, chief: bool = True):
+    def __init__(
+        self,
+        backup_dir: str,
+        state: TrainingState,
+        *,
+        steps_per_epoch: int,
+        every_steps: int = 0,
+        chief: bool = True,
+    ):
         super().__init__()
         self.backup_dir = backup_dir
         self.state = state
@@ -94,8 +101,11 @@ class Backup(keras.callbacks.Callback):
     def on_train_batch_end(self, batch, logs=None):
         self.state.step = self._first_step_offset + batch + 1
         # The last step of an epoch is saved by on_epoch_end, after validation.
-        if (self.every_steps and self.state.step % self.every_steps == 0
-                and self.state.step < self.steps_per_epoch):
+        if (
+            self.every_steps
+            and self.state.step % self.every_steps == 0
+            and self.state.step < self.steps_per_epoch
+        ):
             self.save()
 
     def on_epoch_end(self, epoch, logs=None):
@@ -111,17 +121,25 @@ class Backup(keras.callbacks.Callback):
         tmp = paths.join(directory, f"tmp-{uuid.uuid4().hex}.weights.h5")
         self.model.save_weights(tmp)
         tf.io.gfile.rename(tmp, weights, overwrite=True)
-        _write_atomic(paths.join(directory, STATE_FILENAME),
-                      json.dumps(dataclasses.asdict(self.state)))
-        logging.info("Backup at phase %d epoch %d step %d -> %s",
-                     self.state.phase, self.state.epoch, self.state.step, directory)
+        _write_atomic(
+            paths.join(directory, STATE_FILENAME), json.dumps(dataclasses.asdict(self.state))
+        )
+        logging.info(
+            "Backup at phase %d epoch %d step %d -> %s",
+            self.state.phase,
+            self.state.epoch,
+            self.state.step,
+            directory,
+        )
         _cleanup(self.backup_dir, self.chief, directory)
 
 
 def read_state(backup_dir: str) -> TrainingState | None:
     """The last backed-up position, or None for a fresh run."""
     path = paths.join(backup_dir, STATE_FILENAME)
-    if not (tf.io.gfile.exists(path) and tf.io.gfile.exists(paths.join(backup_dir, WEIGHTS_FILENAME))):
+    if not (
+        tf.io.gfile.exists(path) and tf.io.gfile.exists(paths.join(backup_dir, WEIGHTS_FILENAME))
+    ):
         return None
     with tf.io.gfile.GFile(path) as f:
         return TrainingState(**json.load(f))
@@ -137,8 +155,9 @@ def restore(model: keras.Model, backup_dir: str) -> None:
 class BestCheckpoint(keras.callbacks.Callback):
     """Saves `<dir>/best.keras` and `best.json` whenever `monitor` improves (higher is better)."""
 
-    def __init__(self, directory: str, state: TrainingState, *, monitor: str = "val_auc",
-                 chief: bool = True):
+    def __init__(
+        self, directory: str, state: TrainingState, *, monitor: str = "val_auc", chief: bool = True
+    ):
         super().__init__()
         self.directory = directory
         self.state = state
@@ -148,8 +167,11 @@ class BestCheckpoint(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         value = (logs or {}).get(self.monitor)
         if value is None:
-            logging.warning("BestCheckpoint: %s not in logs %s; nothing saved.",
-                            self.monitor, sorted(logs or {}))
+            logging.warning(
+                "BestCheckpoint: %s not in logs %s; nothing saved.",
+                self.monitor,
+                sorted(logs or {}),
+            )
             return
         value = float(value)
         if not value > self.state.best_value:
@@ -160,11 +182,20 @@ class BestCheckpoint(keras.callbacks.Callback):
         tmp = paths.join(directory, f"tmp-{uuid.uuid4().hex}.keras")
         inference_model(self.model).save(tmp)
         tf.io.gfile.rename(tmp, paths.join(directory, BEST_MODEL_FILENAME), overwrite=True)
-        record = {"epoch": epoch, "monitor": self.monitor, "value": value,
-                  "metrics": {k: float(v) for k, v in (logs or {}).items()}}
+        record = {
+            "epoch": epoch,
+            "monitor": self.monitor,
+            "value": value,
+            "metrics": {k: float(v) for k, v in (logs or {}).items()},
+        }
         _write_atomic(paths.join(directory, BEST_STATE_FILENAME), json.dumps(record, indent=2))
-        logging.info("Epoch %d: %s improved to %.4f; saved %s", epoch + 1, self.monitor, value,
-                     self.directory)
+        logging.info(
+            "Epoch %d: %s improved to %.4f; saved %s",
+            epoch + 1,
+            self.monitor,
+            value,
+            self.directory,
+        )
         _cleanup(self.directory, self.chief, directory)
 
 
@@ -187,7 +218,7 @@ def read_best(directory: str) -> dict | None:
 
 
 class HistoryCSV(keras.callbacks.Callback):
-    """One row per epoch in `history.csv`; rows of epochs being redone after a resume are replaced."""
+    """One row per epoch in `history.csv`; rows of epochs redone after a resume are replaced."""
 
     def __init__(self, path: str, *, phase_name: str, chief: bool = True):
         super().__init__()
@@ -233,7 +264,8 @@ class StopOnNaN(keras.callbacks.Callback):
             raise FloatingPointError(
                 f"Training loss became {float(loss)} at batch {batch}. The last good backup in "
                 f"{self.backup_dir} is kept; rerunning resumes from it. Fix: lower "
-                "--learning_rate, raise --warmup_epochs, or try --precision=float32.")
+                "--learning_rate, raise --warmup_epochs, or try --precision=float32."
+            )
 
 
 class TotalEpochsProgbar(keras.callbacks.ProgbarLogger):

@@ -12,8 +12,7 @@ import json
 
 import tensorflow as tf
 
-from preprocessing import paths
-from preprocessing import schema
+from preprocessing import paths, schema
 
 BACKBONES = ("resnet50", "xception", "efficientnetv2s")
 STRATEGIES = ("auto", "mirrored", "multi_worker_mirrored", "tpu", "one_device")
@@ -86,6 +85,7 @@ def validate(config: TrainConfig) -> None:
     The checks that need the file system (dataset present, model_dir writable)
     and the replica count live in `check_environment` and `trainer.train`.
     """
+
     def choice(name, value, accepted):
         if value not in accepted:
             raise ValueError(f"--{name}={value!r} is not one of {list(accepted)}.")
@@ -95,8 +95,10 @@ def validate(config: TrainConfig) -> None:
     choice("precision", config.precision, PRECISIONS)
     choice("optimizer", config.optimizer, OPTIMIZERS)
     positive = {
-        "epochs": config.epochs, "global_batch_size": config.global_batch_size,
-        "image_size": config.image_size, "learning_rate": config.learning_rate,
+        "epochs": config.epochs,
+        "global_batch_size": config.global_batch_size,
+        "image_size": config.image_size,
+        "learning_rate": config.learning_rate,
         "fine_tune_learning_rate": config.fine_tune_learning_rate,
         "shuffle_buffer": config.shuffle_buffer,
     }
@@ -104,9 +106,12 @@ def validate(config: TrainConfig) -> None:
         if value <= 0:
             raise ValueError(f"--{name}={value} must be > 0.")
     non_negative = {
-        "cpu_replicas": config.cpu_replicas, "head_epochs": config.head_epochs,
-        "steps_per_epoch": config.steps_per_epoch, "validation_steps": config.validation_steps,
-        "warmup_epochs": config.warmup_epochs, "weight_decay": config.weight_decay,
+        "cpu_replicas": config.cpu_replicas,
+        "head_epochs": config.head_epochs,
+        "steps_per_epoch": config.steps_per_epoch,
+        "validation_steps": config.validation_steps,
+        "warmup_epochs": config.warmup_epochs,
+        "weight_decay": config.weight_decay,
         "backup_every_steps": config.backup_every_steps,
         "early_stopping_patience": config.early_stopping_patience,
     }
@@ -114,8 +119,10 @@ def validate(config: TrainConfig) -> None:
         if value < 0:
             raise ValueError(f"--{name}={value} must be >= 0.")
     fractions = {
-        "dropout": config.dropout, "label_smoothing": config.label_smoothing,
-        "blur_probability": config.blur_probability, "color_jitter": config.color_jitter,
+        "dropout": config.dropout,
+        "label_smoothing": config.label_smoothing,
+        "blur_probability": config.blur_probability,
+        "color_jitter": config.color_jitter,
     }
     for name, value in fractions.items():
         if not 0.0 <= value < 1.0:
@@ -124,11 +131,13 @@ def validate(config: TrainConfig) -> None:
         raise ValueError(f"--min_crop_area={config.min_crop_area} must be in (0, 1].")
     if config.jpeg_quality_min and not 1 <= config.jpeg_quality_min <= 100:
         raise ValueError(
-            f"--jpeg_quality_min={config.jpeg_quality_min} must be 0 (off) or in [1, 100].")
+            f"--jpeg_quality_min={config.jpeg_quality_min} must be 0 (off) or in [1, 100]."
+        )
     if config.pretrained and config.head_epochs >= config.epochs:
         raise ValueError(
             f"--head_epochs={config.head_epochs} leaves no fine-tuning epoch out of "
-            f"--epochs={config.epochs}; raise --epochs or lower --head_epochs.")
+            f"--epochs={config.epochs}; raise --epochs or lower --head_epochs."
+        )
     if not config.data_dir:
         raise ValueError("--data_dir is required: the TFDS data dir that dfd-build-dataset wrote.")
     if not config.model_dir:
@@ -153,7 +162,8 @@ def check_environment(config: TrainConfig, *, write: bool = True) -> None:
             f"No TFDS dataset {name!r} under --data_dir={config.data_dir} (looked for "
             f"{dataset_root}). Fix: build it with `dfd-build-dataset --data_dir="
             f"{config.data_dir} ...` (or `make demo`), or point --data_dir at the folder "
-            "that holds it.")
+            "that holds it."
+        )
     if write:
         paths.ensure_writable(config.model_dir)
 

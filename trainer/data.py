@@ -40,14 +40,15 @@ def load_builder(data_dir: str, dataset: str = schema.DATASET_NAME) -> tfds.core
         builder = tfds.builder(dataset, data_dir=data_dir)
     except (tfds.core.registered.DatasetNotFoundError, FileNotFoundError, ValueError) as error:
         raise FileNotFoundError(
-            f"Cannot open TFDS dataset {dataset!r} under --data_dir={data_dir}: {error}. "
-            f"{fix}") from error
+            f"Cannot open TFDS dataset {dataset!r} under --data_dir={data_dir}: {error}. {fix}"
+        ) from error
     # When the builder code is imported (registered), tfds.builder succeeds even
     # where nothing was built; only the prepared files make a dataset.
     if not builder.is_prepared():
         raise FileNotFoundError(
             f"TFDS dataset {dataset!r} is not built under --data_dir={data_dir} "
-            f"(no {builder.data_dir}). {fix}")
+            f"(no {builder.data_dir}). {fix}"
+        )
     return builder
 
 
@@ -57,7 +58,8 @@ def num_examples(builder: tfds.core.DatasetBuilder, split: str) -> int:
     if split not in splits:
         raise ValueError(
             f"Split {split!r} is not in dataset {builder.info.full_name} at {builder.data_dir}; "
-            f"it has {sorted(splits.keys())}.")
+            f"it has {sorted(splits.keys())}."
+        )
     return splits[split].num_examples
 
 
@@ -83,7 +85,8 @@ def random_resized_crop(jpeg: tf.Tensor, image_size: int, min_area: float) -> tf
         aspect_ratio_range=(3 / 4, 4 / 3),
         area_range=(min_area, 1.0),
         max_attempts=10,
-        use_image_if_no_bounding_boxes=True)
+        use_image_if_no_bounding_boxes=True,
+    )
     offset_y, offset_x, _ = tf.unstack(begin)
     height, width, _ = tf.unstack(size)
     window = tf.stack([offset_y, offset_x, height, width])
@@ -126,14 +129,18 @@ def augment(image: tf.Tensor, config: config_lib.TrainConfig) -> tf.Tensor:
         x = tf.clip_by_value(x, 0.0, 1.0)
     if config.blur_probability:
         sigma = tf.random.uniform([], 0.1, 1.5)
-        x = tf.cond(tf.random.uniform([]) < config.blur_probability,
-                    lambda: gaussian_blur(x, sigma), lambda: x)
+        x = tf.cond(
+            tf.random.uniform([]) < config.blur_probability,
+            lambda: gaussian_blur(x, sigma),
+            lambda: x,
+        )
     if config.jpeg_quality_min:
         recompress = tf.random.uniform([]) < 0.5
         x = tf.cond(
             recompress,
             lambda: tf.image.random_jpeg_quality(x, config.jpeg_quality_min, 100),
-            lambda: x)
+            lambda: x,
+        )
         x = tf.ensure_shape(x, [config.image_size, config.image_size, 3])
     return tf.image.convert_image_dtype(x, tf.uint8, saturate=True)
 
@@ -157,9 +164,15 @@ def _options(config: config_lib.TrainConfig) -> tf.data.Options:
     return options
 
 
-def _read(builder, split: str, config: config_lib.TrainConfig,
-          input_context: tf.distribute.InputContext | None, *, training: bool,
-          seed: int | None = None) -> tf.data.Dataset:
+def _read(
+    builder,
+    split: str,
+    config: config_lib.TrainConfig,
+    input_context: tf.distribute.InputContext | None,
+    *,
+    training: bool,
+    seed: int | None = None,
+) -> tf.data.Dataset:
     """Raw examples (JPEG bytes not decoded) of this pipeline's part of `split`."""
     pipelines = input_context.num_input_pipelines if input_context else 1
     shards = num_shards(builder, split)
@@ -168,39 +181,50 @@ def _read(builder, split: str, config: config_lib.TrainConfig,
         options=_options(config),
         shuffle_seed=seed if training else None,
         input_context=input_context if by_files else None,
-        try_autocache=False)
+        try_autocache=False,
+    )
     # Parse only the two features training needs (not id/filename/sha256) and
     # keep the JPEG bytes undecoded: the map below decodes only the crop.
     decoders = tfds.decode.PartialDecoding(
         {schema.IMAGE: True, schema.LABEL: True},
-        decoders={schema.IMAGE: tfds.decode.SkipDecoding()})
+        decoders={schema.IMAGE: tfds.decode.SkipDecoding()},
+    )
     dataset = builder.as_dataset(
-        split=split,
-        shuffle_files=training,
-        decoders=decoders,
-        read_config=read_config)
+        split=split, shuffle_files=training, decoders=decoders, read_config=read_config
+    )
     if pipelines > 1 and not by_files:
         # Fewer shards than pipelines: every pipeline reads every file and keeps
         # one example in N. Correct, but N times the reading; rebuild the dataset
         # with more shards for real multi-worker runs.
-        logging.warning("Split %s has %d shard(s) for %d input pipelines; sharding by example.",
-                        split, shards, pipelines)
+        logging.warning(
+            "Split %s has %d shard(s) for %d input pipelines; sharding by example.",
+            split,
+            shards,
+            pipelines,
+        )
         dataset = dataset.shard(pipelines, input_context.input_pipeline_id)
     return dataset
 
 
-def per_replica_batch(config: config_lib.TrainConfig,
-                      input_context: tf.distribute.InputContext | None) -> int:
+def per_replica_batch(
+    config: config_lib.TrainConfig, input_context: tf.distribute.InputContext | None
+) -> int:
     if input_context is None:
         return config.global_batch_size
     return input_context.get_per_replica_batch_size(config.global_batch_size)
 
 
-def build_dataset(split: str, config: config_lib.TrainConfig,
-                  input_context: tf.distribute.InputContext | None = None, *,
-                  training: bool, epochs: range | None = None, steps_per_epoch: int = 0,
-                  first_step: int = 0,
-                  builder: tfds.core.DatasetBuilder | None = None) -> tf.data.Dataset:
+def build_dataset(
+    split: str,
+    config: config_lib.TrainConfig,
+    input_context: tf.distribute.InputContext | None = None,
+    *,
+    training: bool,
+    epochs: range | None = None,
+    steps_per_epoch: int = 0,
+    first_step: int = 0,
+    builder: tfds.core.DatasetBuilder | None = None,
+) -> tf.data.Dataset:
     """One input pipeline of `split`: (uint8 images [b, s, s, 3], float32 labels [b, 1]).
 
     Args:
@@ -242,12 +266,18 @@ def build_dataset(split: str, config: config_lib.TrainConfig,
 
     # With --cache, one in-memory copy of the JPEG bytes (before any random op)
     # serves every epoch; file order is then fixed and only the buffer reshuffles.
-    cached = (_read(builder, split, config, input_context, training=True, seed=config.seed).cache()
-              if config.cache else None)
+    cached = (
+        _read(builder, split, config, input_context, training=True, seed=config.seed).cache()
+        if config.cache
+        else None
+    )
 
     def stream(seed: int) -> tf.data.Dataset:
-        dataset = cached if cached is not None else _read(
-            builder, split, config, input_context, training=True, seed=seed)
+        dataset = (
+            cached
+            if cached is not None
+            else _read(builder, split, config, input_context, training=True, seed=seed)
+        )
         return dataset.repeat().shuffle(config.shuffle_buffer, seed=seed)
 
     if epochs is None:
@@ -272,17 +302,19 @@ def build_dataset(split: str, config: config_lib.TrainConfig,
     return dataset.batch(batch, drop_remainder=True).prefetch(AUTOTUNE)
 
 
-def build_synthetic_dataset(config: config_lib.TrainConfig,
-                            input_context: tf.distribute.InputContext | None = None
-                            ) -> tf.data.Dataset:
+def build_synthetic_dataset(
+    config: config_lib.TrainConfig, input_context: tf.distribute.InputContext | None = None
+) -> tf.data.Dataset:
     """Random in-memory batches with the real pipeline's shapes and dtypes, repeated forever.
 
     Measures the model without the input pipeline (benchmarks, smoke tests).
     """
     batch = per_replica_batch(config, input_context)
     generator = tf.random.Generator.from_seed(config.seed)
-    images = tf.cast(generator.uniform([batch, config.image_size, config.image_size, 3],
-                                       0, 256, tf.int32), tf.uint8)
+    images = tf.cast(
+        generator.uniform([batch, config.image_size, config.image_size, 3], 0, 256, tf.int32),
+        tf.uint8,
+    )
     labels = tf.cast(generator.uniform([batch, 1], 0, 2, tf.int32), tf.float32)
     dataset = tf.data.Dataset.from_tensors((images, labels)).repeat()
     return dataset.with_options(_options(config)).prefetch(AUTOTUNE)

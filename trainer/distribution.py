@@ -33,12 +33,14 @@ def split_cpu(replicas: int) -> None:
         return
     try:
         tf.config.set_logical_device_configuration(
-            cpus[0], [tf.config.LogicalDeviceConfiguration() for _ in range(replicas)])
+            cpus[0], [tf.config.LogicalDeviceConfiguration() for _ in range(replicas)]
+        )
     except RuntimeError as error:
         raise RuntimeError(
             f"--cpu_replicas={replicas}: TensorFlow already started with "
             f"{max(len(current), 1)} CPU device(s); the split must happen before any "
-            "TensorFlow op runs in this process.") from error
+            "TensorFlow op runs in this process."
+        ) from error
 
 
 def tf_config_workers() -> int:
@@ -69,7 +71,9 @@ def resolve_name(name: str, tpu: str = "") -> str:
     return "one_device"
 
 
-def get_strategy(name: str = "auto", *, cpu_replicas: int = 0, tpu: str = "") -> tf.distribute.Strategy:
+def get_strategy(
+    name: str = "auto", *, cpu_replicas: int = 0, tpu: str = ""
+) -> tf.distribute.Strategy:
     """Creates the distribution strategy.
 
     Args:
@@ -101,8 +105,12 @@ def get_strategy(name: str = "auto", *, cpu_replicas: int = 0, tpu: str = "") ->
     else:
         gpus = tf.config.list_logical_devices("GPU")
         strategy = tf.distribute.OneDeviceStrategy(gpus[0].name if gpus else "/cpu:0")
-    logging.info("Strategy %s (asked: %s) with %d replica(s).",
-                 display_name(strategy), name, strategy.num_replicas_in_sync)
+    logging.info(
+        "Strategy %s (asked: %s) with %d replica(s).",
+        display_name(strategy),
+        name,
+        strategy.num_replicas_in_sync,
+    )
     return strategy
 
 
@@ -113,8 +121,8 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
         return True
     task_type, task_id = resolver.task_type, resolver.task_id
     return task_type in (None, "chief") or (
-        task_type == "worker" and task_id == 0
-        and "chief" not in resolver.cluster_spec().as_dict())
+        task_type == "worker" and task_id == 0 and "chief" not in resolver.cluster_spec().as_dict()
+    )
 
 
 def device_kind(strategy: tf.distribute.Strategy) -> str:

@@ -19,24 +19,21 @@ that is shipped, not from the Keras model it was made from.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 import csv
 import dataclasses
 import io
 import os
+import sys
 import time
-from collections.abc import Sequence
 
-from absl import app
-from absl import flags
-from absl import logging
+from absl import app, flags, logging
 import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from preprocessing import paths
-from preprocessing import schema
-from trainer import export
-from trainer import metrics
+from preprocessing import cli, paths, schema
+from trainer import export, metrics
 from trainer import report as report_lib
 
 SCORES_CSV = "scores.csv"
@@ -67,11 +64,18 @@ def open_dataset(data_dir: str, dataset: str = schema.DATASET_NAME) -> tfds.core
         # TFDS' own message lists every dataset it knows; its first line is the useful one.
         reason = str(error).splitlines()[0]
         raise FileNotFoundError(
-            f"Cannot open TFDS dataset {dataset!r} under --data_dir={data_dir}: {reason} {fix}") from error
+            f"Cannot open TFDS dataset {dataset!r} under --data_dir={data_dir}: {reason} {fix}"
+        ) from error
 
 
-def score_split(builder: tfds.core.DatasetBuilder, split: str, scorer, *, batch_size: int = 64,
-                max_examples: int = 0) -> SplitScores:
+def score_split(
+    builder: tfds.core.DatasetBuilder,
+    split: str,
+    scorer,
+    *,
+    batch_size: int = 64,
+    max_examples: int = 0,
+) -> SplitScores:
     """Scores one split with the serving function on the stored JPEG bytes.
 
     The bytes go to the SavedModel undecoded (`SkipDecoding`), exactly as a
@@ -81,12 +85,15 @@ def score_split(builder: tfds.core.DatasetBuilder, split: str, scorer, *, batch_
         ValueError: naming the split and listing those that exist.
     """
     if split not in builder.info.splits:
-        raise ValueError(f"Split {split!r} is not in {builder.info.full_name} at {builder.data_dir}; "
-                         f"it has {sorted(builder.info.splits.keys())}.")
+        raise ValueError(
+            f"Split {split!r} is not in {builder.info.full_name} at {builder.data_dir}; "
+            f"it has {sorted(builder.info.splits.keys())}."
+        )
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1; got {batch_size}.")
-    dataset = builder.as_dataset(split=split, shuffle_files=False,
-                                 decoders={schema.IMAGE: tfds.decode.SkipDecoding()})
+    dataset = builder.as_dataset(
+        split=split, shuffle_files=False, decoders={schema.IMAGE: tfds.decode.SkipDecoding()}
+    )
     if max_examples > 0:
         dataset = dataset.take(max_examples)
     dataset = dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
@@ -102,7 +109,9 @@ def score_split(builder: tfds.core.DatasetBuilder, split: str, scorer, *, batch_
     if not ids:
         raise ValueError(f"Split {split!r} of {builder.info.full_name} holds no examples.")
     logging.info("%s: scored %d images in %.1f s", split, len(ids), time.monotonic() - started)
-    return SplitScores(ids, np.concatenate(labels).astype(np.int64), np.concatenate(scores).astype(np.float64))
+    return SplitScores(
+        ids, np.concatenate(labels).astype(np.int64), np.concatenate(scores).astype(np.float64)
+    )
 
 
 def write_scores(scores: SplitScores, path: str) -> None:
@@ -116,10 +125,20 @@ def write_scores(scores: SplitScores, path: str) -> None:
         f.write(text.getvalue())
 
 
-def run(*, export_dir: str, data_dir: str, report_dir: str, dataset: str = schema.DATASET_NAME,
-        split: str = "test", threshold: str = "eer", threshold_split: str = "validation",
-        write_threshold: bool = False, batch_size: int = 64, max_examples: int = 0,
-        calibration_bins: int = metrics.DEFAULT_CALIBRATION_BINS) -> dict:
+def run(
+    *,
+    export_dir: str,
+    data_dir: str,
+    report_dir: str,
+    dataset: str = schema.DATASET_NAME,
+    split: str = "test",
+    threshold: str = "eer",
+    threshold_split: str = "validation",
+    write_threshold: bool = False,
+    batch_size: int = 64,
+    max_examples: int = 0,
+    calibration_bins: int = metrics.DEFAULT_CALIBRATION_BINS,
+) -> dict:
     """Scores the splits, chooses the threshold, writes the report; returns report.json's content.
 
     Raises:
@@ -135,35 +154,62 @@ def run(*, export_dir: str, data_dir: str, report_dir: str, dataset: str = schem
     chosen_on = None
     if rule in metrics.THRESHOLD_RULES:
         if threshold_split == split:
-            logging.warning("--threshold_split=%s equals --split: the thresholded figures are optimistic.", split)
-        chosen_on = score_split(builder, threshold_split, scorer, batch_size=batch_size, max_examples=max_examples)
+            logging.warning(
+                "--threshold_split=%s equals --split: the thresholded figures are optimistic.",
+                split,
+            )
+        chosen_on = score_split(
+            builder, threshold_split, scorer, batch_size=batch_size, max_examples=max_examples
+        )
         value, how = metrics.choose_threshold(chosen_on.labels, chosen_on.scores, rule)
         description = f"{_RULE_NAMES[how]} on {threshold_split}"
     else:
         value, how = metrics.choose_threshold([], [], rule)  # A number: no scores needed.
         description = "fixed by --threshold"
-    evaluated = chosen_on if threshold_split == split and chosen_on is not None else score_split(
-        builder, split, scorer, batch_size=batch_size, max_examples=max_examples)
+    evaluated = (
+        chosen_on
+        if threshold_split == split and chosen_on is not None
+        else score_split(builder, split, scorer, batch_size=batch_size, max_examples=max_examples)
+    )
 
-    plots = report_lib.write_plots(evaluated.labels, evaluated.scores, value,
-                                   paths.join(report_dir, report_lib.PLOTS_DIR),
-                                   title=f"{dataset} {split}", num_bins=calibration_bins)
+    plots = report_lib.write_plots(
+        evaluated.labels,
+        evaluated.scores,
+        value,
+        paths.join(report_dir, report_lib.PLOTS_DIR),
+        title=f"{dataset} {split}",
+        num_bins=calibration_bins,
+    )
     write_scores(evaluated, paths.join(report_dir, SCORES_CSV))
     if write_threshold:
-        export.write_metadata(export_dir, dataclasses.replace(
-            metadata, threshold=float(value), threshold_source=description))
-        logging.info("Recorded threshold %.4f (%s) in %s", value, description,
-                     paths.join(export_dir, export.METADATA_FILENAME))
+        export.write_metadata(
+            export_dir,
+            dataclasses.replace(metadata, threshold=float(value), threshold_source=description),
+        )
+        logging.info(
+            "Recorded threshold %.4f (%s) in %s",
+            value,
+            description,
+            paths.join(export_dir, export.METADATA_FILENAME),
+        )
     report = {
         "export_dir": export_dir,
         "dataset": {"name": dataset, "data_dir": data_dir, "version": str(builder.info.version)},
         "split": split,
-        "threshold": {"value": float(value), "rule": how, "chosen_on": threshold_split if chosen_on else None,
-                      "description": description, "written_to_export": bool(write_threshold),
-                      "export_threshold_before": metadata.threshold},
+        "threshold": {
+            "value": float(value),
+            "rule": how,
+            "chosen_on": threshold_split if chosen_on else None,
+            "description": description,
+            "written_to_export": bool(write_threshold),
+            "export_threshold_before": metadata.threshold,
+        },
         "metrics": metrics.summarize(evaluated.labels, evaluated.scores, value, calibration_bins),
-        "threshold_split_metrics": (metrics.summarize(chosen_on.labels, chosen_on.scores, value, calibration_bins)
-                                    if chosen_on is not None else None),
+        "threshold_split_metrics": (
+            metrics.summarize(chosen_on.labels, chosen_on.scores, value, calibration_bins)
+            if chosen_on is not None
+            else None
+        ),
         "calibration_bins": calibration_bins,
         "max_examples": max_examples or None,
         "plots": plots,
@@ -184,20 +230,38 @@ FLAGS = flags.FLAGS
 def define_flags() -> None:
     """Defines the command's flags; called by `run_main`, so importing this module as a
     library (tests, other tools) defines none and cannot collide with other commands."""
-    flags.DEFINE_string("model_dir", None, "Training output folder; the export is <model_dir>/export and the "
-                        "report goes to <model_dir>/report unless --export_dir/--report_dir say otherwise.")
+    flags.DEFINE_string(
+        "model_dir",
+        None,
+        "Training output folder; the export is <model_dir>/export and the "
+        "report goes to <model_dir>/report unless --export_dir/--report_dir say otherwise.",
+    )
     flags.DEFINE_string("export_dir", None, "Exported detector (default <model_dir>/export).")
-    flags.DEFINE_string("data_dir", None, "TFDS data_dir holding the prepared dataset (local or gs://).")
+    flags.DEFINE_string(
+        "data_dir", None, "TFDS data_dir holding the prepared dataset (local or gs://)."
+    )
     flags.DEFINE_string("dataset", schema.DATASET_NAME, "TFDS dataset name.")
     flags.DEFINE_string("split", "test", "Split to evaluate.")
-    flags.DEFINE_string("threshold", "eer", "eer | max_f1 (chosen on --threshold_split) | a number in [0, 1].")
-    flags.DEFINE_string("threshold_split", "validation", "Split the eer/max_f1 threshold is chosen on.")
-    flags.DEFINE_boolean("write_threshold", False, "Record the chosen threshold in the export's detector.json "
-                         "(what trainer.predict and batch scoring apply).")
+    flags.DEFINE_string(
+        "threshold", "eer", "eer | max_f1 (chosen on --threshold_split) | a number in [0, 1]."
+    )
+    flags.DEFINE_string(
+        "threshold_split", "validation", "Split the eer/max_f1 threshold is chosen on."
+    )
+    flags.DEFINE_boolean(
+        "write_threshold",
+        False,
+        "Record the chosen threshold in the export's detector.json "
+        "(what trainer.predict and batch scoring apply).",
+    )
     flags.DEFINE_string("report_dir", None, "Where the report goes (default <model_dir>/report).")
     flags.DEFINE_integer("batch_size", 64, "Images per call of the serving signature.")
-    flags.DEFINE_integer("max_examples", 0, "Score at most this many images per split (0 = all); for quick looks.")
-    flags.DEFINE_integer("calibration_bins", metrics.DEFAULT_CALIBRATION_BINS, "Bins of the reliability diagram/ECE.")
+    flags.DEFINE_integer(
+        "max_examples", 0, "Score at most this many images per split (0 = all); for quick looks."
+    )
+    flags.DEFINE_integer(
+        "calibration_bins", metrics.DEFAULT_CALIBRATION_BINS, "Bins of the reliability diagram/ECE."
+    )
 
 
 def main(argv: Sequence[str]) -> None:
@@ -206,21 +270,33 @@ def main(argv: Sequence[str]) -> None:
     if not (FLAGS.export_dir or FLAGS.model_dir):
         raise app.UsageError("Pass --model_dir (the trainer's output) or --export_dir.")
     if not FLAGS.data_dir:
-        raise app.UsageError("--data_dir is required: the TFDS data_dir the dataset was built into.")
+        raise app.UsageError(
+            "--data_dir is required: the TFDS data_dir the dataset was built into."
+        )
     export_dir = FLAGS.export_dir or paths.join(FLAGS.model_dir, export.EXPORT_SUBDIR)
     # <model_dir>/report, beside <model_dir>/export, unless told otherwise.
-    report_dir = FLAGS.report_dir or paths.join(FLAGS.model_dir or os.path.dirname(export_dir.rstrip("/")), "report")
-    report = run(export_dir=export_dir, data_dir=FLAGS.data_dir, report_dir=report_dir,
-                 dataset=FLAGS.dataset, split=FLAGS.split, threshold=FLAGS.threshold,
-                 threshold_split=FLAGS.threshold_split, write_threshold=FLAGS.write_threshold,
-                 batch_size=FLAGS.batch_size, max_examples=FLAGS.max_examples,
-                 calibration_bins=FLAGS.calibration_bins)
+    report_dir = FLAGS.report_dir or paths.join(
+        FLAGS.model_dir or os.path.dirname(export_dir.rstrip("/")), "report"
+    )
+    report = run(
+        export_dir=export_dir,
+        data_dir=FLAGS.data_dir,
+        report_dir=report_dir,
+        dataset=FLAGS.dataset,
+        split=FLAGS.split,
+        threshold=FLAGS.threshold,
+        threshold_split=FLAGS.threshold_split,
+        write_threshold=FLAGS.write_threshold,
+        batch_size=FLAGS.batch_size,
+        max_examples=FLAGS.max_examples,
+        calibration_bins=FLAGS.calibration_bins,
+    )
     print(report_lib.summary(report, report_dir))
 
 
 def run_main():
     define_flags()
-    app.run(main)
+    cli.run(main, module=sys.modules[__name__], prog="dfd-evaluate")
 
 
 if __name__ == "__main__":

@@ -15,9 +15,9 @@ called fake, minus the logit when it is called real, so warm areas always mean
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 import io
 import os
-from collections.abc import Iterator, Sequence
 
 import keras
 import matplotlib
@@ -27,11 +27,15 @@ from matplotlib import pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from preprocessing import paths  # noqa: E402
-from preprocessing import schema  # noqa: E402
-from trainer import export  # noqa: E402
-from trainer import image_ops  # noqa: E402
-from trainer import scoring  # noqa: E402
+from preprocessing import (
+    paths,  # noqa: E402
+    schema,  # noqa: E402
+)
+from trainer import (
+    export,  # noqa: E402
+    image_ops,  # noqa: E402
+    scoring,  # noqa: E402
+)
 
 # Opacity of the heat map over the face.
 OVERLAY_ALPHA = 0.45
@@ -53,7 +57,8 @@ def load_keras_model(path: str) -> keras.Model:
     if not tf.io.gfile.exists(path):
         raise FileNotFoundError(
             f"{path} not found: --explain needs the Keras model that trainer.task saves as "
-            f"<model_dir>/{export.KERAS_MODEL_FILENAME}; pass --keras_model=<path>.")
+            f"<model_dir>/{export.KERAS_MODEL_FILENAME}; pass --keras_model=<path>."
+        )
     from trainer import model as _model  # noqa: F401  Registers ImagePreprocessing for loading.
 
     return keras.saving.load_model(path, compile=False, safe_mode=True)
@@ -66,7 +71,9 @@ def _is_spatial(layer: keras.layers.Layer) -> bool:
         return False
 
 
-def find_target_layer(model: keras.Model, layer_name: str | None = None) -> tuple[keras.Model | None, str]:
+def find_target_layer(
+    model: keras.Model, layer_name: str | None = None
+) -> tuple[keras.Model | None, str]:
     """Finds the layer Grad-CAM reads: by name, or the backbone's last 4-D output.
 
     Returns:
@@ -147,9 +154,12 @@ class GradCam:
             raise ValueError(
                 f"Model {self.model.name!r} is not a simple chain around its backbone "
                 f"(replayed logit {float(logit):.4f} != model logit {direct:.4f}); pass "
-                "--explain_layer naming a top-level layer.")
+                "--explain_layer naming a top-level layer."
+            )
         weights = tf.reduce_mean(tf.cast(gradients, tf.float32), axis=(1, 2))  # [1, channels]
-        cam = tf.nn.relu(tf.reduce_sum(tf.cast(features, tf.float32) * weights[:, None, None, :], -1))[0]
+        cam = tf.nn.relu(
+            tf.reduce_sum(tf.cast(features, tf.float32) * weights[:, None, None, :], -1)
+        )[0]
         peak = float(tf.reduce_max(cam))
         cam = cam / peak if peak > 0 else cam
         return cam.numpy(), float(logit)
@@ -174,9 +184,15 @@ def overlay_png(pixels: np.ndarray, heatmap: np.ndarray, title: str) -> bytes:
     return buffer.getvalue()
 
 
-def explain_files(keras_model: str | keras.Model, files: Sequence[str], output_dir: str, *,
-                  image_size: int, threshold: float, layer_name: str | None = None
-                  ) -> Iterator[tuple[str, str]]:
+def explain_files(
+    keras_model: str | keras.Model,
+    files: Sequence[str],
+    output_dir: str,
+    *,
+    image_size: int,
+    threshold: float,
+    layer_name: str | None = None,
+) -> Iterator[tuple[str, str]]:
     """Writes one Grad-CAM PNG per readable image file; yields (input path, PNG path).
 
     Pixels come from `image_ops.decode_for_eval`, the crop the exported model
@@ -203,8 +219,10 @@ def explain_files(keras_model: str | keras.Model, files: Sequence[str], output_d
             name = f"{stem}-{number}.gradcam.png"
         used.add(name)
         target = paths.join(output_dir, name)
-        title = (f"{os.path.basename(path)}: p_fake={p_fake:.3f} -> {label} "
-                 f"(threshold {threshold:.3f}; layer {explainer.layer_name})")
+        title = (
+            f"{os.path.basename(path)}: p_fake={p_fake:.3f} -> {label} "
+            f"(threshold {threshold:.3f}; layer {explainer.layer_name})"
+        )
         with tf.io.gfile.GFile(target, "wb") as f:
             f.write(overlay_png(pixels, heatmap, title))
         yield path, target

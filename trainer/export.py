@@ -69,7 +69,8 @@ def export_detector(model: keras.Model, export_dir: str, metadata: DetectorMetad
     size = metadata.image_size
     if model.input_shape[1:3] not in ((size, size), (None, None)):
         raise ValueError(
-            f"Model input shape {model.input_shape} does not match metadata.image_size={size}.")
+            f"Model input shape {model.input_shape} does not match metadata.image_size={size}."
+        )
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=INPUT_NAME)])
     def serve(images):
@@ -104,7 +105,8 @@ def read_metadata(export_dir: str) -> DetectorMetadata:
     if not tf.io.gfile.exists(path):
         raise FileNotFoundError(
             f"{path} not found: {export_dir} is not an export of this project "
-            "(expected <model_dir>/export written by trainer.task).")
+            "(expected <model_dir>/export written by trainer.task)."
+        )
     with tf.io.gfile.GFile(path) as f:
         values = json.load(f)
     values["label_names"] = tuple(values["label_names"])

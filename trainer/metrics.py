@@ -38,9 +38,13 @@ def _as_arrays(labels, scores) -> tuple[np.ndarray, np.ndarray]:
         raise ValueError("No examples: labels and scores are empty.")
     bad = set(np.unique(labels).tolist()) - {schema.REAL, schema.FAKE}
     if bad:
-        raise ValueError(f"Labels must be {schema.REAL} (real) or {schema.FAKE} (fake); got {sorted(bad)}.")
+        raise ValueError(
+            f"Labels must be {schema.REAL} (real) or {schema.FAKE} (fake); got {sorted(bad)}."
+        )
     if not np.all(np.isfinite(scores)):
-        raise ValueError(f"Scores must be finite; got {int(np.sum(~np.isfinite(scores)))} NaN/inf values.")
+        raise ValueError(
+            f"Scores must be finite; got {int(np.sum(~np.isfinite(scores)))} NaN/inf values."
+        )
     return labels.astype(np.int64), scores
 
 
@@ -82,8 +86,12 @@ def per_class_report(labels, scores, threshold: float) -> dict[str, dict[str, fl
         precision = true_positive / predicted if predicted else 0.0
         recall = true_positive / support if support else 0.0
         f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-        report[name] = {"precision": float(precision), "recall": float(recall),
-                        "f1": float(f1), "support": int(support)}
+        report[name] = {
+            "precision": float(precision),
+            "recall": float(recall),
+            "f1": float(f1),
+            "support": int(support),
+        }
     return report
 
 
@@ -143,7 +151,7 @@ def precision_recall_curve(labels, scores) -> tuple[np.ndarray, np.ndarray, np.n
 
 
 def average_precision(labels, scores) -> float:
-    """Sum over thresholds of (recall step) x precision, as scikit-learn defines it (no interpolation)."""
+    """Sum over thresholds of (recall step) x precision, as scikit-learn defines it (no interp.)."""
     labels, scores = _as_arrays(labels, scores)
     if not np.any(labels == schema.FAKE):
         return math.nan
@@ -258,13 +266,17 @@ def choose_threshold(labels, scores, rule: str) -> tuple[float, str]:
     if text == "eer":
         _, threshold = equal_error_rate(labels, scores)
         if math.isnan(threshold):
-            raise ValueError("--threshold=eer needs both classes in the validation split; "
-                             "pass a number instead, e.g. --threshold=0.5.")
+            raise ValueError(
+                "--threshold=eer needs both classes in the validation split; "
+                "pass a number instead, e.g. --threshold=0.5."
+            )
         return threshold, "eer"
     labels, scores = _as_arrays(labels, scores)  # "max_f1"
     if not np.any(labels == schema.FAKE):
-        raise ValueError("--threshold=max_f1 needs fake examples in the validation split; "
-                         "pass a number instead, e.g. --threshold=0.5.")
+        raise ValueError(
+            "--threshold=max_f1 needs fake examples in the validation split; "
+            "pass a number instead, e.g. --threshold=0.5."
+        )
     threshold, _ = max_f1_threshold(labels, scores)
     return threshold, "max_f1"
 
@@ -274,7 +286,8 @@ def _fixed_threshold(rule) -> float:
         value = float(str(rule).strip())
     except ValueError:
         raise ValueError(
-            f"Threshold rule {rule!r} is not one of {list(THRESHOLD_RULES)} or a number in [0, 1].") from None
+            f"Threshold rule {rule!r} is not one of {list(THRESHOLD_RULES)} or a number in [0, 1]."
+        ) from None
     if not 0.0 <= value <= 1.0:
         raise ValueError(f"Threshold {value} is outside [0, 1]; p_fake is a probability.")
     return value
@@ -299,5 +312,7 @@ def summarize(labels, scores, threshold: float, num_bins: int = DEFAULT_CALIBRAT
         "per_class": per_class_report(labels, scores, threshold),
         "confusion_matrix": confusion_matrix(labels, scores, threshold).tolist(),
     }
-    return {key: (None if isinstance(value, float) and math.isnan(value) else value)
-            for key, value in figures.items()}
+    return {
+        key: (None if isinstance(value, float) and math.isnan(value) else value)
+        for key, value in figures.items()
+    }

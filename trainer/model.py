@@ -23,7 +23,11 @@ _BACKBONES = {
 }
 # Layer name each constructor gives its model (EfficientNetV2 derives its block
 # layout from the name, so it cannot be renamed).
-_LAYER_NAMES = {"resnet50": "resnet50", "xception": "xception", "efficientnetv2s": "efficientnetv2-s"}
+_LAYER_NAMES = {
+    "resnet50": "resnet50",
+    "xception": "xception",
+    "efficientnetv2s": "efficientnetv2-s",
+}
 # The stage names a user can pass to --fine_tune_from, per backbone (layer-name prefixes).
 STAGES = {
     "resnet50": ("conv1", "conv2", "conv3", "conv4", "conv5"),
@@ -83,12 +87,18 @@ def _backbone_weights(weights: str):
     if not tf.io.gfile.exists(weights):
         raise FileNotFoundError(
             f"--weights={weights} is neither 'imagenet', 'none' nor an existing weights file. "
-            "Fix: pass the path of a no-top `.weights.h5` for the chosen --backbone.")
+            "Fix: pass the path of a no-top `.weights.h5` for the chosen --backbone."
+        )
     return weights
 
 
-def build_model(backbone: str = "resnet50", *, image_size: int = 224, weights: str = "imagenet",
-                dropout: float = 0.2) -> keras.Model:
+def build_model(
+    backbone: str = "resnet50",
+    *,
+    image_size: int = 224,
+    weights: str = "imagenet",
+    dropout: float = 0.2,
+) -> keras.Model:
     """Builds the classifier (uncompiled).
 
     Call under the strategy's scope and after the precision policy is set.
@@ -106,8 +116,11 @@ def build_model(backbone: str = "resnet50", *, image_size: int = 224, weights: s
     if backbone not in _BACKBONES:
         raise ValueError(f"--backbone={backbone!r} is not one of {list(config_lib.BACKBONES)}.")
     constructor, mode = _BACKBONES[backbone]
-    kwargs = {"include_top": False, "weights": _backbone_weights(weights),
-              "input_shape": (image_size, image_size, 3)}
+    kwargs = {
+        "include_top": False,
+        "weights": _backbone_weights(weights),
+        "input_shape": (image_size, image_size, 3),
+    }
     if backbone == "efficientnetv2s":
         kwargs["include_preprocessing"] = True
     base = constructor(**kwargs)
@@ -130,7 +143,8 @@ def backbone_of(model: keras.Model) -> keras.Model:
         if layer.name in _LAYER_NAMES.values():
             return layer
     raise ValueError(
-        f"Model {model.name!r} has no backbone layer named one of {list(_LAYER_NAMES.values())}.")
+        f"Model {model.name!r} has no backbone layer named one of {list(_LAYER_NAMES.values())}."
+    )
 
 
 def set_phase(model: keras.Model, phase: str, *, fine_tune_from: str = "conv4") -> None:
@@ -158,7 +172,9 @@ def set_phase(model: keras.Model, phase: str, *, fine_tune_from: str = "conv4") 
         base.trainable = False
         return
     if phase != FINE_TUNE_PHASE:
-        raise ValueError(f"Phase {phase!r} is not one of {[HEAD_PHASE, FINE_TUNE_PHASE, FULL_PHASE]}.")
+        raise ValueError(
+            f"Phase {phase!r} is not one of {[HEAD_PHASE, FINE_TUNE_PHASE, FULL_PHASE]}."
+        )
     start = stage_start(base, fine_tune_from)
     base.trainable = True
     for index, layer in enumerate(base.layers):
@@ -170,10 +186,14 @@ def stage_start(base: keras.Model, stage: str) -> int:
     if stage == "all":
         return 0
     for index, layer in enumerate(base.layers):
-        if layer.name.startswith(stage + "_") or layer.name == stage or (
-                layer.name.startswith(stage) and layer.name[len(stage):len(stage) + 1].isalpha()):
+        if (
+            layer.name.startswith(stage + "_")
+            or layer.name == stage
+            or (layer.name.startswith(stage) and layer.name[len(stage) : len(stage) + 1].isalpha())
+        ):
             return index
     stages = next((STAGES[k] for k, v in _LAYER_NAMES.items() if v == base.name), ())
     raise ValueError(
         f"--fine_tune_from={stage!r} names no layer of backbone {base.name!r}; use 'all' or one "
-        f"of {list(stages)}.")
+        f"of {list(stages)}."
+    )

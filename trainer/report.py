@@ -1,4 +1,4 @@
-"""The evaluation report: report.json, report.md and PNG plots; `python -m trainer.report` reprints one.
+"""The evaluation report: report.json, report.md, PNG plots; `python -m trainer.report` prints it.
 
 `trainer.evaluate` computes the figures; this module only lays them out, so a
 report can be redrawn or summarised without a model or a dataset. The
@@ -11,11 +11,11 @@ results read side by side.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
+import json
+import sys
 
-from absl import app
-from absl import flags
+from absl import app, flags
 import matplotlib
 
 matplotlib.use("Agg")  # Headless: reports are written on servers and in CI.
@@ -23,8 +23,11 @@ from matplotlib import pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from preprocessing import paths  # noqa: E402
-from preprocessing import schema  # noqa: E402
+from preprocessing import (
+    cli,
+    paths,  # noqa: E402
+    schema,  # noqa: E402
+)
 from trainer import metrics  # noqa: E402
 
 REPORT_JSON = "report.json"
@@ -38,8 +41,14 @@ PLOT_FILES = {
     "reliability": "reliability.png",
 }
 # Figures named in the one-line headline, in order.
-HEADLINE = (("accuracy", "accuracy"), ("roc_auc", "ROC-AUC"), ("average_precision", "AP"),
-            ("eer", "EER"), ("log_loss", "log loss"), ("ece", "ECE"))
+HEADLINE = (
+    ("accuracy", "accuracy"),
+    ("roc_auc", "ROC-AUC"),
+    ("average_precision", "AP"),
+    ("eer", "EER"),
+    ("log_loss", "log loss"),
+    ("ece", "ECE"),
+)
 _COLOURS = {schema.REAL: "tab:blue", schema.FAKE: "tab:red"}
 
 
@@ -49,6 +58,7 @@ def _format(value, digits: int = 4) -> str:
 
 # ----------------------------------------------------------------------------------- plots
 
+
 def _save(figure, path: str) -> str:
     figure.tight_layout()
     with tf.io.gfile.GFile(path, "wb") as f:
@@ -57,9 +67,16 @@ def _save(figure, path: str) -> str:
     return path
 
 
-def write_plots(labels: np.ndarray, scores: np.ndarray, threshold: float, plots_dir: str,
-                *, title: str, num_bins: int = metrics.DEFAULT_CALIBRATION_BINS) -> dict[str, str]:
-    """Draws the five report plots; returns {plot name: path}. Skips curves a single class cannot have."""
+def write_plots(
+    labels: np.ndarray,
+    scores: np.ndarray,
+    threshold: float,
+    plots_dir: str,
+    *,
+    title: str,
+    num_bins: int = metrics.DEFAULT_CALIBRATION_BINS,
+) -> dict[str, str]:
+    """Draws the five report plots; returns {plot name: path}. Skips curves one class lacks."""
     tf.io.gfile.makedirs(plots_dir)
     labels = np.asarray(labels)
     scores = np.asarray(scores, dtype=np.float64)
@@ -72,44 +89,90 @@ def write_plots(labels: np.ndarray, scores: np.ndarray, threshold: float, plots_
     if both:
         fpr, tpr, _ = metrics.roc_curve(labels, scores)
         figure, axis = plt.subplots(figsize=(4.8, 4.4))
-        axis.plot(fpr, tpr, color="tab:red", label=f"ROC (AUC = {metrics.roc_auc(labels, scores):.4f})")
+        axis.plot(
+            fpr, tpr, color="tab:red", label=f"ROC (AUC = {metrics.roc_auc(labels, scores):.4f})"
+        )
         axis.plot([0, 1], [0, 1], ":", color="grey", label="chance")
         axis.plot(*operating, "ko", label=f"threshold {threshold:.3f}")
-        axis.set(xlabel="false positive rate (real called fake)", ylabel="true positive rate (fakes caught)",
-                 xlim=(0, 1), ylim=(0, 1.01), title=f"ROC: {title}")
+        axis.set(
+            xlabel="false positive rate (real called fake)",
+            ylabel="true positive rate (fakes caught)",
+            xlim=(0, 1),
+            ylim=(0, 1.01),
+            title=f"ROC: {title}",
+        )
         axis.legend(loc="lower right", fontsize=8)
         written["roc"] = _save(figure, paths.join(plots_dir, PLOT_FILES["roc"]))
 
     if np.any(labels == schema.FAKE):
         precision, recall, _ = metrics.precision_recall_curve(labels, scores)
         figure, axis = plt.subplots(figsize=(4.8, 4.4))
-        axis.step(np.r_[0.0, recall], np.r_[precision[0], precision], where="pre", color="tab:red",
-                  label=f"AP = {metrics.average_precision(labels, scores):.4f}")
-        axis.axhline(np.mean(labels == schema.FAKE), linestyle=":", color="grey", label="share of fakes")
+        axis.step(
+            np.r_[0.0, recall],
+            np.r_[precision[0], precision],
+            where="pre",
+            color="tab:red",
+            label=f"AP = {metrics.average_precision(labels, scores):.4f}",
+        )
+        axis.axhline(
+            np.mean(labels == schema.FAKE), linestyle=":", color="grey", label="share of fakes"
+        )
         predicted_fake = matrix[:, 1].sum()
         if predicted_fake:
-            axis.plot(operating[1], matrix[1, 1] / predicted_fake, "ko", label=f"threshold {threshold:.3f}")
-        axis.set(xlabel="recall (fakes caught)", ylabel="precision (called fake that are fake)",
-                 xlim=(0, 1), ylim=(0, 1.01), title=f"Precision-recall: {title}")
+            axis.plot(
+                operating[1],
+                matrix[1, 1] / predicted_fake,
+                "ko",
+                label=f"threshold {threshold:.3f}",
+            )
+        axis.set(
+            xlabel="recall (fakes caught)",
+            ylabel="precision (called fake that are fake)",
+            xlim=(0, 1),
+            ylim=(0, 1.01),
+            title=f"Precision-recall: {title}",
+        )
         axis.legend(loc="lower left", fontsize=8)
-        written["precision_recall"] = _save(figure, paths.join(plots_dir, PLOT_FILES["precision_recall"]))
+        written["precision_recall"] = _save(
+            figure, paths.join(plots_dir, PLOT_FILES["precision_recall"])
+        )
 
     figure, axis = plt.subplots(figsize=(4.2, 3.8))
     axis.imshow(matrix, cmap="Blues")
     for (row, column), count in np.ndenumerate(matrix):
-        axis.text(column, row, str(count), ha="center", va="center",
-                  color="white" if count > matrix.max() / 2 else "black")
-    axis.set(xticks=[0, 1], yticks=[0, 1], xticklabels=schema.LABEL_NAMES, yticklabels=schema.LABEL_NAMES,
-             xlabel="predicted", ylabel="true", title=f"Confusion at {threshold:.3f}")
-    written["confusion_matrix"] = _save(figure, paths.join(plots_dir, PLOT_FILES["confusion_matrix"]))
+        axis.text(
+            column,
+            row,
+            str(count),
+            ha="center",
+            va="center",
+            color="white" if count > matrix.max() / 2 else "black",
+        )
+    axis.set(
+        xticks=[0, 1],
+        yticks=[0, 1],
+        xticklabels=schema.LABEL_NAMES,
+        yticklabels=schema.LABEL_NAMES,
+        xlabel="predicted",
+        ylabel="true",
+        title=f"Confusion at {threshold:.3f}",
+    )
+    written["confusion_matrix"] = _save(
+        figure, paths.join(plots_dir, PLOT_FILES["confusion_matrix"])
+    )
 
     figure, axis = plt.subplots(figsize=(5.2, 3.8))
     bins = np.linspace(0, 1, 41)
     for label in (schema.REAL, schema.FAKE):
         chosen = scores[labels == label]
         if chosen.size:
-            axis.hist(chosen, bins=bins, alpha=0.55, color=_COLOURS[label],
-                      label=f"{schema.LABEL_NAMES[label]} (n={chosen.size})")
+            axis.hist(
+                chosen,
+                bins=bins,
+                alpha=0.55,
+                color=_COLOURS[label],
+                label=f"{schema.LABEL_NAMES[label]} (n={chosen.size})",
+            )
     axis.axvline(threshold, color="black", linestyle="--", label=f"threshold {threshold:.3f}")
     axis.set(xlabel="p_fake", ylabel="images", title=f"Scores by true class: {title}")
     axis.legend(fontsize=8)
@@ -119,20 +182,37 @@ def write_plots(labels: np.ndarray, scores: np.ndarray, threshold: float, plots_
     filled = table.counts > 0
     figure, axis = plt.subplots(figsize=(4.8, 4.4))
     centres = (table.bin_edges[:-1] + table.bin_edges[1:]) / 2
-    axis.bar(centres[filled], table.fraction_fake[filled], width=1 / num_bins, edgecolor="black",
-             alpha=0.6, label="observed share of fakes")
-    axis.plot(table.mean_predicted[filled], table.fraction_fake[filled], "ko-", markersize=3,
-              label="bin mean p_fake")
+    axis.bar(
+        centres[filled],
+        table.fraction_fake[filled],
+        width=1 / num_bins,
+        edgecolor="black",
+        alpha=0.6,
+        label="observed share of fakes",
+    )
+    axis.plot(
+        table.mean_predicted[filled],
+        table.fraction_fake[filled],
+        "ko-",
+        markersize=3,
+        label="bin mean p_fake",
+    )
     axis.plot([0, 1], [0, 1], ":", color="grey", label="perfect calibration")
     ece = metrics.expected_calibration_error(labels, scores, num_bins)
-    axis.set(xlabel="predicted p_fake", ylabel="fraction fake", xlim=(0, 1), ylim=(0, 1.01),
-             title=f"Reliability (ECE = {ece:.4f})")
+    axis.set(
+        xlabel="predicted p_fake",
+        ylabel="fraction fake",
+        xlim=(0, 1),
+        ylim=(0, 1.01),
+        title=f"Reliability (ECE = {ece:.4f})",
+    )
     axis.legend(loc="upper left", fontsize=8)
     written["reliability"] = _save(figure, paths.join(plots_dir, PLOT_FILES["reliability"]))
     return written
 
 
 # --------------------------------------------------------------------------------- writing
+
 
 def classification_table(figures: Mapping) -> str:
     """The per-class table in scikit-learn's `classification_report` layout, as text."""
@@ -141,17 +221,25 @@ def classification_table(figures: Mapping) -> str:
     lines = [f"{'':>14}{'precision':>10}{'recall':>10}{'f1-score':>10}{'support':>10}", ""]
     for name in schema.LABEL_NAMES:
         row = per_class[name]
-        lines.append(f"{name:>14}{row['precision']:>10.4f}{row['recall']:>10.4f}{row['f1']:>10.4f}"
-                     f"{row['support']:>10d}")
+        lines.append(
+            f"{name:>14}{row['precision']:>10.4f}{row['recall']:>10.4f}{row['f1']:>10.4f}"
+            f"{row['support']:>10d}"
+        )
     lines.append("")
     lines.append(f"{'accuracy':>14}{'':>10}{'':>10}{figures['accuracy']:>10.4f}{total:>10d}")
-    for name, weights in (("macro avg", [1, 1]),
-                          ("weighted avg", [per_class[n]["support"] for n in schema.LABEL_NAMES])):
+    for name, weights in (
+        ("macro avg", [1, 1]),
+        ("weighted avg", [per_class[n]["support"] for n in schema.LABEL_NAMES]),
+    ):
         weights = np.asarray(weights, dtype=np.float64)
         weights = weights / weights.sum() if weights.sum() else weights
-        averaged = [sum(w * per_class[n][key] for w, n in zip(weights, schema.LABEL_NAMES))
-                    for key in ("precision", "recall", "f1")]
-        lines.append(f"{name:>14}" + "".join(f"{value:>10.4f}" for value in averaged) + f"{total:>10d}")
+        averaged = [
+            sum(w * per_class[n][key] for w, n in zip(weights, schema.LABEL_NAMES))
+            for key in ("precision", "recall", "f1")
+        ]
+        lines.append(
+            f"{name:>14}" + "".join(f"{value:>10.4f}" for value in averaged) + f"{total:>10d}"
+        )
     return "\n".join(lines)
 
 
@@ -160,8 +248,10 @@ def headline(report: Mapping) -> str:
     figures = report["metrics"]
     threshold = report["threshold"]
     parts = [f"{label} {_format(figures[key])}" for key, label in HEADLINE]
-    return (f"{report['split']} ({figures['num_examples']} images) at threshold "
-            f"{threshold['value']:.4f} ({threshold['description']}): " + ", ".join(parts))
+    return (
+        f"{report['split']} ({figures['num_examples']} images) at threshold "
+        f"{threshold['value']:.4f} ({threshold['description']}): " + ", ".join(parts)
+    )
 
 
 def markdown(report: Mapping) -> str:
@@ -172,40 +262,75 @@ def markdown(report: Mapping) -> str:
         f"# Evaluation of `{report['export_dir']}`",
         "",
         f"Dataset `{report['dataset']['name']}` {report['dataset'].get('version') or ''} at "
-        f"`{report['dataset']['data_dir']}`, split **{report['split']}**: {figures['num_examples']} images "
-        f"({figures['num_real']} real, {figures['num_fake']} fake). Positive class: **fake** (label 1).",
+        f"`{report['dataset']['data_dir']}`, split **{report['split']}**: "
+        f"{figures['num_examples']} images ({figures['num_real']} real, "
+        f"{figures['num_fake']} fake). Positive class: **fake** (label 1).",
         "",
         f"Threshold **{threshold['value']:.4f}**: {threshold['description']}."
-        + (" Recorded in the export's detector.json, so `trainer.predict` uses it."
-           if threshold.get("written_to_export") else ""),
+        + (
+            " Recorded in the export's detector.json, so `trainer.predict` uses it."
+            if threshold.get("written_to_export")
+            else ""
+        ),
         "",
         "| metric | value |",
         "|---|---|",
     ]
-    names = {"accuracy": "accuracy (at threshold)", "roc_auc": "ROC-AUC", "average_precision":
-             "average precision", "eer": "equal error rate", "eer_threshold": "EER threshold (this split)",
-             "log_loss": "log loss (nats)", "ece": f"ECE ({report.get('calibration_bins', 10)} bins)"}
+    names = {
+        "accuracy": "accuracy (at threshold)",
+        "roc_auc": "ROC-AUC",
+        "average_precision": "average precision",
+        "eer": "equal error rate",
+        "eer_threshold": "EER threshold (this split)",
+        "log_loss": "log loss (nats)",
+        "ece": f"ECE ({report.get('calibration_bins', 10)} bins)",
+    }
     lines += [f"| {label} | {_format(figures[key])} |" for key, label in names.items()]
-    lines += ["", "## Per class (the original notebook's table)", "", "```",
-              classification_table(figures), "```", "", "## Confusion matrix (rows: true, columns: predicted)",
-              "", "| | predicted real | predicted fake |", "|---|---|---|"]
+    lines += [
+        "",
+        "## Per class (the original notebook's table)",
+        "",
+        "```",
+        classification_table(figures),
+        "```",
+        "",
+        "## Confusion matrix (rows: true, columns: predicted)",
+        "",
+        "| | predicted real | predicted fake |",
+        "|---|---|---|",
+    ]
     matrix = figures["confusion_matrix"]
-    lines += [f"| true {name} | {matrix[i][0]} | {matrix[i][1]} |" for i, name in enumerate(schema.LABEL_NAMES)]
+    lines += [
+        f"| true {name} | {matrix[i][0]} | {matrix[i][1]} |"
+        for i, name in enumerate(schema.LABEL_NAMES)
+    ]
     chosen_on = report.get("threshold_split_metrics")
     if chosen_on:
-        lines += ["", f"## {threshold['chosen_on']} (where the threshold was chosen)", "",
-                  f"{chosen_on['num_examples']} images: ROC-AUC {_format(chosen_on['roc_auc'])}, "
-                  f"EER {_format(chosen_on['eer'])}, accuracy {_format(chosen_on['accuracy'])} at the threshold."]
+        lines += [
+            "",
+            f"## {threshold['chosen_on']} (where the threshold was chosen)",
+            "",
+            f"{chosen_on['num_examples']} images: ROC-AUC {_format(chosen_on['roc_auc'])}, "
+            f"EER {_format(chosen_on['eer'])}, "
+            f"accuracy {_format(chosen_on['accuracy'])} at the threshold.",
+        ]
     if report.get("plots"):
         lines += ["", "## Plots", ""]
-        lines += [f"![{name}]({PLOTS_DIR}/{PLOT_FILES[name]})" for name in PLOT_FILES if name in report["plots"]]
+        lines += [
+            f"![{name}]({PLOTS_DIR}/{PLOT_FILES[name]})"
+            for name in PLOT_FILES
+            if name in report["plots"]
+        ]
     return "\n".join(lines) + "\n"
 
 
 def write_report(report: Mapping, report_dir: str) -> dict[str, str]:
     """Writes report.json and report.md to `report_dir`; returns their paths."""
     tf.io.gfile.makedirs(report_dir)
-    written = {"json": paths.join(report_dir, REPORT_JSON), "markdown": paths.join(report_dir, REPORT_MD)}
+    written = {
+        "json": paths.join(report_dir, REPORT_JSON),
+        "markdown": paths.join(report_dir, REPORT_MD),
+    }
     with tf.io.gfile.GFile(written["json"], "w") as f:
         f.write(json.dumps(report, indent=2, sort_keys=True) + "\n")
     with tf.io.gfile.GFile(written["markdown"], "w") as f:
@@ -217,16 +342,24 @@ def read_report(report_dir: str) -> dict:
     """Reads report.json; FileNotFoundError names the folder and how to make one."""
     path = paths.join(report_dir, REPORT_JSON)
     if not tf.io.gfile.exists(path):
-        raise FileNotFoundError(f"{path} not found: run `python -m trainer.evaluate --report_dir={report_dir} ...`.")
+        raise FileNotFoundError(
+            f"{path} not found: run `python -m trainer.evaluate --report_dir={report_dir} ...`."
+        )
     with tf.io.gfile.GFile(path) as f:
         return json.load(f)
 
 
 def summary(report: Mapping, report_dir: str) -> str:
     """What a person wants at the end of a run: the headline and where everything is."""
-    lines = [headline(report), "", "per class:", classification_table(report["metrics"]), "",
-             f"report:         {paths.join(report_dir, REPORT_MD)}",
-             f"                {paths.join(report_dir, REPORT_JSON)}"]
+    lines = [
+        headline(report),
+        "",
+        "per class:",
+        classification_table(report["metrics"]),
+        "",
+        f"report:         {paths.join(report_dir, REPORT_MD)}",
+        f"                {paths.join(report_dir, REPORT_JSON)}",
+    ]
     plots = report.get("plots", {})
     for index, path in enumerate(plots[name] for name in PLOT_FILES if name in plots):
         lines.append(f"{'plots:' if index == 0 else '':<16}{path}")
@@ -242,20 +375,24 @@ FLAGS = flags.FLAGS
 def define_flags() -> None:
     """Defined only when this module is the program: `trainer.evaluate` imports it as a
     library and has a --report_dir of its own."""
-    flags.DEFINE_string("report_dir", None, "Folder holding report.json (written by trainer.evaluate).")
+    flags.DEFINE_string(
+        "report_dir", None, "Folder holding report.json (written by trainer.evaluate)."
+    )
 
 
 def main(argv: Sequence[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     if not FLAGS.report_dir:
-        raise app.UsageError("--report_dir is required: the folder trainer.evaluate wrote report.json to.")
+        raise app.UsageError(
+            "--report_dir is required: the folder trainer.evaluate wrote report.json to."
+        )
     print(summary(read_report(FLAGS.report_dir), FLAGS.report_dir))
 
 
 def run_main():
     define_flags()
-    app.run(main)
+    cli.run(main, module=sys.modules[__name__], prog="dfd-report")
 
 
 if __name__ == "__main__":

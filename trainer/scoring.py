@@ -8,16 +8,14 @@ and the export contract, never the training code.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterable, Iterator, Sequence
+import dataclasses
 
 from absl import logging
 import numpy as np
 import tensorflow as tf
 
-from preprocessing import images
-from preprocessing import paths
-from preprocessing import schema
+from preprocessing import images, paths, schema
 from trainer import export
 
 GLOB_CHARACTERS = "*?["
@@ -89,7 +87,9 @@ def to_jpeg_bytes(data: bytes) -> bytes:
     try:
         return images.normalise(data).jpeg
     except images.InvalidImageError as error:
-        raise UnreadableImageError(f"not a readable image ({type(error).__name__}: {error})") from None
+        raise UnreadableImageError(
+            f"not a readable image ({type(error).__name__}: {error})"
+        ) from None
 
 
 def read_image(path: str) -> bytes:
@@ -112,9 +112,13 @@ class Detector:
         self.metadata = export.read_metadata(export_dir)
         self.threshold = self.metadata.threshold if threshold is None else float(threshold)
         self._serve = export.load_scorer(export_dir)
-        logging.info("Loaded %s (image_size=%d, threshold=%.4f from %s).", export_dir,
-                     self.metadata.image_size, self.threshold,
-                     self.metadata.threshold_source if threshold is None else "--threshold")
+        logging.info(
+            "Loaded %s (image_size=%d, threshold=%.4f from %s).",
+            export_dir,
+            self.metadata.image_size,
+            self.threshold,
+            self.metadata.threshold_source if threshold is None else "--threshold",
+        )
 
     def score(self, jpegs: Sequence[bytes]) -> np.ndarray:
         """p_fake for each JPEG; raises tf.errors.InvalidArgumentError if one cannot be decoded."""
@@ -138,18 +142,22 @@ class Detector:
             if len(items) == 1:
                 return [Prediction(items[0][0], error="the model could not decode this image")]
             return [result for item in items for result in self.score_items([item])]
-        return [Prediction(path, p_fake=float(p), label=self.label(float(p)))
-                for (path, _), p in zip(items, scores)]
+        return [
+            Prediction(path, p_fake=float(p), label=self.label(float(p)))
+            for (path, _), p in zip(items, scores)
+        ]
 
 
-def predict_files(detector: Detector, files: Sequence[str], batch_size: int = 32) -> Iterator[Prediction]:
+def predict_files(
+    detector: Detector, files: Sequence[str], batch_size: int = 32
+) -> Iterator[Prediction]:
     """Yields one Prediction per file, in order, reading `batch_size` files at a time."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1; got {batch_size}.")
     for start in range(0, len(files), batch_size):
         batch: list[tuple[str, bytes]] = []
         outcomes: dict[str, Prediction] = {}
-        for path in files[start:start + batch_size]:
+        for path in files[start : start + batch_size]:
             try:
                 batch.append((path, read_image(path)))
             except UnreadableImageError as error:
@@ -157,5 +165,5 @@ def predict_files(detector: Detector, files: Sequence[str], batch_size: int = 32
                 outcomes[path] = Prediction(path, error=str(error))
         for result in detector.score_items(batch):
             outcomes[result.path] = result
-        for path in files[start:start + batch_size]:
+        for path in files[start : start + batch_size]:
             yield outcomes[path]

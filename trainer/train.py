@@ -31,12 +31,9 @@ import tensorflow as tf
 from preprocessing import paths
 from trainer import callbacks as callbacks_lib
 from trainer import config as config_lib
-from trainer import data
-from trainer import distribution
-from trainer import export
+from trainer import data, distribution, export, precision
 from trainer import metrics as metrics_lib
 from trainer import model as model_lib
-from trainer import precision
 
 BACKUP_DIR = "backup"
 CHECKPOINT_DIR = "checkpoints"
@@ -62,44 +59,60 @@ def plan_phases(config: config_lib.TrainConfig) -> list[Phase]:
     phases = []
     if config.head_epochs:
         phases.append(Phase(model_lib.HEAD_PHASE, 0, config.head_epochs, config.learning_rate))
-    phases.append(Phase(model_lib.FINE_TUNE_PHASE, config.head_epochs, config.epochs,
-                        config.fine_tune_learning_rate))
+    phases.append(
+        Phase(
+            model_lib.FINE_TUNE_PHASE,
+            config.head_epochs,
+            config.epochs,
+            config.fine_tune_learning_rate,
+        )
+    )
     return phases
 
 
-def make_optimizer(config: config_lib.TrainConfig, learning_rate: float,
-                   total_steps: int) -> keras.optimizers.Optimizer:
+def make_optimizer(
+    config: config_lib.TrainConfig, learning_rate: float, total_steps: int
+) -> keras.optimizers.Optimizer:
     """AdamW or SGD with linear warm-up then cosine decay over `total_steps`."""
     warmup = min(int(config.warmup_epochs * total_steps / max(1, config.epochs)), total_steps - 1)
     warmup = max(warmup, 0)
     if warmup:
         schedule = keras.optimizers.schedules.CosineDecay(
-            initial_learning_rate=learning_rate * 0.01, decay_steps=max(1, total_steps - warmup),
-            warmup_target=learning_rate, warmup_steps=warmup)
+            initial_learning_rate=learning_rate * 0.01,
+            decay_steps=max(1, total_steps - warmup),
+            warmup_target=learning_rate,
+            warmup_steps=warmup,
+        )
     else:
         schedule = keras.optimizers.schedules.CosineDecay(
-            initial_learning_rate=learning_rate, decay_steps=max(1, total_steps))
+            initial_learning_rate=learning_rate, decay_steps=max(1, total_steps)
+        )
     if config.optimizer == "adamw":
-        optimizer = keras.optimizers.AdamW(learning_rate=schedule,
-                                           weight_decay=config.weight_decay)
+        optimizer = keras.optimizers.AdamW(learning_rate=schedule, weight_decay=config.weight_decay)
     else:
-        optimizer = keras.optimizers.SGD(learning_rate=schedule, momentum=config.momentum,
-                                         nesterov=True, weight_decay=config.weight_decay or None)
+        optimizer = keras.optimizers.SGD(
+            learning_rate=schedule,
+            momentum=config.momentum,
+            nesterov=True,
+            weight_decay=config.weight_decay or None,
+        )
     # Decaying biases and BatchNorm scales only fights the normalisation.
     optimizer.exclude_from_weight_decay(var_names=["bias", "gamma", "beta"])
     return optimizer
 
 
-def compile_model(model: keras.Model, config: config_lib.TrainConfig, phase: Phase,
-                  steps_per_epoch: int) -> None:
+def compile_model(
+    model: keras.Model, config: config_lib.TrainConfig, phase: Phase, steps_per_epoch: int
+) -> None:
     """Compiles for `phase`: logit loss in float32, the "fake"-class metrics."""
     total_steps = (phase.end - phase.start) * steps_per_epoch
     # Warm-up measured in epochs of this phase.
     warmup_config = dataclasses.replace(config, epochs=phase.end - phase.start)
     model.compile(
         optimizer=make_optimizer(warmup_config, phase.learning_rate, total_steps),
-        loss=keras.losses.BinaryCrossentropy(from_logits=True,
-                                             label_smoothing=config.label_smoothing),
+        loss=keras.losses.BinaryCrossentropy(
+            from_logits=True, label_smoothing=config.label_smoothing
+        ),
         metrics=[
             # The model outputs logits: threshold 0 is p_fake = 0.5.
             keras.metrics.BinaryAccuracy(threshold=0.0, name="accuracy"),
@@ -143,14 +156,17 @@ class _MultiWorkerModel(keras.Model):
         return {k: tf.reshape(v, [1]) for k, v in super().test_step(data).items()}
 
 
-def _fit_model(model: keras.Model, strategy: tf.distribute.Strategy,
-               config: config_lib.TrainConfig) -> keras.Model:
+def _fit_model(
+    model: keras.Model, strategy: tf.distribute.Strategy, config: config_lib.TrainConfig
+) -> keras.Model:
     """The model to call `fit` on: `model` itself, or its multi-worker twin."""
     if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
         return model
     batch = config.global_batch_size // strategy.num_replicas_in_sync
-    example = (np.zeros((batch, config.image_size, config.image_size, 3), np.uint8),
-               np.zeros((batch, 1), np.float32))
+    example = (
+        np.zeros((batch, config.image_size, config.image_size, 3), np.uint8),
+        np.zeros((batch, 1), np.float32),
+    )
     with strategy.scope():
         twin = _MultiWorkerModel(model.input, model.output, name=model.name)
     twin.configure(strategy, example)
@@ -165,8 +181,9 @@ def _summary(title: str, rows: list[tuple[str, object]]) -> str:
 
 def _validation_scores(model: keras.Model, dataset: tf.data.Dataset, steps: int | None):
     """(labels, p_fake) over the validation split, computed by this process alone."""
-    predict = tf.function(lambda images: tf.sigmoid(tf.cast(model(images, training=False),
-                                                            tf.float32)))
+    predict = tf.function(
+        lambda images: tf.sigmoid(tf.cast(model(images, training=False), tf.float32))
+    )
     labels, scores = [], []
     for index, (images, batch_labels) in enumerate(dataset):
         if steps and index >= steps:
@@ -176,8 +193,12 @@ def _validation_scores(model: keras.Model, dataset: tf.data.Dataset, steps: int 
     return np.concatenate(labels), np.concatenate(scores)
 
 
-def run(config: config_lib.TrainConfig, *, strategy: tf.distribute.Strategy | None = None,
-        datasets: dict | None = None) -> dict:
+def run(
+    config: config_lib.TrainConfig,
+    *,
+    strategy: tf.distribute.Strategy | None = None,
+    datasets: dict | None = None,
+) -> dict:
     """Trains, checkpoints, exports. See the module docstring for the order of things.
 
     Args:
@@ -201,18 +222,22 @@ def run(config: config_lib.TrainConfig, *, strategy: tf.distribute.Strategy | No
     # every time. The training stream is sized exactly, so it never runs out.
     warnings.filterwarnings("ignore", message="Your input ran out of data")
     strategy = strategy or distribution.get_strategy(
-        config.strategy, cpu_replicas=config.cpu_replicas, tpu=config.tpu)
+        config.strategy, cpu_replicas=config.cpu_replicas, tpu=config.tpu
+    )
     replicas = strategy.num_replicas_in_sync
     if config.global_batch_size % replicas:
         lower = config.global_batch_size // replicas * replicas or replicas
         raise ValueError(
             f"--global_batch_size={config.global_batch_size} is not divisible by the {replicas} "
-            f"replicas of {type(strategy).__name__}; use a multiple of {replicas}, e.g. {lower}.")
+            f"replicas of {type(strategy).__name__}; use a multiple of {replicas}, e.g. {lower}."
+        )
     if config.jit_compile and replicas > 1:
         logging.warning(
             "--jit_compile with %d replicas: XLA under Keras 3 + tf.distribute has open breakages "
             "(keras #17187, tensorflow #56423; on split CPUs it fails with 'Trying to access "
-            "resource ... replica_1'). If the first step fails, drop --jit_compile.", replicas)
+            "resource ... replica_1'). If the first step fails, drop --jit_compile.",
+            replicas,
+        )
     chief = distribution.is_chief(strategy)
     builder = None
     if datasets is None:
@@ -224,7 +249,8 @@ def run(config: config_lib.TrainConfig, *, strategy: tf.distribute.Strategy | No
         if steps_per_epoch <= 0:
             raise ValueError(
                 f"Split {config.train_split!r} has {train_examples} examples, fewer than one "
-                f"--global_batch_size={config.global_batch_size}; lower the batch size.")
+                f"--global_batch_size={config.global_batch_size}; lower the batch size."
+            )
     else:
         if chief:
             paths.ensure_writable(config.model_dir)
@@ -250,26 +276,51 @@ def run(config: config_lib.TrainConfig, *, strategy: tf.distribute.Strategy | No
     state = state or callbacks_lib.TrainingState()
     phases = plan_phases(config)
 
-    print(_summary("Training", [
-        ("devices", ", ".join(strategy.extended.worker_devices)),
-        ("strategy", f"{distribution.display_name(strategy)} ({replicas} replicas, "
-                     f"{'chief' if chief else 'worker'})"),
-        ("global batch", config.global_batch_size),
-        ("per-replica batch", config.global_batch_size // replicas),
-        ("precision", policy),
-        ("backbone", f"{config.backbone} (weights={config.weights}, {config.image_size}px)"),
-        ("phases", ", ".join(f"{p.name} epochs {p.start + 1}-{p.end} lr={p.learning_rate:g}"
-                             for p in phases)),
-        ("steps per epoch", steps_per_epoch),
-        ("examples", f"train={train_examples} validation={validation_examples}"),
-        ("resume", f"phase {state.phase} epoch {state.epoch} step {state.step}" if resumed
-         else "fresh start"),
-        ("model_dir", model_dir),
-    ]), flush=True)
+    print(
+        _summary(
+            "Training",
+            [
+                ("devices", ", ".join(strategy.extended.worker_devices)),
+                (
+                    "strategy",
+                    f"{distribution.display_name(strategy)} ({replicas} replicas, "
+                    f"{'chief' if chief else 'worker'})",
+                ),
+                ("global batch", config.global_batch_size),
+                ("per-replica batch", config.global_batch_size // replicas),
+                ("precision", policy),
+                (
+                    "backbone",
+                    f"{config.backbone} (weights={config.weights}, {config.image_size}px)",
+                ),
+                (
+                    "phases",
+                    ", ".join(
+                        f"{p.name} epochs {p.start + 1}-{p.end} lr={p.learning_rate:g}"
+                        for p in phases
+                    ),
+                ),
+                ("steps per epoch", steps_per_epoch),
+                ("examples", f"train={train_examples} validation={validation_examples}"),
+                (
+                    "resume",
+                    f"phase {state.phase} epoch {state.epoch} step {state.step}"
+                    if resumed
+                    else "fresh start",
+                ),
+                ("model_dir", model_dir),
+            ],
+        ),
+        flush=True,
+    )
 
     with strategy.scope():
-        model = model_lib.build_model(config.backbone, image_size=config.image_size,
-                                      weights=config.weights, dropout=config.dropout)
+        model = model_lib.build_model(
+            config.backbone,
+            image_size=config.image_size,
+            weights=config.weights,
+            dropout=config.dropout,
+        )
     fit_model = _fit_model(model, strategy, config)
 
     def train_input(first_epoch: int, last_epoch: int, first_step: int):
@@ -277,14 +328,28 @@ def run(config: config_lib.TrainConfig, *, strategy: tf.distribute.Strategy | No
             return datasets["train"]
         return strategy.distribute_datasets_from_function(
             lambda context: data.build_dataset(
-                config.train_split, config, context, training=True,
-                epochs=range(first_epoch, last_epoch), steps_per_epoch=steps_per_epoch,
-                first_step=first_step, builder=builder))
+                config.train_split,
+                config,
+                context,
+                training=True,
+                epochs=range(first_epoch, last_epoch),
+                steps_per_epoch=steps_per_epoch,
+                first_step=first_step,
+                builder=builder,
+            )
+        )
 
-    validation = datasets["validation"] if datasets is not None else (
-        strategy.distribute_datasets_from_function(
-            lambda context: data.build_dataset(config.validation_split, config, context,
-                                               training=False, builder=builder)))
+    validation = (
+        datasets["validation"]
+        if datasets is not None
+        else (
+            strategy.distribute_datasets_from_function(
+                lambda context: data.build_dataset(
+                    config.validation_split, config, context, training=False, builder=builder
+                )
+            )
+        )
+    )
 
     for index, phase in enumerate(phases):
         if index < state.phase:
@@ -294,8 +359,13 @@ def run(config: config_lib.TrainConfig, *, strategy: tf.distribute.Strategy | No
             compile_model(fit_model, config, phase, steps_per_epoch)
             if resumed and index == state.phase:
                 callbacks_lib.restore(fit_model, backup_dir)
-                logging.info("Restored %s (phase %s, epoch %d, step %d).", backup_dir,
-                             phase.name, state.epoch, state.step)
+                logging.info(
+                    "Restored %s (phase %s, epoch %d, step %d).",
+                    backup_dir,
+                    phase.name,
+                    state.epoch,
+                    state.step,
+                )
         if state.epoch < phase.start or state.phase != index:
             state.epoch, state.step = max(state.epoch, phase.start), 0
         state.phase = index
@@ -311,21 +381,33 @@ def run(config: config_lib.TrainConfig, *, strategy: tf.distribute.Strategy | No
         else:
             spans.append((state.epoch, phase.end, 0))
         for first_epoch, last_epoch, first_step in spans:
-            early = (keras.callbacks.EarlyStopping(monitor=MONITOR, mode="max",
-                                                   patience=config.early_stopping_patience)
-                     if config.early_stopping_patience else None)
+            early = (
+                keras.callbacks.EarlyStopping(
+                    monitor=MONITOR, mode="max", patience=config.early_stopping_patience
+                )
+                if config.early_stopping_patience
+                else None
+            )
             fit_callbacks = [
                 callbacks_lib.StopOnNaN(backup_dir),
                 callbacks_lib.BestCheckpoint(checkpoint_dir, state, monitor=MONITOR, chief=chief),
                 callbacks_lib.HistoryCSV(history_csv, phase_name=phase.name, chief=chief),
-                callbacks_lib.Backup(backup_dir, state, steps_per_epoch=steps_per_epoch,
-                                     every_steps=config.backup_every_steps, chief=chief),
+                callbacks_lib.Backup(
+                    backup_dir,
+                    state,
+                    steps_per_epoch=steps_per_epoch,
+                    every_steps=config.backup_every_steps,
+                    chief=chief,
+                ),
             ]
             if early:
                 fit_callbacks.append(early)
             if chief:
-                fit_callbacks.append(keras.callbacks.TensorBoard(
-                    paths.join(model_dir, LOG_DIR), write_graph=False, update_freq="epoch"))
+                fit_callbacks.append(
+                    keras.callbacks.TensorBoard(
+                        paths.join(model_dir, LOG_DIR), write_graph=False, update_freq="epoch"
+                    )
+                )
             if config.verbose:
                 fit_callbacks.append(callbacks_lib.TotalEpochsProgbar(config.epochs))
             fit_model.fit(
@@ -339,20 +421,32 @@ def run(config: config_lib.TrainConfig, *, strategy: tf.distribute.Strategy | No
                 verbose=config.verbose,
             )
             if early is not None and early.stopped_epoch:
-                logging.info("Early stopping ended phase %s after epoch %d.", phase.name,
-                             early.stopped_epoch + 1)
+                logging.info(
+                    "Early stopping ended phase %s after epoch %d.",
+                    phase.name,
+                    early.stopped_epoch + 1,
+                )
                 stopped = True
                 break
         if stopped:
             state.epoch, state.step = phase.end, 0
 
-    return _finish(config, model, strategy, chief=chief, state=state, builder=builder,
-                   datasets=datasets, validation_steps=validation_steps,
-                   steps_per_epoch=steps_per_epoch)
+    return _finish(
+        config,
+        model,
+        strategy,
+        chief=chief,
+        state=state,
+        builder=builder,
+        datasets=datasets,
+        validation_steps=validation_steps,
+        steps_per_epoch=steps_per_epoch,
+    )
 
 
-def _finish(config, model, strategy, *, chief, state, builder, datasets, validation_steps,
-            steps_per_epoch) -> dict:
+def _finish(
+    config, model, strategy, *, chief, state, builder, datasets, validation_steps, steps_per_epoch
+) -> dict:
     """Best weights back in, EER threshold, export and model.keras (chief), summary."""
     model_dir = config.model_dir
     checkpoint_dir = paths.join(model_dir, CHECKPOINT_DIR)
@@ -361,8 +455,12 @@ def _finish(config, model, strategy, *, chief, state, builder, datasets, validat
     if best is not None and tf.io.gfile.exists(best_path):
         best_model = keras.models.load_model(best_path, compile=False, safe_mode=True)
         model.set_weights(best_model.get_weights())
-        logging.info("Loaded the best checkpoint (epoch %d, %s=%.4f).", best["epoch"] + 1,
-                     best["monitor"], best["value"])
+        logging.info(
+            "Loaded the best checkpoint (epoch %d, %s=%.4f).",
+            best["epoch"] + 1,
+            best["monitor"],
+            best["value"],
+        )
 
     result = {
         "model_dir": model_dir,
@@ -381,37 +479,59 @@ def _finish(config, model, strategy, *, chief, state, builder, datasets, validat
     }
     if chief:
         if datasets is None:
-            eval_dataset = data.build_dataset(config.validation_split, config, None,
-                                              training=False, builder=builder)
+            eval_dataset = data.build_dataset(
+                config.validation_split, config, None, training=False, builder=builder
+            )
             labels, scores = _validation_scores(model, eval_dataset, validation_steps)
             eer, threshold = metrics_lib.equal_error_rate(labels, scores)
             if math.isnan(threshold):
-                logging.warning("Keeping threshold 0.5: the validation split lacks a class, "
-                                "so it has no equal-error point.")
+                logging.warning(
+                    "Keeping threshold 0.5: the validation split lacks a class, "
+                    "so it has no equal-error point."
+                )
             else:
-                result.update(threshold=threshold, threshold_source="validation EER",
-                              validation_eer=eer)
+                result.update(
+                    threshold=threshold, threshold_source="validation EER", validation_eer=eer
+                )
         metadata = export.DetectorMetadata(
-            image_size=config.image_size, threshold=result["threshold"],
-            threshold_source=result["threshold_source"], backbone=config.backbone)
+            image_size=config.image_size,
+            threshold=result["threshold"],
+            threshold_source=result["threshold_source"],
+            backbone=config.backbone,
+        )
         export.export_detector(model, result["export_dir"], metadata)
         callbacks_lib.inference_model(model).save(result["keras_model"])
     result["history"] = callbacks_lib.read_history(result["history_csv"])
 
     metrics = result["best_metrics"]
-    shown = ", ".join(f"{k}={v:.4f}" for k, v in sorted(metrics.items())
-                      if k.startswith("val_") and math.isfinite(v))
-    print(_summary("Done", [
-        ("epochs", f"{state.epoch} of {config.epochs} ({steps_per_epoch} steps each)"),
-        ("best epoch", f"{result['best_epoch']} by {MONITOR}"),
-        ("its metrics", shown or "n/a"),
-        ("threshold", f"{result['threshold']:.4f} ({result['threshold_source']}"
-                      + (f", EER {result['validation_eer']:.4f})" if result["validation_eer"]
-                         is not None else ")")),
-        ("export", result["export_dir"] if chief else "written by the chief"),
-        ("keras model", result["keras_model"] if chief else "written by the chief"),
-        ("best checkpoint", result["best_checkpoint"]),
-        ("history", result["history_csv"]),
-        ("TensorBoard", f"tensorboard --logdir {paths.join(model_dir, LOG_DIR)}"),
-    ]), flush=True)
+    shown = ", ".join(
+        f"{k}={v:.4f}"
+        for k, v in sorted(metrics.items())
+        if k.startswith("val_") and math.isfinite(v)
+    )
+    print(
+        _summary(
+            "Done",
+            [
+                ("epochs", f"{state.epoch} of {config.epochs} ({steps_per_epoch} steps each)"),
+                ("best epoch", f"{result['best_epoch']} by {MONITOR}"),
+                ("its metrics", shown or "n/a"),
+                (
+                    "threshold",
+                    f"{result['threshold']:.4f} ({result['threshold_source']}"
+                    + (
+                        f", EER {result['validation_eer']:.4f})"
+                        if result["validation_eer"] is not None
+                        else ")"
+                    ),
+                ),
+                ("export", result["export_dir"] if chief else "written by the chief"),
+                ("keras model", result["keras_model"] if chief else "written by the chief"),
+                ("best checkpoint", result["best_checkpoint"]),
+                ("history", result["history_csv"]),
+                ("TensorBoard", f"tensorboard --logdir {paths.join(model_dir, LOG_DIR)}"),
+            ],
+        ),
+        flush=True,
+    )
     return result

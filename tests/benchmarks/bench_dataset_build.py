@@ -47,19 +47,20 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import tensorflow as tf  # noqa: E402
 import tensorflow_datasets as tfds  # noqa: E402
 
-from preprocessing import build  # noqa: E402
-from preprocessing import images  # noqa: E402
-from preprocessing import schema  # noqa: E402
-from preprocessing import sources  # noqa: E402
-from preprocessing import synthetic  # noqa: E402
+from preprocessing import build, images, schema, sources, synthetic  # noqa: E402
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--output_dir", default=os.path.join(REPO, "bench_out",
-                                                             "bench_dataset_build"))
-    parser.add_argument("--num_images", type=int, default=5000,
-                        help="Total synthetic images (both classes, all splits; 5:1:1 split).")
+    parser.add_argument(
+        "--output_dir", default=os.path.join(REPO, "bench_out", "bench_dataset_build")
+    )
+    parser.add_argument(
+        "--num_images",
+        type=int,
+        default=5000,
+        help="Total synthetic images (both classes, all splits; 5:1:1 split).",
+    )
     parser.add_argument("--image_size", type=int, default=256)
     parser.add_argument("--workers", default="1,2", help="Beam worker counts to time.")
     parser.add_argument("--repeats", type=int, default=1, help="Runs per variant; medians.")
@@ -81,8 +82,10 @@ def make_inputs(output_dir: str, num_images: int, image_size: int) -> str:
         start = time.perf_counter()
         synthetic.write_dataset(raw, image_size, counts, seed=0)
         open(marker, "w").close()
-        print(f"generated {2 * sum(counts.values())} images in {time.perf_counter() - start:.0f} s",
-              file=sys.stderr)
+        print(
+            f"generated {2 * sum(counts.values())} images in {time.perf_counter() - start:.0f} s",
+            file=sys.stderr,
+        )
     return raw
 
 
@@ -120,10 +123,16 @@ def loop_build(raw: str, out_dir: str) -> int:
             rejects.append((source.id, error.reason))
             continue
         seen.setdefault(stored.sha256, source.id)
-        example = {schema.IMAGE: stored.jpeg, schema.LABEL: source.label, schema.ID: source.id,
-                   schema.FILENAME: os.path.basename(source.id), schema.SHA256: stored.sha256}
+        example = {
+            schema.IMAGE: stored.jpeg,
+            schema.LABEL: source.label,
+            schema.ID: source.id,
+            schema.FILENAME: os.path.basename(source.id),
+            schema.SHA256: stored.sha256,
+        }
         by_split[source.split].append(
-            (source.id, serializer.serialize_example(features.encode_example(example))))
+            (source.id, serializer.serialize_example(features.encode_example(example)))
+        )
     written = 0
     for split, records in by_split.items():
         path = os.path.join(out_dir, f"{schema.DATASET_NAME}-{split}.tfrecord-00000-of-00001")
@@ -136,9 +145,15 @@ def loop_build(raw: str, out_dir: str) -> int:
 
 def beam_build(raw: str, data_dir: str, workers: int, mode: str = "multi_processing") -> int:
     shutil.rmtree(data_dir, ignore_errors=True)
-    result = build.run(build.BuildConfig(
-        manual_dir=raw, data_dir=data_dir, num_workers=workers,
-        running_mode=mode, max_reject_fraction=None))
+    result = build.run(
+        build.BuildConfig(
+            manual_dir=raw,
+            data_dir=data_dir,
+            num_workers=workers,
+            running_mode=mode,
+            max_reject_fraction=None,
+        )
+    )
     return result["summary"]["total"]["written"]
 
 
@@ -148,11 +163,24 @@ def main(argv=None) -> int:
     tiny = make_tiny(raw, args.output_dir)
     workers = [int(w) for w in args.workers.split(",") if w.strip()]
     # (row name, key, cores, function(input folder, output folder) -> examples written)
-    variants = [("plain Python loop (baseline)", "loop", 1, loop_build),
-                ("Beam FnApiRunner, in_memory (one process)", "beam_in_memory", 1,
-                 lambda source, out: beam_build(source, out, 1, "in_memory"))]
-    variants += [(f"Beam FnApiRunner, multi_processing, {n} worker{'s' * (n > 1)}", f"beam{n}", n,
-                  lambda source, out, n=n: beam_build(source, out, n)) for n in workers]
+    variants = [
+        ("plain Python loop (baseline)", "loop", 1, loop_build),
+        (
+            "Beam FnApiRunner, in_memory (one process)",
+            "beam_in_memory",
+            1,
+            lambda source, out: beam_build(source, out, 1, "in_memory"),
+        ),
+    ]
+    variants += [
+        (
+            f"Beam FnApiRunner, multi_processing, {n} worker{'s' * (n > 1)}",
+            f"beam{n}",
+            n,
+            lambda source, out, n=n: beam_build(source, out, n),
+        )
+        for n in workers
+    ]
     timings: dict[str, list[float]] = collections.defaultdict(list)
     counts: dict[str, int] = {}
     for _ in range(args.repeats):
@@ -168,12 +196,17 @@ def main(argv=None) -> int:
     n_full, n_tiny = counts["loop", "full"], counts["loop", "tiny"]
     loop_seconds = statistics.median(timings["loop", "full"])
     loop_rate = n_full / loop_seconds
-    loop_marginal = (n_full - n_tiny) / max(1e-9, loop_seconds - statistics.median(
-        timings["loop", "tiny"]))
-    print(f"\nDataset build, {n_full} synthetic {args.image_size}x{args.image_size} JPEGs, "
-          f"{os.cpu_count()} CPUs visible, median of {args.repeats} run(s):\n")
-    print("| variant | cores | seconds | images/s | images/s per core | per-core vs loop "
-          "| start-up s (12 images) | marginal images/s per core | marginal per-core vs loop |")
+    loop_marginal = (n_full - n_tiny) / max(
+        1e-9, loop_seconds - statistics.median(timings["loop", "tiny"])
+    )
+    print(
+        f"\nDataset build, {n_full} synthetic {args.image_size}x{args.image_size} JPEGs, "
+        f"{os.cpu_count()} CPUs visible, median of {args.repeats} run(s):\n"
+    )
+    print(
+        "| variant | cores | seconds | images/s | images/s per core | per-core vs loop "
+        "| start-up s (12 images) | marginal images/s per core | marginal per-core vs loop |"
+    )
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for name, key, cores, _ in variants:
         seconds = statistics.median(timings[key, "full"])
@@ -185,8 +218,10 @@ def main(argv=None) -> int:
             marginal_cells = f"{marginal:.0f} | {marginal / loop_marginal:.0%}"
         else:
             marginal_cells = "n/a (start-up dominates) | n/a"
-        print(f"| {name} | {cores} | {seconds:.1f} | {n_full / seconds:.0f} | {per_core:.0f} | "
-              f"{per_core / loop_rate:.0%} | {startup:.1f} | {marginal_cells} |")
+        print(
+            f"| {name} | {cores} | {seconds:.1f} | {n_full / seconds:.0f} | {per_core:.0f} | "
+            f"{per_core / loop_rate:.0%} | {startup:.1f} | {marginal_cells} |"
+        )
     return 0
 
 

@@ -90,14 +90,25 @@ def prepare(args) -> tuple[str, str, list[bytes]]:
             for index, data in enumerate(jpegs):
                 label = index % 2
                 name = f"{index:06d}.jpg"
-                yield index, {schema.IMAGE: data, schema.LABEL: label,
-                              schema.ID: f"train/{schema.LABEL_NAMES[label]}/{name}",
-                              schema.FILENAME: name, schema.SHA256: hashlib.sha256(data).hexdigest()}
+                yield (
+                    index,
+                    {
+                        schema.IMAGE: data,
+                        schema.LABEL: label,
+                        schema.ID: f"train/{schema.LABEL_NAMES[label]}/{name}",
+                        schema.FILENAME: name,
+                        schema.SHA256: hashlib.sha256(data).hexdigest(),
+                    },
+                )
 
         tfds.dataset_builders.store_as_tfds_dataset(
-            name=schema.DATASET_NAME, version="1.0.0", features=schema.features(),
-            split_datasets={"train": examples(), "validation": examples()}, data_dir=data_dir,
-            download_config=tfds.download.DownloadConfig(num_shards=args.num_shards))
+            name=schema.DATASET_NAME,
+            version="1.0.0",
+            features=schema.features(),
+            split_datasets={"train": examples(), "validation": examples()},
+            data_dir=data_dir,
+            download_config=tfds.download.DownloadConfig(num_shards=args.num_shards),
+        )
     return folder, data_dir, jpegs
 
 
@@ -118,8 +129,13 @@ def bench_pipeline(args, data_dir) -> float:
     from trainer import config as config_lib
     from trainer import data
 
-    config = config_lib.TrainConfig(data_dir=data_dir, model_dir="/unused", weights="none",
-                                    image_size=args.crop_size, global_batch_size=args.batch_size)
+    config = config_lib.TrainConfig(
+        data_dir=data_dir,
+        model_dir="/unused",
+        weights="none",
+        image_size=args.crop_size,
+        global_batch_size=args.batch_size,
+    )
     dataset = data.build_dataset("train", config, training=True)
     return time_batches(iter(dataset), args.batches, args.batch_size)
 
@@ -128,17 +144,29 @@ def bench_image_data_generator(args, folder) -> float:
     from tf_keras.preprocessing.image import ImageDataGenerator
 
     generator = ImageDataGenerator(rescale=1.0 / 255, horizontal_flip=True).flow_from_directory(
-        folder, target_size=(args.crop_size, args.crop_size), batch_size=args.batch_size,
-        class_mode="binary", shuffle=True, seed=0)
+        folder,
+        target_size=(args.crop_size, args.crop_size),
+        batch_size=args.batch_size,
+        class_mode="binary",
+        shuffle=True,
+        seed=0,
+    )
     batches = max(3, min(args.batches, len(generator) - 3))
     return time_batches(iter(generator), batches, args.batch_size)
 
 
 def bench_bare_decode(args, jpegs) -> float:
-    dataset = (tf.data.Dataset.from_tensor_slices(tf.constant(jpegs)).repeat()
-               .map(lambda j: tf.io.decode_jpeg(j, channels=3), num_parallel_calls=tf.data.AUTOTUNE,
-                    deterministic=False)
-               .batch(args.batch_size).prefetch(tf.data.AUTOTUNE))
+    dataset = (
+        tf.data.Dataset.from_tensor_slices(tf.constant(jpegs))
+        .repeat()
+        .map(
+            lambda j: tf.io.decode_jpeg(j, channels=3),
+            num_parallel_calls=tf.data.AUTOTUNE,
+            deterministic=False,
+        )
+        .batch(args.batch_size)
+        .prefetch(tf.data.AUTOTUNE)
+    )
     return time_batches(iter(dataset), args.batches, args.batch_size)
 
 
@@ -163,19 +191,24 @@ class StepTimer:
         self.warmup = warmup
 
     def images_per_second(self, batch_size: int) -> float:
-        times = self.callback.times[self.warmup - 1:]
+        times = self.callback.times[self.warmup - 1 :]
         return (len(times) - 1) * batch_size / (times[-1] - times[0])
 
 
 def bench_training(args, data_dir) -> dict:
     from trainer import config as config_lib
-    from trainer import data
+    from trainer import data, train
     from trainer import model as model_lib
-    from trainer import train
 
     config = config_lib.TrainConfig(
-        data_dir=data_dir, model_dir="/unused", weights="none", image_size=args.train_image_size,
-        global_batch_size=args.train_batch_size, epochs=1, shuffle_buffer=1000)
+        data_dir=data_dir,
+        model_dir="/unused",
+        weights="none",
+        image_size=args.train_image_size,
+        global_batch_size=args.train_batch_size,
+        epochs=1,
+        shuffle_buffer=1000,
+    )
     steps = args.warmup_steps + args.train_steps
     phase = train.Phase(model_lib.FULL_PHASE, 0, 1, config.learning_rate)
     results = {}
@@ -196,9 +229,13 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     os.makedirs(args.output_dir, exist_ok=True)
     folder, data_dir, jpegs = prepare(args)
-    results = {"cores": os.cpu_count(), "num_images": args.num_images,
-               "image_size": args.image_size, "crop_size": args.crop_size,
-               "batch_size": args.batch_size}
+    results = {
+        "cores": os.cpu_count(),
+        "num_images": args.num_images,
+        "image_size": args.image_size,
+        "crop_size": args.crop_size,
+        "batch_size": args.batch_size,
+    }
     results["pipeline"] = bench_pipeline(args, data_dir)
     results["bare_decode"] = bench_bare_decode(args, jpegs)
     results["image_data_generator"] = bench_image_data_generator(args, folder)
@@ -207,21 +244,29 @@ def main(argv=None) -> int:
         ("tf_keras ImageDataGenerator.flow_from_directory", results["image_data_generator"]),
         ("bare tf.io.decode_jpeg (ceiling)", results["bare_decode"]),
     ]
-    print(f"\n(a) input pipeline: {args.num_images} JPEGs {args.image_size}px -> "
-          f"{args.crop_size}px, batch {args.batch_size}, {os.cpu_count()} cores")
+    print(
+        f"\n(a) input pipeline: {args.num_images} JPEGs {args.image_size}px -> "
+        f"{args.crop_size}px, batch {args.batch_size}, {os.cpu_count()} cores"
+    )
     print("| loader | images/s | vs ImageDataGenerator | vs bare decode |\n|---|---:|---:|---:|")
     for name, value in rows:
-        print(f"| {name} | {value:.0f} | {value / results['image_data_generator']:.1f}x | "
-              f"{100 * value / results['bare_decode']:.0f}% |")
+        print(
+            f"| {name} | {value:.0f} | {value / results['image_data_generator']:.1f}x | "
+            f"{100 * value / results['bare_decode']:.0f}% |"
+        )
     if not args.skip_training:
         training = bench_training(args, data_dir)
         results["training"] = training
-        print(f"\n(b) training ResNet50 (weights=None) {args.train_image_size}px, batch "
-              f"{args.train_batch_size}, {args.train_steps} timed steps")
+        print(
+            f"\n(b) training ResNet50 (weights=None) {args.train_image_size}px, batch "
+            f"{args.train_batch_size}, {args.train_steps} timed steps"
+        )
         print("| input | images/s | vs synthetic |\n|---|---:|---:|")
         for name in ("real", "synthetic"):
-            print(f"| {name} | {training[name]:.1f} | "
-                  f"{100 * training[name] / training['synthetic']:.1f}% |")
+            print(
+                f"| {name} | {training[name]:.1f} | "
+                f"{100 * training[name] / training['synthetic']:.1f}% |"
+            )
     with open(os.path.join(args.output_dir, "results.json"), "w") as f:
         json.dump(results, f, indent=2)
     return 0

@@ -17,7 +17,8 @@ def main() -> int:
     for script in sorted(here.glob("bench_*.py")):
         print(f"== {script.name}", flush=True)
         result = subprocess.run(
-            [sys.executable, str(script), f"--output_dir={output_dir / script.stem}"], check=False)
+            [sys.executable, str(script), f"--output_dir={output_dir / script.stem}"], check=False
+        )
         failures += result.returncode != 0
     return 1 if failures else 0
 

@@ -77,8 +77,7 @@ class SlowProxy:
     def count(self, request_prefix: bytes) -> int:
         """How many requests starting with `request_prefix` went upstream so far."""
         with self._lock:
-            return self._seen.count(b"\n" + request_prefix) + self._seen.startswith(
-                request_prefix)
+            return self._seen.count(b"\n" + request_prefix) + self._seen.startswith(request_prefix)
 
     def close(self) -> None:
         self._closed = True
@@ -106,8 +105,10 @@ class SlowProxy:
                 else:
                     with self._lock:  # request lines only: bodies are not kept
                         self._seen += b"".join(
-                            line[:80] + b"\n" for line in data.split(b"\n")
-                            if line[:5] in (b"PUT /", b"POST ", b"GET /"))
+                            line[:80] + b"\n"
+                            for line in data.split(b"\n")
+                            if line[:5] in (b"PUT /", b"POST ", b"GET /")
+                        )
                 target.sendall(data)
         except OSError:
             pass

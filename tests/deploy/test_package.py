@@ -17,14 +17,28 @@ import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # Local state that is not source (see .gitignore and .dockerignore).
-_NOT_SOURCE = shutil.ignore_patterns(".git", ".venv", "build", "dist", "*.egg-info",
-                                     "__pycache__", ".pytest_cache", "out", "demo_out",
-                                     "bench_out")
+_NOT_SOURCE = shutil.ignore_patterns(
+    ".git",
+    ".venv",
+    "build",
+    "dist",
+    "*.egg-info",
+    "__pycache__",
+    ".pytest_cache",
+    "out",
+    "demo_out",
+    "bench_out",
+)
 EXPECTED = [
-    "preprocessing/gcs.py", "preprocessing/paths.py", "preprocessing/schema.py",
-    "trainer/export.py", "deploy/storage.py",
-    "deploy/configs/demo_cpu.cfg", "deploy/configs/140k_resnet50_1gpu.cfg",
-    "deploy/configs/140k_resnet50_8gpu.cfg", "deploy/configs/multiworker.cfg",
+    "preprocessing/gcs.py",
+    "preprocessing/paths.py",
+    "preprocessing/schema.py",
+    "trainer/export.py",
+    "deploy/storage.py",
+    "deploy/configs/demo_cpu.cfg",
+    "deploy/configs/140k_resnet50_1gpu.cfg",
+    "deploy/configs/140k_resnet50_8gpu.cfg",
+    "deploy/configs/multiworker.cfg",
 ]
 
 
@@ -36,15 +50,18 @@ def source_copy(tmp_path_factory):
 
 
 def build(args, cwd):
-    result = subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True,
-                            timeout=300, check=False)
+    result = subprocess.run(
+        [sys.executable, *args], cwd=cwd, capture_output=True, text=True, timeout=300, check=False
+    )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
 
 
 def test_pip_wheel_builds_with_packages_flagfiles_and_console_scripts(source_copy, tmp_path):
     # --no-build-isolation: the build uses this venv's setuptools instead of fetching one.
-    build(["-m", "pip", "wheel", ".", "--no-deps", "--no-build-isolation", "-q",
-           "-w", str(tmp_path)], source_copy)
+    build(
+        ["-m", "pip", "wheel", ".", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path)],
+        source_copy,
+    )
     (wheel,) = [f for f in os.listdir(tmp_path) if f.endswith(".whl")]
     with zipfile.ZipFile(tmp_path / wheel) as archive:
         names = set(archive.namelist())
@@ -52,8 +69,11 @@ def test_pip_wheel_builds_with_packages_flagfiles_and_console_scripts(source_cop
         scripts = archive.read(entry_points).decode()
     assert set(EXPECTED) <= names, sorted(set(EXPECTED) - names)
     assert any(n.startswith("tfds_builder/") for n in names)
-    for line in ("dfd-storage = deploy.storage:run_main", "dfd-train = trainer.task:run_main",
-                 "dfd-build-dataset = preprocessing.build:run_main"):
+    for line in (
+        "dfd-storage = deploy.storage:run_main",
+        "dfd-train = trainer.task:run_main",
+        "dfd-build-dataset = preprocessing.build:run_main",
+    ):
         assert line in scripts
     assert not any(n.startswith("tests/") for n in names)
 

@@ -23,10 +23,22 @@ CONFIGS = sorted(glob.glob(os.path.join(REPO, "deploy", "configs", "*.cfg")))
 SHELLCHECK = os.path.join(os.path.dirname(sys.executable), "shellcheck")
 # Variables the user must set, per script (startup.sh reads instance metadata instead).
 REQUIRED = {
-    "deploy/dataflow/launch_build.sh": ["PROJECT", "REGION", "MANUAL_DIR", "DATA_DIR",
-                                        "TEMP_LOCATION"],
-    "deploy/gce/create_gpu_vm.sh": ["PROJECT", "ZONE", "VM_NAME", "IMAGE_URI", "FLAGFILE_URI",
-                                    "DATA_DIR", "MODEL_DIR"],
+    "deploy/dataflow/launch_build.sh": [
+        "PROJECT",
+        "REGION",
+        "MANUAL_DIR",
+        "DATA_DIR",
+        "TEMP_LOCATION",
+    ],
+    "deploy/gce/create_gpu_vm.sh": [
+        "PROJECT",
+        "ZONE",
+        "VM_NAME",
+        "IMAGE_URI",
+        "FLAGFILE_URI",
+        "DATA_DIR",
+        "MODEL_DIR",
+    ],
     "deploy/vertex/submit.sh": ["PROJECT", "REGION", "IMAGE_URI", "DATA_DIR", "MODEL_DIR"],
     "deploy/docker/build_and_push.sh": ["IMAGE_PREFIX"],
 }
@@ -39,23 +51,35 @@ def relative(path):
 def run_script(script, *args, env=None):
     """Runs a deploy/ script with only PATH and HOME from this environment, plus `env`."""
     clean = {"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/tmp")}
-    return subprocess.run(["bash", os.path.join(REPO, script), *args], cwd=REPO,
-                          env={**clean, **(env or {})}, capture_output=True, text=True,
-                          timeout=60, check=False)
+    return subprocess.run(
+        ["bash", os.path.join(REPO, script), *args],
+        cwd=REPO,
+        env={**clean, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
 
 
 def test_every_script_is_covered():
     assert {relative(s) for s in SCRIPTS} >= set(REQUIRED) | {"deploy/gce/startup.sh"}
 
 
-@pytest.mark.parametrize("script", SCRIPTS + [os.path.join(REPO, "deploy", "common.bash")],
-                         ids=relative)
+@pytest.mark.parametrize(
+    "script", SCRIPTS + [os.path.join(REPO, "deploy", "common.bash")], ids=relative
+)
 def test_script_is_valid_bash_and_passes_shellcheck(script):
     syntax = subprocess.run(["bash", "-n", script], capture_output=True, text=True, check=False)
     assert syntax.returncode == 0, syntax.stderr
     # -x follows `source deploy/common.bash` (paths in the directives are from the repo root).
-    lint = subprocess.run([SHELLCHECK, "-x", "--shell=bash", "--severity=style", script],
-                          capture_output=True, text=True, check=False, cwd=REPO)
+    lint = subprocess.run(
+        [SHELLCHECK, "-x", "--shell=bash", "--severity=style", script],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=REPO,
+    )
     assert lint.returncode == 0, lint.stdout + lint.stderr
 
 
@@ -68,8 +92,9 @@ def test_script_header_strict_mode_and_help(script):
     assert lines[1].startswith("# ") and "Runtime" in text  # says what it runs and how long
     assert "set -euo pipefail" in lines
     assert os.access(script, os.X_OK)
-    assert not re.search(r"(?i)(api[_-]?key|secret|password|private_key|BEGIN [A-Z ]*KEY)\s*[=:]",
-                         text), "no credentials in scripts: ADC or service accounts"
+    assert not re.search(
+        r"(?i)(api[_-]?key|secret|password|private_key|BEGIN [A-Z ]*KEY)\s*[=:]", text
+    ), "no credentials in scripts: ADC or service accounts"
     result = run_script(relative(script), "--help")
     assert result.returncode == 0, result.stderr
     assert len(result.stdout.splitlines()) >= 3
@@ -85,8 +110,13 @@ def test_missing_variables_are_named(script):
 
 
 def test_non_gcs_paths_are_refused_with_the_reason():
-    env = dict(PROJECT="p", REGION="r", MANUAL_DIR="/home/me/raw", DATA_DIR="gs://b/tfds",
-               TEMP_LOCATION="gs://b/tmp")
+    env = dict(
+        PROJECT="p",
+        REGION="r",
+        MANUAL_DIR="/home/me/raw",
+        DATA_DIR="gs://b/tfds",
+        TEMP_LOCATION="gs://b/tmp",
+    )
     result = run_script("deploy/dataflow/launch_build.sh", "--dry-run", env=env)
     assert result.returncode == 2 and "MANUAL_DIR=/home/me/raw must be a gs:// URL" in result.stderr
 
@@ -123,17 +153,28 @@ print(json.dumps({"manual_dir": flags.FLAGS.manual_dir, "data_dir": flags.FLAGS.
 
 
 def parse_in_subprocess(program, argvs):
-    result = subprocess.run([sys.executable, "-c", program, json.dumps(argvs)], cwd=REPO,
-                            capture_output=True, text=True, timeout=180, check=False,
-                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    result = subprocess.run(
+        [sys.executable, "-c", program, json.dumps(argvs)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
 def vertex_spec(spec, **env):
-    base = dict(SPEC=spec, PROJECT="p", REGION="europe-west4",
-                IMAGE_URI="europe-west4-docker.pkg.dev/p/dfd/dfd-train:v1",
-                DATA_DIR="gs://b/tfds", MODEL_DIR="gs://b/runs/r1")
+    base = dict(
+        SPEC=spec,
+        PROJECT="p",
+        REGION="europe-west4",
+        IMAGE_URI="europe-west4-docker.pkg.dev/p/dfd/dfd-train:v1",
+        DATA_DIR="gs://b/tfds",
+        MODEL_DIR="gs://b/runs/r1",
+    )
     result = run_script("deploy/vertex/submit.sh", "--dry-run", env={**base, **env})
     assert result.returncode == 0, result.stderr
     assert "${" not in result.stdout
@@ -144,7 +185,7 @@ def vertex_spec(spec, **env):
 def image_path_to_repo(path):
     """Maps the image's /app/... (Dockerfile.gpu copies the repo there) to this checkout."""
     assert path.startswith("/app/"), path
-    return os.path.join(REPO, path[len("/app/"):])
+    return os.path.join(REPO, path[len("/app/") :])
 
 
 @pytest.fixture(scope="module")
@@ -155,12 +196,20 @@ def trainer_parses(tmp_path_factory):
     """
     if not os.path.exists(os.path.join(REPO, "trainer", "task.py")):
         pytest.skip("trainer/task.py has not landed yet")
-    argvs = [[f"--flagfile={cfg}", "--data_dir=gs://b/tfds", "--model_dir=gs://b/runs/r1"]
-             for cfg in CONFIGS]
+    argvs = [
+        [f"--flagfile={cfg}", "--data_dir=gs://b/tfds", "--model_dir=gs://b/runs/r1"]
+        for cfg in CONFIGS
+    ]
     for spec in ("single", "multi"):
         args = vertex_spec(spec)["workerPoolSpecs"][0]["containerSpec"]["args"]
-        argvs.append([f"--flagfile={image_path_to_repo(a.split('=', 1)[1])}"
-                      if a.startswith("--flagfile=") else a for a in args])
+        argvs.append(
+            [
+                f"--flagfile={image_path_to_repo(a.split('=', 1)[1])}"
+                if a.startswith("--flagfile=")
+                else a
+                for a in args
+            ]
+        )
     bogus = tmp_path_factory.mktemp("cfg") / "bogus.cfg"
     bogus.write_text("--epochs=1\n--no_such_flag=3\n")
     argvs.append([f"--flagfile={bogus}", "--data_dir=d", "--model_dir=m"])
@@ -169,8 +218,12 @@ def trainer_parses(tmp_path_factory):
 
 def test_the_four_flagfiles_exist():
     names = {os.path.basename(c) for c in CONFIGS}
-    assert names >= {"demo_cpu.cfg", "140k_resnet50_1gpu.cfg", "140k_resnet50_8gpu.cfg",
-                     "multiworker.cfg"}
+    assert names >= {
+        "demo_cpu.cfg",
+        "140k_resnet50_1gpu.cfg",
+        "140k_resnet50_8gpu.cfg",
+        "multiworker.cfg",
+    }
 
 
 def test_every_flagfile_loads_into_the_trainer_with_no_unknown_flags(trainer_parses):
@@ -189,15 +242,22 @@ def test_vertex_specs_parse_and_match_their_strategies(trainer_parses):
     single = vertex_spec("single")["workerPoolSpecs"]
     assert len(single) == 1 and single[0]["replicaCount"] == 1
     assert single[0]["machineSpec"]["acceleratorCount"] == 8
-    multi_job = vertex_spec("multi", NUM_WORKERS="4", ACCELERATOR_COUNT="2",
-                            MACHINE_TYPE="n1-standard-16", ACCELERATOR_TYPE="NVIDIA_TESLA_V100")
+    multi_job = vertex_spec(
+        "multi",
+        NUM_WORKERS="4",
+        ACCELERATOR_COUNT="2",
+        MACHINE_TYPE="n1-standard-16",
+        ACCELERATOR_TYPE="NVIDIA_TESLA_V100",
+    )
     assert multi_job["scheduling"] == {"restartJobOnWorkerRestart": True}
     multi = multi_job["workerPoolSpecs"]
     assert [pool["replicaCount"] for pool in multi] == [1, 3]  # chief + 3 workers
     assert multi[0]["containerSpec"] == multi[1]["containerSpec"]
-    assert multi[1]["machineSpec"] == {"machineType": "n1-standard-16",
-                                       "acceleratorType": "NVIDIA_TESLA_V100",
-                                       "acceleratorCount": 2}
+    assert multi[1]["machineSpec"] == {
+        "machineType": "n1-standard-16",
+        "acceleratorType": "NVIDIA_TESLA_V100",
+        "acceleratorCount": 2,
+    }
     strategies = {r["argv"][0].split("=", 1)[1]: r.get("strategy") for r in trainer_parses}
     for spec, expected in (("single", "mirrored"), ("multi", "multi_worker_mirrored")):
         args = vertex_spec(spec)["workerPoolSpecs"][0]["containerSpec"]["args"]
@@ -206,13 +266,21 @@ def test_vertex_specs_parse_and_match_their_strategies(trainer_parses):
 
     gcs_flagfile = vertex_spec("single", FLAGFILE="gs://b/cfg/run.cfg")
     assert gcs_flagfile["workerPoolSpecs"][0]["containerSpec"]["args"][0] == (
-        "--flagfile=/gcs/b/cfg/run.cfg")  # read through Vertex's Cloud Storage mount
+        "--flagfile=/gcs/b/cfg/run.cfg"
+    )  # read through Vertex's Cloud Storage mount
 
 
 def test_dataflow_launch_command_is_accepted_by_the_build_and_by_beam(tmp_path):
-    env = dict(PROJECT="my-project", REGION="europe-west4", MANUAL_DIR="gs://b/raw",
-               DATA_DIR="gs://b/tfds", TEMP_LOCATION="gs://b/tmp", MAX_NUM_WORKERS="25",
-               WORKER_MACHINE_TYPE="n1-highmem-4", PYTHON=sys.executable)
+    env = dict(
+        PROJECT="my-project",
+        REGION="europe-west4",
+        MANUAL_DIR="gs://b/raw",
+        DATA_DIR="gs://b/tfds",
+        TEMP_LOCATION="gs://b/tmp",
+        MAX_NUM_WORKERS="25",
+        WORKER_MACHINE_TYPE="n1-highmem-4",
+        PYTHON=sys.executable,
+    )
     result = run_script("deploy/dataflow/launch_build.sh", "--dry-run", "--overwrite", env=env)
     assert result.returncode == 0, result.stderr
     command = shlex.split(result.stdout)
@@ -239,17 +307,28 @@ def test_dataflow_launch_command_is_accepted_by_the_build_and_by_beam(tmp_path):
     given = {arg[2:].split("=", 1)[0] for arg in parsed["passed_through"]}
     assert given <= known | {"worker_machine_type"}, given - known
 
-    custom = run_script("deploy/dataflow/launch_build.sh", "--dry-run",
-                        env={**env, "SDK_CONTAINER_IMAGE": "europe-west4-docker.pkg.dev/p/d/w:1"})
+    custom = run_script(
+        "deploy/dataflow/launch_build.sh",
+        "--dry-run",
+        env={**env, "SDK_CONTAINER_IMAGE": "europe-west4-docker.pkg.dev/p/d/w:1"},
+    )
     assert "--sdk_container_image=europe-west4-docker.pkg.dev/p/d/w:1" in custom.stdout
     assert "--requirements_file" not in custom.stdout
 
 
 def test_gce_vm_command_passes_what_the_startup_script_reads():
-    env = dict(PROJECT="p", ZONE="europe-west4-a", VM_NAME="dfd-1",
-               IMAGE_URI="europe-west4-docker.pkg.dev/p/dfd/dfd-train:v1",
-               FLAGFILE_URI="gs://b/cfg/run.cfg", DATA_DIR="gs://b/tfds",
-               MODEL_DIR="gs://b/runs/r1", GPU_COUNT="8", SPOT="1", EXTRA_ARGS="--epochs=3,4")
+    env = dict(
+        PROJECT="p",
+        ZONE="europe-west4-a",
+        VM_NAME="dfd-1",
+        IMAGE_URI="europe-west4-docker.pkg.dev/p/dfd/dfd-train:v1",
+        FLAGFILE_URI="gs://b/cfg/run.cfg",
+        DATA_DIR="gs://b/tfds",
+        MODEL_DIR="gs://b/runs/r1",
+        GPU_COUNT="8",
+        SPOT="1",
+        EXTRA_ARGS="--epochs=3,4",
+    )
     result = run_script("deploy/gce/create_gpu_vm.sh", "--dry-run", env=env)
     assert result.returncode == 0, result.stderr
     command = shlex.split(result.stdout)
@@ -272,9 +351,17 @@ def test_gce_vm_command_passes_what_the_startup_script_reads():
 @pytest.mark.parametrize("dockerfile", ["Dockerfile.gpu", "Dockerfile.cpu"])
 def test_dockerfile_passes_hadolint(dockerfile):
     hadolint = os.path.join(os.path.dirname(sys.executable), "hadolint")
-    lint = subprocess.run([hadolint, "--no-color", "--failure-threshold=info",
-                           os.path.join(REPO, "deploy", "docker", dockerfile)],
-                          capture_output=True, text=True, check=False)
+    lint = subprocess.run(
+        [
+            hadolint,
+            "--no-color",
+            "--failure-threshold=info",
+            os.path.join(REPO, "deploy", "docker", dockerfile),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert lint.returncode == 0, lint.stdout + lint.stderr
 
 
@@ -299,5 +386,11 @@ def test_dockerfiles_follow_the_image_contract():
     with open(os.path.join(REPO, ".dockerignore"), encoding="utf-8") as f:
         ignored = {line.strip() for line in f if line.strip() and not line.startswith("#")}
     assert {".git", ".venv"} <= ignored
-    assert not ignored & {"setup.py", "README.md", "preprocessing", "trainer", "deploy",
-                          "tfds_builder"}  # what `pip install .` needs
+    assert not ignored & {
+        "setup.py",
+        "README.md",
+        "preprocessing",
+        "trainer",
+        "deploy",
+        "tfds_builder",
+    }  # what `pip install .` needs

@@ -10,8 +10,7 @@ import time
 import pytest
 
 from deploy import storage
-from preprocessing import gcs
-from preprocessing import paths
+from preprocessing import gcs, paths
 from tests.deploy import conftest
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -29,8 +28,9 @@ def make_tree(root, files=8, size=3 * KIB):
         os.makedirs(folder, exist_ok=True)
         with open(os.path.join(folder, f"{i}.jpg"), "wb") as f:
             f.write(os.urandom(size + i))
-    return sorted(os.path.relpath(os.path.join(d, n), root)
-                  for d, _, names in os.walk(root) for n in names)
+    return sorted(
+        os.path.relpath(os.path.join(d, n), root) for d, _, names in os.walk(root) for n in names
+    )
 
 
 def read(path):
@@ -40,8 +40,13 @@ def read(path):
 
 def test_upload_sends_everything_once_and_a_rerun_skips_it(tmp_path, gcs_client, bucket):
     names = make_tree(tmp_path / "src")
-    first = storage.upload(str(tmp_path / "src"), f"gs://{bucket}/raw", client=gcs_client,
-                           workers=4, state_dir=str(tmp_path / "state"))
+    first = storage.upload(
+        str(tmp_path / "src"),
+        f"gs://{bucket}/raw",
+        client=gcs_client,
+        workers=4,
+        state_dir=str(tmp_path / "state"),
+    )
     assert sorted(first.transferred) == names and not first.skipped
 
     remote = storage.list_remote(gcs_client, f"gs://{bucket}/raw")
@@ -50,8 +55,13 @@ def test_upload_sends_everything_once_and_a_rerun_skips_it(tmp_path, gcs_client,
         assert remote[name].crc32c == gcs.crc32c_of_file(str(tmp_path / "src" / name))
         assert remote[name].name == f"raw/{name}"
 
-    again = storage.upload(str(tmp_path / "src"), f"gs://{bucket}/raw", client=gcs_client,
-                           workers=4, state_dir=str(tmp_path / "state"))
+    again = storage.upload(
+        str(tmp_path / "src"),
+        f"gs://{bucket}/raw",
+        client=gcs_client,
+        workers=4,
+        state_dir=str(tmp_path / "state"),
+    )
     assert not again.transferred and sorted(again.skipped) == names
     assert again.bytes_transferred == 0
 
@@ -66,13 +76,19 @@ def test_interrupted_upload_sends_only_the_rest_on_rerun(tmp_path, gcs_client, b
             raise Interrupted
 
     with pytest.raises(Interrupted):
-        storage.upload(str(tmp_path / "src"), f"gs://{bucket}/raw", client=gcs_client,
-                       workers=1, on_file_done=stop_after_three)
+        storage.upload(
+            str(tmp_path / "src"),
+            f"gs://{bucket}/raw",
+            client=gcs_client,
+            workers=1,
+            on_file_done=stop_after_three,
+        )
     present = set(storage.list_remote(gcs_client, f"gs://{bucket}/raw"))
     assert 3 <= len(present) < len(names)
 
-    rerun = storage.upload(str(tmp_path / "src"), f"gs://{bucket}/raw", client=gcs_client,
-                           workers=2)
+    rerun = storage.upload(
+        str(tmp_path / "src"), f"gs://{bucket}/raw", client=gcs_client, workers=2
+    )
     assert set(rerun.skipped) == present
     assert set(rerun.transferred) == set(names) - present
     assert storage.verify(str(tmp_path / "src"), f"gs://{bucket}/raw", client=gcs_client) == []
@@ -84,8 +100,12 @@ def test_killed_resumable_upload_continues_from_its_last_chunk(tmp_path, gcs_cli
     payload = os.urandom(4 * 256 * KIB + 1000)  # 4 full chunks and a partial one
     archive.write_bytes(payload)
     state_dir = tmp_path / "state"
-    options = dict(client=gcs_client, chunk_size=256 * KIB, resumable_threshold=256 * KIB,
-                   state_dir=str(state_dir))
+    options = dict(
+        client=gcs_client,
+        chunk_size=256 * KIB,
+        resumable_threshold=256 * KIB,
+        state_dir=str(state_dir),
+    )
 
     def stop_after_two_chunks(name, offset):
         assert name == "archive.zip"
@@ -93,8 +113,9 @@ def test_killed_resumable_upload_continues_from_its_last_chunk(tmp_path, gcs_cli
             raise Interrupted
 
     with pytest.raises(Interrupted):
-        storage.upload(str(archive), f"gs://{bucket}/raw", on_chunk=stop_after_two_chunks,
-                       **options)
+        storage.upload(
+            str(archive), f"gs://{bucket}/raw", on_chunk=stop_after_two_chunks, **options
+        )
     assert storage.list_remote(gcs_client, f"gs://{bucket}/raw") == {}
     assert len(os.listdir(state_dir)) == 1  # the session URL waits for the rerun
 
@@ -111,21 +132,22 @@ def test_download_round_trip_and_resume(tmp_path, gcs_client, bucket):
     names = make_tree(tmp_path / "src")
     storage.upload(str(tmp_path / "src"), f"gs://{bucket}/run/export", client=gcs_client)
 
-    first = storage.download(f"gs://{bucket}/run/export", str(tmp_path / "dst"),
-                             client=gcs_client, workers=3)
+    first = storage.download(
+        f"gs://{bucket}/run/export", str(tmp_path / "dst"), client=gcs_client, workers=3
+    )
     assert sorted(first.transferred) == names
     for name in names:
         assert read(tmp_path / "dst" / name) == read(tmp_path / "src" / name)
     assert not [n for n in os.listdir(tmp_path / "dst" / "train") if n.startswith(".partial")]
 
     os.remove(tmp_path / "dst" / names[0])  # an interrupted download left this one out
-    again = storage.download(f"gs://{bucket}/run/export", str(tmp_path / "dst"),
-                             client=gcs_client)
+    again = storage.download(f"gs://{bucket}/run/export", str(tmp_path / "dst"), client=gcs_client)
     assert again.transferred == [names[0]]
     assert sorted(again.skipped) == names[1:]
 
-    one = storage.download(f"gs://{bucket}/run/export/{names[1]}", str(tmp_path / "one"),
-                           client=gcs_client)
+    one = storage.download(
+        f"gs://{bucket}/run/export/{names[1]}", str(tmp_path / "one"), client=gcs_client
+    )
     assert one.transferred == [os.path.basename(names[1])]
 
 
@@ -156,13 +178,13 @@ def test_checksum_mismatches_are_detected(tmp_path, gcs_client, bucket):
     blob.crc32c = gcs.crc32c_of_bytes(b"other bytes")
     blob.patch()
     with pytest.raises(storage.ChecksumMismatchError, match=names[2]):
-        storage.download(f"gs://{bucket}/raw", str(tmp_path / "dst"), client=gcs_client,
-                         workers=1)
+        storage.download(f"gs://{bucket}/raw", str(tmp_path / "dst"), client=gcs_client, workers=1)
     assert not (tmp_path / "dst" / names[2]).exists()
 
 
 def test_cloud_storage_rejects_bytes_that_do_not_match_the_checksum_sent(
-        tmp_path, gcs_client, bucket):
+    tmp_path, gcs_client, bucket
+):
     """The resumable session declares the file's CRC32C; other bytes arriving fail it."""
     local = tmp_path / "archive.zip"
     local.write_bytes(os.urandom(300 * KIB))
@@ -170,9 +192,16 @@ def test_cloud_storage_rejects_bytes_that_do_not_match_the_checksum_sent(
     declared = gcs.crc32c_of_bytes(b"what the file held when it was checksummed")
     with pytest.raises(storage.ChecksumMismatchError, match="do not match"):
         storage._resumable_upload(  # pylint: disable=protected-access
-            blob, str(local), 300 * KIB, declared, chunk_size=256 * KIB,
-            state_dir=str(tmp_path / "state"), retry=gcs.make_retry(10), on_chunk=None,
-            relative="archive.zip")
+            blob,
+            str(local),
+            300 * KIB,
+            declared,
+            chunk_size=256 * KIB,
+            state_dir=str(tmp_path / "state"),
+            retry=gcs.make_retry(10),
+            on_chunk=None,
+            relative="archive.zip",
+        )
     assert not gcs_client.bucket(bucket).get_blob("raw/archive.zip")
     assert os.listdir(tmp_path / "state") == []  # a rerun starts a fresh session
 
@@ -194,12 +223,17 @@ def test_transient_connection_errors_are_retried_with_backoff(tmp_path, monkeypa
     names = make_tree(tmp_path / "src", files=2)
     servers = []
     timer = threading.Timer(
-        1.5, lambda: servers.append(conftest.start_emulator(port, default_bucket="late")))
+        1.5, lambda: servers.append(conftest.start_emulator(port, default_bucket="late"))
+    )
     timer.start()
     try:
         start = time.monotonic()
-        stats = storage.upload(str(tmp_path / "src"), "gs://late/raw",
-                               client=gcs.make_client(conftest.PROJECT), retry_deadline_s=30)
+        stats = storage.upload(
+            str(tmp_path / "src"),
+            "gs://late/raw",
+            client=gcs.make_client(conftest.PROJECT),
+            retry_deadline_s=30,
+        )
         assert time.monotonic() - start >= 1.5  # it waited for the server instead of failing
         assert sorted(stats.transferred) == names
     finally:
@@ -209,33 +243,60 @@ def test_transient_connection_errors_are_retried_with_backoff(tmp_path, monkeypa
 
 
 def run_cli(*args, env_host, tmp_path):
-    env = dict(os.environ, STORAGE_EMULATOR_HOST=env_host, XDG_CACHE_HOME=str(tmp_path / "cache"),
-               GOOGLE_CLOUD_PROJECT=conftest.PROJECT)
-    return subprocess.run([sys.executable, "-m", "deploy.storage", *args], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=120, check=False)
+    env = dict(
+        os.environ,
+        STORAGE_EMULATOR_HOST=env_host,
+        XDG_CACHE_HOME=str(tmp_path / "cache"),
+        GOOGLE_CLOUD_PROJECT=conftest.PROJECT,
+    )
+    return subprocess.run(
+        [sys.executable, "-m", "deploy.storage", *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
 
 
 def test_command_line(tmp_path, emulator_host, gcs_client, bucket):
     names = make_tree(tmp_path / "src", files=3)
-    up = run_cli("upload", str(tmp_path / "src"), f"gs://{bucket}/raw", "--workers=2",
-                 env_host=emulator_host, tmp_path=tmp_path)
+    up = run_cli(
+        "upload",
+        str(tmp_path / "src"),
+        f"gs://{bucket}/raw",
+        "--workers=2",
+        env_host=emulator_host,
+        tmp_path=tmp_path,
+    )
     assert up.returncode == 0, up.stderr
-    assert json.loads(up.stdout) == {"transferred": 3, "skipped": 0, "resumed": 0,
-                                     "bytes_transferred": sum(
-                                         os.path.getsize(tmp_path / "src" / n) for n in names)}
+    assert json.loads(up.stdout) == {
+        "transferred": 3,
+        "skipped": 0,
+        "resumed": 0,
+        "bytes_transferred": sum(os.path.getsize(tmp_path / "src" / n) for n in names),
+    }
 
     (tmp_path / "src" / names[0]).write_bytes(b"changed")
-    check = run_cli("verify", str(tmp_path / "src"), f"gs://{bucket}/raw",
-                    env_host=emulator_host, tmp_path=tmp_path)
+    check = run_cli(
+        "verify",
+        str(tmp_path / "src"),
+        f"gs://{bucket}/raw",
+        env_host=emulator_host,
+        tmp_path=tmp_path,
+    )
     assert check.returncode == 1
-    assert check.stdout.splitlines() == [f"size mismatch: {names[0]}: local 7 bytes, remote "
-                                         f"{gcs_client.bucket(bucket).get_blob('raw/' + names[0]).size} bytes"]
+    assert check.stdout.splitlines() == [
+        f"size mismatch: {names[0]}: local 7 bytes, remote "
+        f"{gcs_client.bucket(bucket).get_blob('raw/' + names[0]).size} bytes"
+    ]
 
-    ok = run_cli("check-writable", f"gs://{bucket}/runs", env_host=emulator_host,
-                 tmp_path=tmp_path)
+    ok = run_cli("check-writable", f"gs://{bucket}/runs", env_host=emulator_host, tmp_path=tmp_path)
     assert ok.returncode == 0 and json.loads(ok.stdout) == {"writable": f"gs://{bucket}/runs"}
-    bad = run_cli("check-writable", "gs://no-such-bucket-dfd/runs", env_host=emulator_host,
-                  tmp_path=tmp_path)
+    bad = run_cli(
+        "check-writable", "gs://no-such-bucket-dfd/runs", env_host=emulator_host, tmp_path=tmp_path
+    )
     assert bad.returncode == 1 and "gs://no-such-bucket-dfd does not exist" in bad.stderr
 
     usage = run_cli("uplod", "a", "b", env_host=emulator_host, tmp_path=tmp_path)
@@ -251,19 +312,31 @@ def wait_for(condition, process, what, timeout_s=60):
 
 
 def cli_env(host, tmp_path):
-    return dict(os.environ, STORAGE_EMULATOR_HOST=host, XDG_CACHE_HOME=str(tmp_path / "cache"),
-                GOOGLE_CLOUD_PROJECT=conftest.PROJECT)
+    return dict(
+        os.environ,
+        STORAGE_EMULATOR_HOST=host,
+        XDG_CACHE_HOME=str(tmp_path / "cache"),
+        GOOGLE_CLOUD_PROJECT=conftest.PROJECT,
+    )
 
 
 def test_killed_upload_sends_only_the_rest_on_rerun(tmp_path, gcs_client, bucket, slow_proxy):
     """SIGKILL in the middle of a folder upload, over a slow link; then the same command."""
     names = make_tree(tmp_path / "src", files=12)
-    argv = [sys.executable, "-m", "deploy.storage", "upload", str(tmp_path / "src"),
-            f"gs://{bucket}/raw", "--workers=1"]
+    argv = [
+        sys.executable,
+        "-m",
+        "deploy.storage",
+        "upload",
+        str(tmp_path / "src"),
+        f"gs://{bucket}/raw",
+        "--workers=1",
+    ]
     env = cli_env(f"http://127.0.0.1:{slow_proxy.port}", tmp_path)
     uploads = f"POST /upload/storage/v1/b/{bucket}/o?uploadType=multipart".encode()
-    process = subprocess.Popen(argv, cwd=REPO, env=env, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        argv, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     try:
         # The 5th upload is sent only after the 4th was answered: 4 objects exist.
         wait_for(lambda: slow_proxy.count(uploads) >= 5, process, "the 5th file")
@@ -273,8 +346,9 @@ def test_killed_upload_sends_only_the_rest_on_rerun(tmp_path, gcs_client, bucket
     present = set(storage.list_remote(gcs_client, f"gs://{bucket}/raw"))
     assert 4 <= len(present) < len(names)
 
-    rerun = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True,
-                           timeout=120, check=False)
+    rerun = subprocess.run(
+        argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=120, check=False
+    )
     assert rerun.returncode == 0, rerun.stderr
     summary = json.loads(rerun.stdout)
     assert (summary["skipped"], summary["transferred"]) == (len(present), len(names) - len(present))
@@ -285,23 +359,34 @@ def test_killed_upload_of_a_big_file_resumes_mid_file(tmp_path, gcs_client, buck
     """SIGKILL during the resumable upload of one big file; the rerun sends the rest."""
     payload = os.urandom(8 * 256 * KIB + 123)
     (tmp_path / "archive.zip").write_bytes(payload)
-    argv = [sys.executable, "-m", "deploy.storage", "upload", str(tmp_path / "archive.zip"),
-            f"gs://{bucket}/raw", "--chunk_mib=0.25", "--resumable_threshold_mib=1"]
+    argv = [
+        sys.executable,
+        "-m",
+        "deploy.storage",
+        "upload",
+        str(tmp_path / "archive.zip"),
+        f"gs://{bucket}/raw",
+        "--chunk_mib=0.25",
+        "--resumable_threshold_mib=1",
+    ]
     env = cli_env(f"http://127.0.0.1:{slow_proxy.port}", tmp_path)
-    process = subprocess.Popen(argv, cwd=REPO, env=env, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        argv, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     try:
         # Chunks go one after the other: when the 4th is sent, 3 were stored.
-        wait_for(lambda: slow_proxy.count(b"PUT /upload/storage/v1/b/") >= 4, process,
-                 "the 4th chunk")
+        wait_for(
+            lambda: slow_proxy.count(b"PUT /upload/storage/v1/b/") >= 4, process, "the 4th chunk"
+        )
     finally:
         process.kill()
         process.wait()
     assert storage.list_remote(gcs_client, f"gs://{bucket}/raw") == {}
     assert len(os.listdir(tmp_path / "cache" / "dfd-storage")) == 1
 
-    rerun = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True,
-                           timeout=120, check=False)
+    rerun = subprocess.run(
+        argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=120, check=False
+    )
     assert rerun.returncode == 0, rerun.stderr
     summary = json.loads(rerun.stdout)
     assert summary["resumed"] == 1 and summary["transferred"] == 1
@@ -314,18 +399,34 @@ def test_killed_upload_of_a_big_file_resumes_mid_file(tmp_path, gcs_client, buck
 def test_long_jobs_fail_in_seconds_on_an_unwritable_gs_output(command, tmp_path, emulator_host):
     """The dataset build and the trainer run the check before any real work."""
     if command == "build":
-        argv = ["-m", "preprocessing.build", "--manual_dir=" + os.path.join(
-            REPO, "tfds_builder", "real_and_fake_faces", "dummy_data"),
-            "--data_dir=gs://no-such-bucket-dfd/tfds", "--running_mode=in_memory"]
+        argv = [
+            "-m",
+            "preprocessing.build",
+            "--manual_dir="
+            + os.path.join(REPO, "tfds_builder", "real_and_fake_faces", "dummy_data"),
+            "--data_dir=gs://no-such-bucket-dfd/tfds",
+            "--running_mode=in_memory",
+        ]
     else:
         (tmp_path / "data" / "real_and_fake_faces").mkdir(parents=True)
-        argv = ["-m", "trainer.task", "--flagfile=" + os.path.join(
-            REPO, "deploy", "configs", "demo_cpu.cfg"), f"--data_dir={tmp_path / 'data'}",
-            "--model_dir=gs://no-such-bucket-dfd/runs/r1"]
+        argv = [
+            "-m",
+            "trainer.task",
+            "--flagfile=" + os.path.join(REPO, "deploy", "configs", "demo_cpu.cfg"),
+            f"--data_dir={tmp_path / 'data'}",
+            "--model_dir=gs://no-such-bucket-dfd/runs/r1",
+        ]
     env = dict(os.environ, STORAGE_EMULATOR_HOST=emulator_host, TF_CPP_MIN_LOG_LEVEL="3")
     start = time.monotonic()
-    result = subprocess.run([sys.executable, *argv], cwd=REPO, env=env, capture_output=True,
-                            text=True, timeout=180, check=False)
+    result = subprocess.run(
+        [sys.executable, *argv],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
     assert result.returncode != 0
     assert "gs://no-such-bucket-dfd does not exist" in result.stderr, result.stderr[-3000:]
     assert time.monotonic() - start < 60

@@ -14,8 +14,7 @@ import shutil
 import numpy as np
 from PIL import Image
 
-from preprocessing import schema
-from preprocessing import synthetic
+from preprocessing import schema, synthetic
 
 IMAGE_ROOT = synthetic.KAGGLE_IMAGE_ROOT
 COUNTS = {"train": 4, "valid": 2, "test": 2}
@@ -46,8 +45,15 @@ def _append_csv(root: str, folder: str, relative: str, label: int) -> None:
         rows = sum(1 for _ in f) - 1
     with open(path, "a", encoding="utf-8", newline="") as f:
         csv.writer(f, lineterminator="\n").writerow(
-            [rows, f"planted/{relative}", os.path.basename(relative), kaggle,
-             schema.LABEL_NAMES[label], relative])
+            [
+                rows,
+                f"planted/{relative}",
+                os.path.basename(relative),
+                kaggle,
+                schema.LABEL_NAMES[label],
+                relative,
+            ]
+        )
 
 
 def make_planted(root: str) -> dict[str, tuple[str, str, str]]:
@@ -65,17 +71,32 @@ def make_planted(root: str) -> dict[str, tuple[str, str, str]]:
         # (relative path, bytes or None for "listed only", label, in CSV?)
         "train/real/zero.jpg": (b"", schema.REAL, True),
         "train/fake/truncated.jpg": (valid_jpeg[: len(valid_jpeg) // 2], schema.FAKE, True),
-        "train/real/not_an_image.jpg": (b"<html><body>404 Not Found</body></html>\n",
-                                        schema.REAL, True),
-        "train/fake/png_as_jpg.jpg": (encode(Image.fromarray(_pixels(1)), "PNG"), schema.FAKE,
-                                      True),
-        "train/real/grayscale.jpg": (encode(Image.fromarray(_pixels(2)[:, :, 0], "L")),
-                                     schema.REAL, True),
-        "train/fake/cmyk.jpg": (encode(Image.fromarray(_pixels(4)).convert("CMYK")), schema.FAKE,
-                                True),
+        "train/real/not_an_image.jpg": (
+            b"<html><body>404 Not Found</body></html>\n",
+            schema.REAL,
+            True,
+        ),
+        "train/fake/png_as_jpg.jpg": (
+            encode(Image.fromarray(_pixels(1)), "PNG"),
+            schema.FAKE,
+            True,
+        ),
+        "train/real/grayscale.jpg": (
+            encode(Image.fromarray(_pixels(2)[:, :, 0], "L")),
+            schema.REAL,
+            True,
+        ),
+        "train/fake/cmyk.jpg": (
+            encode(Image.fromarray(_pixels(4)).convert("CMYK")),
+            schema.FAKE,
+            True,
+        ),
         "valid/real/exif_rotated.jpg": (rotated_jpeg(), schema.REAL, True),
-        "test/fake/other_size.jpg": (encode(Image.fromarray(_pixels(5, 40, 48)), quality=90),
-                                     schema.FAKE, True),
+        "test/fake/other_size.jpg": (
+            encode(Image.fromarray(_pixels(5, 40, 48)), quality=90),
+            schema.FAKE,
+            True,
+        ),
         "train/real/missing.jpg": (None, schema.REAL, True),
         "test/real/not_in_csv.jpg": (encode(Image.fromarray(_pixels(6))), schema.REAL, False),
         # Same bytes as a training image: leakage into the test split.
@@ -83,7 +104,9 @@ def make_planted(root: str) -> dict[str, tuple[str, str, str]]:
         # Same bytes as another training image, in train: a within-split duplicate.
         "train/fake/copy_in_train.jpg": (
             open(os.path.join(image_root, "train", "fake", fake_train[0]), "rb").read(),
-            schema.FAKE, True),
+            schema.FAKE,
+            True,
+        ),
     }
     for relative, (data, label, listed) in planted.items():
         if data is not None:

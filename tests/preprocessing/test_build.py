@@ -14,16 +14,17 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from preprocessing import build
-from preprocessing import report
-from preprocessing import schema
-from preprocessing import sources
+from preprocessing import build, report, schema, sources
 from tests.preprocessing import planted
 
 
 def _build(manual_dir, data_dir, **overrides):
-    values = dict(manual_dir=str(manual_dir), data_dir=str(data_dir), running_mode="in_memory",
-                  max_reject_fraction=None)
+    values = dict(
+        manual_dir=str(manual_dir),
+        data_dir=str(data_dir),
+        running_mode="in_memory",
+        max_reject_fraction=None,
+    )
     values.update(overrides)
     return build.run(build.BuildConfig(**values))
 
@@ -33,11 +34,19 @@ def _examples(dataset_dir):
     builder = tfds.builder_from_directory(dataset_dir)
     result = {}
     for split in builder.info.splits:
-        dataset = builder.as_dataset(split=split, shuffle_files=False,
-                                     decoders={schema.IMAGE: tfds.decode.SkipDecoding()})
-        result[split] = [(e[schema.ID].decode(), int(e[schema.LABEL]), e[schema.IMAGE],
-                          e[schema.SHA256].decode(), e[schema.FILENAME].decode())
-                         for e in tfds.as_numpy(dataset)]
+        dataset = builder.as_dataset(
+            split=split, shuffle_files=False, decoders={schema.IMAGE: tfds.decode.SkipDecoding()}
+        )
+        result[split] = [
+            (
+                e[schema.ID].decode(),
+                int(e[schema.LABEL]),
+                e[schema.IMAGE],
+                e[schema.SHA256].decode(),
+                e[schema.FILENAME].decode(),
+            )
+            for e in tfds.as_numpy(dataset)
+        ]
     return result
 
 
@@ -131,12 +140,10 @@ def test_summary_reports_duplicates_and_conversions(planted_build):
     assert "| train | real |" in table and "missing_file: 1" in table
 
 
-def test_same_inputs_same_examples_in_same_order_with_two_worker_processes(
-        planted_build, tmp_path):
+def test_same_inputs_same_examples_in_same_order_with_two_worker_processes(planted_build, tmp_path):
     """The default local runner (2 processes) gives what the in-process run gave."""
     root, _, result = planted_build
-    again = _build(root / "raw", tmp_path / "data", running_mode="multi_processing",
-                   num_workers=2)
+    again = _build(root / "raw", tmp_path / "data", running_mode="multi_processing", num_workers=2)
     assert again["runner"] == "FnApiRunner"
     assert _examples(again["dataset_dir"]) == _examples(result["dataset_dir"])
     assert _rejects(again["dataset_dir"]) == _rejects(result["dataset_dir"])
@@ -163,10 +170,13 @@ def test_too_many_rejects_fail_with_the_likely_cause_and_keep_the_rejects(tmp_pa
             folder.mkdir(parents=True)
             for index in range(3):
                 (folder / f"{index}.jpg").write_text("<html>Access denied</html>")
-            (folder / "ok.jpg").write_bytes(planted.encode(
-                planted.Image.fromarray(planted._pixels(index))))
-    with pytest.raises(report.RejectFractionExceededError,
-                       match=r"75\.0% of 16 inputs.*not_an_image.*Likely cause: --manual_dir"):
+            (folder / "ok.jpg").write_bytes(
+                planted.encode(planted.Image.fromarray(planted._pixels(index)))
+            )
+    with pytest.raises(
+        report.RejectFractionExceededError,
+        match=r"75\.0% of 16 inputs.*not_an_image.*Likely cause: --manual_dir",
+    ):
         _build(tree, tmp_path / "data", max_reject_fraction=0.5)
     dataset_parent = tmp_path / "data" / schema.DATASET_NAME
     assert not (dataset_parent / "1.0.0").exists()  # No suspect dataset left to train on.
@@ -197,4 +207,7 @@ def test_builds_from_the_kaggle_zip(tmp_path):
     result = _build(manual, tmp_path / "data")
     info = tfds.builder_from_directory(result["dataset_dir"]).info
     assert {k: v.num_examples for k, v in info.splits.items()} == {
-        "train": 4, "validation": 2, "test": 2}
+        "train": 4,
+        "validation": 2,
+        "test": 2,
+    }

@@ -16,8 +16,9 @@ REPO = pathlib.Path(__file__).resolve().parents[2]
 
 def _run(args, timeout=240):
     env = dict(os.environ, PYTHONPATH=str(REPO), TF_CPP_MIN_LOG_LEVEL="2")
-    return subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True,
-                          timeout=timeout, check=False)
+    return subprocess.run(
+        args, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout, check=False
+    )
 
 
 def _splits(dataset_dir):
@@ -26,13 +27,29 @@ def _splits(dataset_dir):
 
 
 def test_synthetic_then_build(tmp_path):
-    """In-process runner here: the 2-process default is covered by test_build and the builder test."""
+    """In-process runner here: test_build and the builder test cover the 2-process default."""
     raw, data = tmp_path / "raw", tmp_path / "data"
-    made = _run([sys.executable, "-m", "preprocessing.synthetic", f"--output_dir={raw}",
-                 "--image_size=32", "--num_per_class_per_split=train=3,valid=2,test=2"])
+    made = _run(
+        [
+            sys.executable,
+            "-m",
+            "preprocessing.synthetic",
+            f"--output_dir={raw}",
+            "--image_size=32",
+            "--num_per_class_per_split=train=3,valid=2,test=2",
+        ]
+    )
     assert made.returncode == 0, made.stderr[-3000:]
-    built = _run([sys.executable, "-m", "preprocessing.build", f"--manual_dir={raw}",
-                  f"--data_dir={data}", "--running_mode=in_memory"])
+    built = _run(
+        [
+            sys.executable,
+            "-m",
+            "preprocessing.build",
+            f"--manual_dir={raw}",
+            f"--data_dir={data}",
+            "--running_mode=in_memory",
+        ]
+    )
     assert built.returncode == 0, built.stderr[-3000:]
     assert "Beam runner: FnApiRunner (local, in_memory, 1 worker)" in built.stderr
     assert "| train | real | 3 | 3 | 0 | 0 | 0 |" in built.stdout
@@ -48,9 +65,16 @@ def test_tfds_build_cli(tmp_path):
 
     synthetic.write_dataset(str(raw), 16, {"train": 2, "valid": 1, "test": 1}, seed=2)
     tfds_cli = pathlib.Path(sys.executable).parent / "tfds"
-    result = _run([str(tfds_cli), "build", "tfds_builder/real_and_fake_faces",
-                   f"--manual_dir={raw}", f"--data_dir={data}",
-                   "--beam_pipeline_options=direct_running_mode=in_memory"])
+    result = _run(
+        [
+            str(tfds_cli),
+            "build",
+            "tfds_builder/real_and_fake_faces",
+            f"--manual_dir={raw}",
+            f"--data_dir={data}",
+            "--beam_pipeline_options=direct_running_mode=in_memory",
+        ]
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     dataset_dir = data / "real_and_fake_faces" / "1.0.0"
     assert _splits(dataset_dir) == {"train": 4, "validation": 2, "test": 2}

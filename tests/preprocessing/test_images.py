@@ -34,8 +34,14 @@ def test_other_size_rgb_jpeg_is_kept_as_is():
 @pytest.mark.parametrize("mode,conversion", [("L", "L->RGB"), ("CMYK", "CMYK->RGB")])
 def test_grayscale_and_cmyk_jpegs_become_rgb(mode, conversion):
     ramp = np.linspace(0, 255, planted.SIZE, dtype=np.float32)
-    smooth = np.stack([ramp[None, :] + 0 * ramp[:, None], ramp[:, None] + 0 * ramp[None, :],
-                       255 - (ramp[None, :] + ramp[:, None]) / 2], axis=-1)
+    smooth = np.stack(
+        [
+            ramp[None, :] + 0 * ramp[:, None],
+            ramp[:, None] + 0 * ramp[None, :],
+            255 - (ramp[None, :] + ramp[:, None]) / 2,
+        ],
+        axis=-1,
+    )
     source = Image.fromarray(smooth.astype(np.uint8)).convert(mode)  # Smooth: little JPEG loss.
     stored = images.normalise(planted.encode(source, quality=95))
     assert stored.conversion == conversion
@@ -62,12 +68,15 @@ def test_exif_rotation_is_applied_to_the_pixels_and_dropped():
     assert Image.open(io.BytesIO(stored.jpeg)).getexif().get(0x0112) is None
 
 
-@pytest.mark.parametrize("data,error", [
-    (b"", images.EmptyFileError),
-    (b"<html>404</html>", images.NotAnImageError),
-    # Starts like a JPEG, then junk: corrupt, reported with the truncated files.
-    (b"\xff\xd8\xff\xe0 not really a jpeg", images.TruncatedImageError),
-])
+@pytest.mark.parametrize(
+    "data,error",
+    [
+        (b"", images.EmptyFileError),
+        (b"<html>404</html>", images.NotAnImageError),
+        # Starts like a JPEG, then junk: corrupt, reported with the truncated files.
+        (b"\xff\xd8\xff\xe0 not really a jpeg", images.TruncatedImageError),
+    ],
+)
 def test_unreadable_inputs_are_rejected_with_their_reason(data, error):
     with pytest.raises(error) as caught:
         images.normalise(data)
@@ -89,8 +98,13 @@ def test_jpeg_without_its_end_marker_is_rejected():
 
 
 def test_reasons_are_distinct_stable_codes():
-    classes = [images.EmptyFileError, images.TruncatedImageError, images.NotAnImageError,
-               images.ImageTooLargeError, images.MissingFileError]
+    classes = [
+        images.EmptyFileError,
+        images.TruncatedImageError,
+        images.NotAnImageError,
+        images.ImageTooLargeError,
+        images.MissingFileError,
+    ]
     reasons = [cls.reason for cls in classes]
     assert reasons == ["zero_byte", "truncated", "not_an_image", "too_large", "missing_file"]
     assert all(issubclass(cls, images.InvalidImageError) for cls in classes)

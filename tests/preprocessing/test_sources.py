@@ -7,9 +7,7 @@ import zipfile
 
 import pytest
 
-from preprocessing import schema
-from preprocessing import sources
-from preprocessing import synthetic
+from preprocessing import schema, sources, synthetic
 from tests.preprocessing import planted
 
 

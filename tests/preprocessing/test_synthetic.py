@@ -8,8 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from preprocessing import schema
-from preprocessing import synthetic
+from preprocessing import schema, synthetic
 from trainer import image_ops
 
 
@@ -18,7 +17,9 @@ def _digest_tree(root):
     for folder, _, files in os.walk(root):
         for name in files:
             path = os.path.join(folder, name)
-            digest[os.path.relpath(path, root)] = hashlib.sha256(open(path, "rb").read()).hexdigest()
+            digest[os.path.relpath(path, root)] = hashlib.sha256(
+                open(path, "rb").read()
+            ).hexdigest()
     return digest
 
 
@@ -51,7 +52,10 @@ def test_same_seed_same_bytes_other_seed_other_bytes(tmp_path):
 
 def test_parse_counts_accepts_named_or_single_and_names_bad_parts():
     assert synthetic.parse_counts("train=5,validation=2,test=1") == {
-        "train": 5, "valid": 2, "test": 1}
+        "train": 5,
+        "valid": 2,
+        "test": 1,
+    }
     assert synthetic.parse_counts("7") == {"train": 7, "valid": 7, "test": 7}
     with pytest.raises(ValueError, match="'dev=3'"):
         synthetic.parse_counts("train=5,dev=3")
@@ -80,6 +84,7 @@ def test_fake_fingerprint_is_learnable_and_content_is_not():
     Uses the trainer's own evaluation view (centre crop 0.875, resize to 64), so
     the fingerprint is shown to survive the rescaling the demo applies.
     """
+
     def images(split_index, count):
         x, y = [], []
         for label in (schema.REAL, schema.FAKE):

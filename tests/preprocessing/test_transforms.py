@@ -8,9 +8,7 @@ from apache_beam.testing.util import assert_that, equal_to
 from PIL import Image
 import pytest
 
-from preprocessing import schema
-from preprocessing import sources
-from preprocessing import transforms
+from preprocessing import schema, sources, transforms
 from tests.preprocessing import planted
 
 
@@ -23,36 +21,52 @@ def inputs(tmp_path_factory):
         (folder / name).write_bytes(data)
 
     def source(name, split, label=schema.FAKE, problem=""):
-        return sources.SourceFile(id=f"{split}/{name}", path=str(folder / name), split=split,
-                                  label=label, problem=problem)
+        return sources.SourceFile(
+            id=f"{split}/{name}", path=str(folder / name), split=split, label=label, problem=problem
+        )
 
-    return [source("a.jpg", "train"), source("b.jpg", "test"), source("c.jpg", "train"),
-            source("d.jpg", "validation", schema.REAL),
-            source("gone.jpg", "train", problem=sources.MISSING_FILE)]
+    return [
+        source("a.jpg", "train"),
+        source("b.jpg", "test"),
+        source("c.jpg", "train"),
+        source("d.jpg", "validation", schema.REAL),
+        source("gone.jpg", "train", problem=sources.MISSING_FILE),
+    ]
 
 
 def _outcomes(ledger):
     return ledger | beam.Map(lambda r: (r["id"], r["outcome"], r["reason"], r["duplicate"]))
 
 
-@pytest.mark.parametrize("duplicates,leak", [
-    ("keep", ("test/b.jpg", "written", "", "duplicate_across_splits")),
-    ("drop", ("test/b.jpg", "rejected", "duplicate_across_splits", "duplicate_across_splits")),
-])
+@pytest.mark.parametrize(
+    "duplicates,leak",
+    [
+        ("keep", ("test/b.jpg", "written", "", "duplicate_across_splits")),
+        ("drop", ("test/b.jpg", "rejected", "duplicate_across_splits", "duplicate_across_splits")),
+    ],
+)
 def test_build_examples_gives_one_ledger_record_per_input(inputs, duplicates, leak):
     with TestPipeline(runner=FnApiRunner()) as pipeline:
-        built = (pipeline | beam.Create(inputs)
-                 | transforms.BuildExamples(duplicates=duplicates))
-        assert_that(_outcomes(built["ledger"]), equal_to([
-            ("train/a.jpg", "written", "", ""),
-            leak,
-            ("train/c.jpg", "rejected", "zero_byte", ""),
-            ("validation/d.jpg", "rejected", "not_an_image", ""),
-            ("train/gone.jpg", "rejected", "missing_file", ""),
-        ]), label="CheckLedger")
+        built = pipeline | beam.Create(inputs) | transforms.BuildExamples(duplicates=duplicates)
+        assert_that(
+            _outcomes(built["ledger"]),
+            equal_to(
+                [
+                    ("train/a.jpg", "written", "", ""),
+                    leak,
+                    ("train/c.jpg", "rejected", "zero_byte", ""),
+                    ("validation/d.jpg", "rejected", "not_an_image", ""),
+                    ("train/gone.jpg", "rejected", "missing_file", ""),
+                ]
+            ),
+            label="CheckLedger",
+        )
         train = built["examples"] | transforms.SelectSplit("train")
-        assert_that(train | beam.Map(lambda kv: (kv[0], kv[1][schema.ID], kv[1][schema.LABEL])),
-                    equal_to([("train/a.jpg", "train/a.jpg", schema.FAKE)]), label="CheckTrain")
+        assert_that(
+            train | beam.Map(lambda kv: (kv[0], kv[1][schema.ID], kv[1][schema.LABEL])),
+            equal_to([("train/a.jpg", "train/a.jpg", schema.FAKE)]),
+            label="CheckTrain",
+        )
 
 
 def test_bad_duplicates_mode_and_split_are_named():
@@ -74,10 +88,17 @@ def test_a_beam_counter_per_reject_reason(inputs):
     _ = built["examples"] | transforms.SelectSplit("train")
     result = pipeline.run()
     result.wait_until_finish()
-    counters = {c.key.metric.name: c.committed
-                for c in result.metrics().query(MetricsFilter().with_namespace(
-                    transforms.METRICS_NAMESPACE))["counters"]}
+    counters = {
+        c.key.metric.name: c.committed
+        for c in result.metrics().query(
+            MetricsFilter().with_namespace(transforms.METRICS_NAMESPACE)
+        )["counters"]
+    }
     assert counters == {
-        "rejected_zero_byte": 1, "rejected_not_an_image": 1, "rejected_missing_file": 1,
-        "rejected_duplicate_across_splits": 1, "duplicate_across_splits": 1, "written_train": 1,
+        "rejected_zero_byte": 1,
+        "rejected_not_an_image": 1,
+        "rejected_missing_file": 1,
+        "rejected_duplicate_across_splits": 1,
+        "duplicate_across_splits": 1,
+        "written_train": 1,
     }

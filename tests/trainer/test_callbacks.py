@@ -22,18 +22,35 @@ def test_nan_loss_raises_and_keeps_the_last_good_backup(tmp_path):
     model = _model()
     x = np.ones((8, 3), np.float32)
     y = np.zeros((8, 1), np.float32)
-    model.fit(x, y, batch_size=4, epochs=1, verbose=0,
-              callbacks=[callbacks.StopOnNaN(backup_dir),
-                         callbacks.Backup(backup_dir, state, steps_per_epoch=2, every_steps=1)])
+    model.fit(
+        x,
+        y,
+        batch_size=4,
+        epochs=1,
+        verbose=0,
+        callbacks=[
+            callbacks.StopOnNaN(backup_dir),
+            callbacks.Backup(backup_dir, state, steps_per_epoch=2, every_steps=1),
+        ],
+    )
     good = callbacks.read_state(backup_dir)
     assert (good.epoch, good.step) == (1, 0)
     x_bad = x.copy()
     x_bad[4:] = np.inf  # The second batch of the next epoch turns the loss into inf/NaN.
     with pytest.raises(FloatingPointError, match="last good backup"):
-        model.fit(x_bad, y, batch_size=4, initial_epoch=1, epochs=2, verbose=0, shuffle=False,
-                  callbacks=[callbacks.StopOnNaN(backup_dir),
-                             callbacks.Backup(backup_dir, state, steps_per_epoch=2,
-                                              every_steps=1)])
+        model.fit(
+            x_bad,
+            y,
+            batch_size=4,
+            initial_epoch=1,
+            epochs=2,
+            verbose=0,
+            shuffle=False,
+            callbacks=[
+                callbacks.StopOnNaN(backup_dir),
+                callbacks.Backup(backup_dir, state, steps_per_epoch=2, every_steps=1),
+            ],
+        )
     kept = callbacks.read_state(backup_dir)
     assert (kept.epoch, kept.step) == (1, 1)  # The step before the NaN, not deleted.
     restored = _model()
@@ -50,9 +67,16 @@ def test_backup_skips_the_redundant_save_at_the_last_step(tmp_path):
             super().save()
 
     model = _model()
-    model.fit(np.ones((12, 3)), np.zeros((12, 1)), batch_size=4, epochs=1, verbose=0,
-              callbacks=[Counting(str(tmp_path), callbacks.TrainingState(), steps_per_epoch=3,
-                                  every_steps=1)])
+    model.fit(
+        np.ones((12, 3)),
+        np.zeros((12, 1)),
+        batch_size=4,
+        epochs=1,
+        verbose=0,
+        callbacks=[
+            Counting(str(tmp_path), callbacks.TrainingState(), steps_per_epoch=3, every_steps=1)
+        ],
+    )
     assert saves == [(0, 1), (0, 2), (1, 0)]
 
 
@@ -64,8 +88,11 @@ def test_history_csv_replaces_rows_of_redone_epochs(tmp_path):
     resumed = callbacks.HistoryCSV(path, phase_name="fine_tune")  # Restarted in epoch 3.
     resumed.on_epoch_end(2, {"loss": 0.25, "val_auc": 0.75, "auc": 0.7})
     rows = callbacks.read_history(path)
-    assert [(r["epoch"], r["phase"]) for r in rows] == [("1", "head"), ("2", "head"),
-                                                        ("3", "fine_tune")]
+    assert [(r["epoch"], r["phase"]) for r in rows] == [
+        ("1", "head"),
+        ("2", "head"),
+        ("3", "fine_tune"),
+    ]
     assert rows[2]["auc"] == "0.7" and rows[0]["auc"] == ""
 
 

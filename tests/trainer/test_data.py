@@ -8,8 +8,7 @@ import tensorflow_datasets as tfds
 from preprocessing import schema
 from tests.trainer import tiny_data
 from trainer import config as config_lib
-from trainer import data
-from trainer import image_ops
+from trainer import data, image_ops
 
 
 @pytest.fixture(scope="module")
@@ -18,16 +17,21 @@ def data_dir(tmp_path_factory):
 
 
 def _config(data_dir, **overrides):
-    values = dict(data_dir=data_dir, model_dir="/unused", image_size=32, global_batch_size=4,
-                  shuffle_buffer=8, weights="none")
+    values = dict(
+        data_dir=data_dir,
+        model_dir="/unused",
+        image_size=32,
+        global_batch_size=4,
+        shuffle_buffer=8,
+        weights="none",
+    )
     values.update(overrides)
     return config_lib.TrainConfig(**values)
 
 
 def test_training_batches_have_the_model_input_contract(data_dir):
     config = _config(data_dir, jpeg_quality_min=50, blur_probability=0.5, color_jitter=0.2)
-    dataset = data.build_dataset("train", config, training=True, epochs=range(2),
-                                 steps_per_epoch=3)
+    dataset = data.build_dataset("train", config, training=True, epochs=range(2), steps_per_epoch=3)
     batches = list(dataset)
     assert len(batches) == 6  # Exactly epochs x steps_per_epoch: nothing more, nothing less.
     images, labels = batches[0]
@@ -41,29 +45,45 @@ def test_evaluation_pixels_are_the_exports_pixels(data_dir):
     config = _config(data_dir)
     builder = data.load_builder(data_dir)
     images, labels = next(iter(data.build_dataset("validation", config, training=False)))
-    raw = builder.as_dataset("validation", shuffle_files=False,
-                             decoders={schema.IMAGE: tfds.decode.SkipDecoding()})
+    raw = builder.as_dataset(
+        "validation", shuffle_files=False, decoders={schema.IMAGE: tfds.decode.SkipDecoding()}
+    )
     first = next(iter(raw))
-    np.testing.assert_array_equal(images[0].numpy(),
-                                  image_ops.decode_for_eval(first[schema.IMAGE], 32).numpy())
+    np.testing.assert_array_equal(
+        images[0].numpy(), image_ops.decode_for_eval(first[schema.IMAGE], 32).numpy()
+    )
     assert labels[0, 0].numpy() == first[schema.LABEL].numpy()
-    assert sum(int(b[0].shape[0]) for b in data.build_dataset(
-        "validation", config, training=False)) == 10  # One full pass, last batch partial.
+    assert (
+        sum(int(b[0].shape[0]) for b in data.build_dataset("validation", config, training=False))
+        == 10
+    )  # One full pass, last batch partial.
 
 
 def test_resumed_stream_continues_exactly_where_the_killed_one_stopped(data_dir):
     config = _config(data_dir, deterministic=True)
-    full = [b[1].numpy() for b in data.build_dataset(
-        "train", config, training=True, epochs=range(1, 3), steps_per_epoch=3)]
+    full = [
+        b[1].numpy()
+        for b in data.build_dataset(
+            "train", config, training=True, epochs=range(1, 3), steps_per_epoch=3
+        )
+    ]
     # A run killed after 2 steps of epoch 1 restarts at epoch 1, step 2.
-    resumed = [b[1].numpy() for b in data.build_dataset(
-        "train", config, training=True, epochs=range(1, 3), steps_per_epoch=3, first_step=2)]
+    resumed = [
+        b[1].numpy()
+        for b in data.build_dataset(
+            "train", config, training=True, epochs=range(1, 3), steps_per_epoch=3, first_step=2
+        )
+    ]
     assert len(resumed) == 4
     for expected, got in zip(full[2:], resumed):
         np.testing.assert_array_equal(expected, got)
     # Each epoch has its own order, independent of where the stream started.
-    alone = [b[1].numpy() for b in data.build_dataset(
-        "train", config, training=True, epochs=range(2, 3), steps_per_epoch=3)]
+    alone = [
+        b[1].numpy()
+        for b in data.build_dataset(
+            "train", config, training=True, epochs=range(2, 3), steps_per_epoch=3
+        )
+    ]
     for expected, got in zip(full[3:], alone):
         np.testing.assert_array_equal(expected, got)
 
@@ -82,8 +102,9 @@ def test_random_resized_crop_decodes_only_the_window():
 
 
 def test_augmentations_keep_shape_and_change_pixels():
-    config = _config("/unused", jpeg_quality_min=10, blur_probability=0.99, color_jitter=0.5,
-                     flip=False)
+    config = _config(
+        "/unused", jpeg_quality_min=10, blur_probability=0.99, color_jitter=0.5, flip=False
+    )
     image = tf.io.decode_jpeg(tf.constant(tiny_data.jpeg_bytes(1, 3, size=32)), channels=3)
     out = tf.function(lambda x: data.augment(x, config))(image)
     assert out.dtype == tf.uint8 and out.shape == (32, 32, 3)
@@ -92,11 +113,14 @@ def test_augmentations_keep_shape_and_change_pixels():
 
 def test_per_replica_batches_under_mirrored_strategy(data_dir):
     strategy = tf.distribute.MirroredStrategy(
-        [d.name for d in tf.config.list_logical_devices("CPU")[:2]])
+        [d.name for d in tf.config.list_logical_devices("CPU")[:2]]
+    )
     config = _config(data_dir)
     dist = strategy.distribute_datasets_from_function(
-        lambda context: data.build_dataset("train", config, context, training=True,
-                                           epochs=range(1), steps_per_epoch=2))
+        lambda context: data.build_dataset(
+            "train", config, context, training=True, epochs=range(1), steps_per_epoch=2
+        )
+    )
     images, _ = next(iter(dist))
     per_replica = strategy.experimental_local_results(images)
     assert [p.shape[0] for p in per_replica] == [2, 2]
@@ -106,8 +130,9 @@ def test_fewer_shards_than_pipelines_shards_by_example(data_dir):
     config = _config(data_dir, global_batch_size=3)
     seen = []
     for pipeline in range(3):  # 3 pipelines, 2 shards: falls back to example sharding.
-        context = tf.distribute.InputContext(num_input_pipelines=3, input_pipeline_id=pipeline,
-                                             num_replicas_in_sync=3)
+        context = tf.distribute.InputContext(
+            num_input_pipelines=3, input_pipeline_id=pipeline, num_replicas_in_sync=3
+        )
         eval_ds = data.build_dataset("validation", config, context, training=False)
         seen += [int(b[0].shape[0]) for b in eval_ds]
     assert sum(seen) == 10
@@ -127,6 +152,7 @@ def test_missing_dataset_names_the_folder(tmp_path):
 
 def test_cache_keeps_epochs_exact(data_dir):
     config = _config(data_dir, cache=True)
-    batches = list(data.build_dataset("train", config, training=True, epochs=range(3),
-                                      steps_per_epoch=4))
+    batches = list(
+        data.build_dataset("train", config, training=True, epochs=range(3), steps_per_epoch=4)
+    )
     assert len(batches) == 12

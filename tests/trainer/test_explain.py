@@ -3,13 +3,12 @@
 import os
 
 import numpy as np
-import pytest
 from PIL import Image
+import pytest
 
 from tests.trainer import tiny_detector
-from trainer import explain
+from trainer import explain, predict
 from trainer import model as model_lib
-from trainer import predict
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +58,9 @@ def test_predict_explain_writes_one_png_per_scored_image(model_dir, tmp_path):
     (folder / "b" / "face.jpg").write_bytes(tiny_detector.jpeg_bytes(60, seed=6))
     (folder / "readme.txt").write_text("skip me")
     out = str(tmp_path / "cams")
-    outcome = predict.run(os.path.join(model_dir, "export"), [str(folder)], explain=True, explain_dir=out)
+    outcome = predict.run(
+        os.path.join(model_dir, "export"), [str(folder)], explain=True, explain_dir=out
+    )
     pngs = [png for _, png in outcome["explanations"]]
     assert [os.path.basename(png) for png in pngs] == ["face.gradcam.png", "face-2.gradcam.png"]
     for png in pngs:

@@ -22,11 +22,15 @@ def _random_case(seed, size=400, ties=False):
 @pytest.mark.parametrize("seed,ties", [(0, False), (1, True), (2, False), (3, True)])
 def test_threshold_free_metrics_match_sklearn(seed, ties):
     labels, scores = _random_case(seed, ties=ties)
-    assert metrics.roc_auc(labels, scores) == pytest.approx(skm.roc_auc_score(labels, scores), abs=1e-12)
+    assert metrics.roc_auc(labels, scores) == pytest.approx(
+        skm.roc_auc_score(labels, scores), abs=1e-12
+    )
     assert metrics.average_precision(labels, scores) == pytest.approx(
-        skm.average_precision_score(labels, scores), abs=1e-12)
+        skm.average_precision_score(labels, scores), abs=1e-12
+    )
     assert metrics.log_loss(labels, scores) == pytest.approx(
-        skm.log_loss(labels, np.clip(scores, 1e-15, 1 - 1e-15)), rel=1e-9)
+        skm.log_loss(labels, np.clip(scores, 1e-15, 1 - 1e-15)), rel=1e-9
+    )
     fpr, tpr, thresholds = metrics.roc_curve(labels, scores)
     sk_fpr, sk_tpr, sk_thresholds = skm.roc_curve(labels, scores, drop_intermediate=False)
     np.testing.assert_allclose(fpr, sk_fpr)
@@ -38,12 +42,17 @@ def test_threshold_free_metrics_match_sklearn(seed, ties):
 def test_thresholded_metrics_match_sklearn(seed, threshold):
     labels, scores = _random_case(seed)
     predicted = (scores >= threshold).astype(int)
-    assert metrics.accuracy(labels, scores, threshold) == pytest.approx(skm.accuracy_score(labels, predicted))
-    np.testing.assert_array_equal(metrics.confusion_matrix(labels, scores, threshold),
-                                  skm.confusion_matrix(labels, predicted, labels=[0, 1]))
+    assert metrics.accuracy(labels, scores, threshold) == pytest.approx(
+        skm.accuracy_score(labels, predicted)
+    )
+    np.testing.assert_array_equal(
+        metrics.confusion_matrix(labels, scores, threshold),
+        skm.confusion_matrix(labels, predicted, labels=[0, 1]),
+    )
     report = metrics.per_class_report(labels, scores, threshold)
     precision, recall, f1, support = skm.precision_recall_fscore_support(
-        labels, predicted, labels=[0, 1], zero_division=0)
+        labels, predicted, labels=[0, 1], zero_division=0
+    )
     for index, name in enumerate(("real", "fake")):
         assert report[name]["precision"] == pytest.approx(precision[index])
         assert report[name]["recall"] == pytest.approx(recall[index])
@@ -53,11 +62,15 @@ def test_thresholded_metrics_match_sklearn(seed, threshold):
 
 def test_ece_matches_sklearn_calibration_curve():
     labels, scores = _random_case(7)
-    fraction, mean_predicted = calibration.calibration_curve(labels, scores, n_bins=10, strategy="uniform")
+    fraction, mean_predicted = calibration.calibration_curve(
+        labels, scores, n_bins=10, strategy="uniform"
+    )
     counts = np.histogram(scores, bins=np.linspace(0, 1, 11))[0]
     counts = counts[counts > 0]
     expected = np.sum(np.abs(fraction - mean_predicted) * counts) / counts.sum()
-    assert metrics.expected_calibration_error(labels, scores, 10) == pytest.approx(expected, abs=1e-12)
+    assert metrics.expected_calibration_error(labels, scores, 10) == pytest.approx(
+        expected, abs=1e-12
+    )
     table = metrics.reliability(labels, scores, 10)
     assert table.counts.sum() == labels.size
 
@@ -122,7 +135,9 @@ def test_threshold_choice_on_crafted_scores():
     assert threshold == 0.3
 
 
-@pytest.mark.parametrize("rule,message", [("median", "not one of"), ("1.5", "outside"), ("-0.1", "outside")])
+@pytest.mark.parametrize(
+    "rule,message", [("median", "not one of"), ("1.5", "outside"), ("-0.1", "outside")]
+)
 def test_bad_threshold_rules_name_the_value(rule, message):
     with pytest.raises(ValueError, match=message):
         metrics.choose_threshold([0, 1], [0.2, 0.8], rule)

@@ -33,9 +33,9 @@ def test_preprocessing_layer_is_resnet50_preprocess_input():
     reference = keras.applications.resnet50.preprocess_input(pixels.copy())
     np.testing.assert_allclose(np.asarray(ours), reference, atol=1e-4)
     tf_mode = model_lib.ImagePreprocessing("tf")(pixels.astype("uint8"))
-    np.testing.assert_allclose(np.asarray(tf_mode),
-                               keras.applications.xception.preprocess_input(pixels.copy()),
-                               atol=1e-5)
+    np.testing.assert_allclose(
+        np.asarray(tf_mode), keras.applications.xception.preprocess_input(pixels.copy()), atol=1e-5
+    )
 
 
 def test_keras_file_round_trips_in_safe_mode(resnet, tmp_path):
@@ -75,27 +75,36 @@ def test_local_weights_file_is_loaded(resnet, tmp_path):
     path = str(tmp_path / "backbone.weights.h5")
     model_lib.backbone_of(resnet).save_weights(path)
     again = model_lib.build_model("resnet50", image_size=32, weights=path)
-    np.testing.assert_array_equal(model_lib.backbone_of(again).weights[0].numpy(),
-                                  model_lib.backbone_of(resnet).weights[0].numpy())
+    np.testing.assert_array_equal(
+        model_lib.backbone_of(again).weights[0].numpy(),
+        model_lib.backbone_of(resnet).weights[0].numpy(),
+    )
     with pytest.raises(FileNotFoundError, match="--weights"):
         model_lib.build_model("resnet50", image_size=32, weights=str(tmp_path / "missing.h5"))
 
 
 @pytest.mark.parametrize("backbone", ["xception", "efficientnetv2s"])
 def test_other_backbones_build(backbone, float32_policy):
-    model = model_lib.build_model(backbone, image_size=71 if backbone == "xception" else 32,
-                                  weights="none")
+    model = model_lib.build_model(
+        backbone, image_size=71 if backbone == "xception" else 32, weights="none"
+    )
     size = model.input_shape[1]
     assert model(np.zeros((1, size, size, 3), np.uint8)).shape == (1, 1)
-    model_lib.set_phase(model, model_lib.FINE_TUNE_PHASE,
-                        fine_tune_from=model_lib.STAGES[backbone][-1])
+    model_lib.set_phase(
+        model, model_lib.FINE_TUNE_PHASE, fine_tune_from=model_lib.STAGES[backbone][-1]
+    )
 
 
-@pytest.mark.parametrize("asked, device, expected", [
-    ("auto", "GPU", "mixed_float16"), ("auto", "TPU", "mixed_bfloat16"),
-    ("auto", "CPU", "float32"), ("mixed_float16", "CPU", "mixed_float16"),
-    ("float32", "GPU", "float32"),
-])
+@pytest.mark.parametrize(
+    "asked, device, expected",
+    [
+        ("auto", "GPU", "mixed_float16"),
+        ("auto", "TPU", "mixed_bfloat16"),
+        ("auto", "CPU", "float32"),
+        ("mixed_float16", "CPU", "mixed_float16"),
+        ("float32", "GPU", "float32"),
+    ],
+)
 def test_precision_policy_selection(asked, device, expected):
     assert precision.resolve(asked, device) == expected
 

@@ -11,7 +11,6 @@ import socket
 import subprocess
 import sys
 
-
 from tests.trainer import tiny_data
 from trainer import callbacks
 
@@ -35,13 +34,35 @@ def test_two_workers_train_together_and_only_the_chief_exports(tmp_path):
     processes = []
     for index in range(2):
         tf_config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
-        env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "3",
-               "TF_CONFIG": json.dumps(tf_config)}
-        processes.append(subprocess.Popen(
-            [sys.executable, "-m", "trainer.task", f"--data_dir={data_dir}",
-             f"--model_dir={model_dir}", "--strategy=auto", "--weights=none", "--image_size=32",
-             "--global_batch_size=4", "--epochs=1", "--steps_per_epoch=2", "--verbose=0"],
-            env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+        env = {
+            **os.environ,
+            "PYTHONPATH": str(REPO),
+            "TF_CPP_MIN_LOG_LEVEL": "3",
+            "TF_CONFIG": json.dumps(tf_config),
+        }
+        processes.append(
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "trainer.task",
+                    f"--data_dir={data_dir}",
+                    f"--model_dir={model_dir}",
+                    "--strategy=auto",
+                    "--weights=none",
+                    "--image_size=32",
+                    "--global_batch_size=4",
+                    "--epochs=1",
+                    "--steps_per_epoch=2",
+                    "--verbose=0",
+                ],
+                env=env,
+                cwd=REPO,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        )
     outputs = []
     try:
         for process in processes:
@@ -57,7 +78,9 @@ def test_two_workers_train_together_and_only_the_chief_exports(tmp_path):
     # Both took the same 2 steps of one epoch; the chief alone wrote the artifacts.
     state = json.loads((model_dir / "backup" / callbacks.STATE_FILENAME).read_text())
     assert (state["epoch"], state["step"]) == (1, 0)
-    assert (model_dir / "export" / "saved_model.pb").exists() and (model_dir / "model.keras").exists()
+    assert (model_dir / "export" / "saved_model.pb").exists() and (
+        model_dir / "model.keras"
+    ).exists()
     assert [row["epoch"] for row in callbacks.read_history(str(model_dir / "history.csv"))] == ["1"]
     assert not list(model_dir.rglob(".worker-tmp-*"))
     assert "written by the chief" in outputs[1][0]

@@ -10,16 +10,23 @@ import pytest
 
 from tests.trainer import tiny_data
 from trainer import config as config_lib
-from trainer import distribution
-from trainer import train
+from trainer import distribution, train
 
 
 @pytest.mark.slow
 def test_mixed_float16_trains_under_mirrored_strategy(tmp_path):
     data_dir = tiny_data.write(str(tmp_path / "tfds"), train=8, validation=4, test=2, size=40)
     config = config_lib.TrainConfig(
-        data_dir=data_dir, model_dir=str(tmp_path / "model"), weights="none", image_size=32,
-        global_batch_size=4, epochs=1, steps_per_epoch=2, precision="mixed_float16", verbose=0)
+        data_dir=data_dir,
+        model_dir=str(tmp_path / "model"),
+        weights="none",
+        image_size=32,
+        global_batch_size=4,
+        epochs=1,
+        steps_per_epoch=2,
+        precision="mixed_float16",
+        verbose=0,
+    )
     strategy = distribution.get_strategy("mirrored")
     try:
         result = train.run(config, strategy=strategy)
@@ -41,7 +48,15 @@ def test_jit_compile_opt_in_trains_on_one_device(tmp_path):
     """
     data_dir = tiny_data.write(str(tmp_path / "tfds"), train=8, validation=4, test=2, size=40)
     config = config_lib.TrainConfig(
-        data_dir=data_dir, model_dir=str(tmp_path / "model"), weights="none", image_size=32,
-        global_batch_size=4, epochs=1, steps_per_epoch=2, jit_compile=True, verbose=0)
+        data_dir=data_dir,
+        model_dir=str(tmp_path / "model"),
+        weights="none",
+        image_size=32,
+        global_batch_size=4,
+        epochs=1,
+        steps_per_epoch=2,
+        jit_compile=True,
+        verbose=0,
+    )
     result = train.run(config, strategy=distribution.get_strategy("one_device"))
     assert len(result["history"]) == 1 and np.isfinite(float(result["history"][0]["loss"]))

@@ -1,4 +1,4 @@
-"""trainer.predict on a real exported SavedModel: folders with bad files, globs, outputs, the CLI."""
+"""trainer.predict on a real exported SavedModel: folders with bad files, globs, outputs, CLI."""
 
 import csv
 import json
@@ -11,9 +11,7 @@ import pytest
 import tensorflow as tf
 
 from tests.trainer import tiny_detector
-from trainer import export
-from trainer import predict
-from trainer import scoring
+from trainer import export, predict, scoring
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -30,7 +28,9 @@ def image_folder(tmp_path):
     (folder / "nested").mkdir(parents=True)
     (folder / "bright.jpg").write_bytes(tiny_detector.jpeg_bytes(230, seed=1))
     (folder / "dark.jpg").write_bytes(tiny_detector.jpeg_bytes(25, seed=2))
-    (folder / "nested" / "gray.png").write_bytes(tiny_detector.jpeg_bytes(128, image_format="PNG", mode="L"))
+    (folder / "nested" / "gray.png").write_bytes(
+        tiny_detector.jpeg_bytes(128, image_format="PNG", mode="L")
+    )
     (folder / "cmyk.jpg").write_bytes(tiny_detector.jpeg_bytes(200, seed=3, mode="CMYK"))
     whole = tiny_detector.jpeg_bytes(180, size=64, seed=4)
     (folder / "corrupt.jpg").write_bytes(whole[: len(whole) // 2])  # Truncated mid-scan.
@@ -43,12 +43,21 @@ def _by_name(results):
     return {os.path.basename(result.path): result for result in results}
 
 
-def test_folder_with_bad_files_scores_the_good_ones_and_reports_each_bad_one(export_dir, image_folder, tmp_path):
+def test_folder_with_bad_files_scores_the_good_ones_and_reports_each_bad_one(
+    export_dir, image_folder, tmp_path
+):
     output = str(tmp_path / "out" / "scores.csv")
     outcome = predict.run(export_dir, [str(image_folder)], output=output, batch_size=2)
     results = _by_name(outcome["results"])
-    assert sorted(results) == ["bright.jpg", "cmyk.jpg", "corrupt.jpg", "dark.jpg", "empty.jpg",
-                               "gray.png", "notes.txt"]
+    assert sorted(results) == [
+        "bright.jpg",
+        "cmyk.jpg",
+        "corrupt.jpg",
+        "dark.jpg",
+        "empty.jpg",
+        "gray.png",
+        "notes.txt",
+    ]
     for bad in ("corrupt.jpg", "notes.txt", "empty.jpg"):
         assert results[bad].p_fake is None and results[bad].error, bad
     assert "truncated" in results["corrupt.jpg"].error
@@ -62,14 +71,19 @@ def test_folder_with_bad_files_scores_the_good_ones_and_reports_each_bad_one(exp
         rows = {os.path.basename(row["path"]): row for row in csv.DictReader(f)}
     assert set(rows) == set(results)
     assert float(rows["bright.jpg"]["p_fake"]) == pytest.approx(results["bright.jpg"].p_fake)
-    assert rows["notes.txt"]["p_fake"] == "" and "not a readable image" in rows["notes.txt"]["error"]
+    assert (
+        rows["notes.txt"]["p_fake"] == "" and "not a readable image" in rows["notes.txt"]["error"]
+    )
 
 
 def test_scores_equal_the_savedmodel_called_directly(export_dir, image_folder):
     detector = scoring.Detector(export_dir)
     files = [str(image_folder / "bright.jpg"), str(image_folder / "dark.jpg")]
     served = export.load_scorer(export_dir)(
-        images=tf.constant([(image_folder / "bright.jpg").read_bytes(), (image_folder / "dark.jpg").read_bytes()]))
+        images=tf.constant(
+            [(image_folder / "bright.jpg").read_bytes(), (image_folder / "dark.jpg").read_bytes()]
+        )
+    )
     expected = served["p_fake"].numpy()
     got = [result.p_fake for result in scoring.predict_files(detector, files)]
     np.testing.assert_allclose(got, expected, rtol=1e-6)
@@ -88,8 +102,16 @@ def test_non_jpeg_inputs_are_converted_to_jpeg():
 
 def test_globs_missing_inputs_threshold_override_and_jsonl(export_dir, image_folder, tmp_path):
     output = str(tmp_path / "scores.jsonl")
-    outcome = predict.run(export_dir, [str(image_folder / "*.jpg"), str(image_folder / "missing.jpg"),
-                                       str(image_folder / "*.gif")], threshold=0.99, output=output)
+    outcome = predict.run(
+        export_dir,
+        [
+            str(image_folder / "*.jpg"),
+            str(image_folder / "missing.jpg"),
+            str(image_folder / "*.gif"),
+        ],
+        threshold=0.99,
+        output=output,
+    )
     results = _by_name(outcome["results"])
     assert results["missing.jpg"].error == "file not found"
     assert results["*.gif"].error == "no file matches this glob"
@@ -108,8 +130,12 @@ def test_threshold_recorded_in_the_export_is_used(export_dir, image_folder):
     bright = str(image_folder / "bright.jpg")
     p_fake = predict.run(export_dir, [bright])["results"][0].p_fake
     try:
-        export.write_metadata(export_dir, export.DetectorMetadata(
-            image_size=metadata.image_size, threshold=p_fake + 0.01, threshold_source="test"))
+        export.write_metadata(
+            export_dir,
+            export.DetectorMetadata(
+                image_size=metadata.image_size, threshold=p_fake + 0.01, threshold_source="test"
+            ),
+        )
         assert predict.run(export_dir, [bright])["results"][0].label == "real"
     finally:
         export.write_metadata(export_dir, metadata)
@@ -123,9 +149,20 @@ def test_bad_output_name_is_explained(tmp_path):
 def test_command_line_prints_a_table_and_never_aborts(export_dir, image_folder, tmp_path):
     output = str(tmp_path / "cli.jsonl")
     completed = subprocess.run(
-        [sys.executable, "-m", "trainer.predict", f"--export_dir={export_dir}", f"--output={output}",
-         str(image_folder)],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=120, check=False)
+        [
+            sys.executable,
+            "-m",
+            "trainer.predict",
+            f"--export_dir={export_dir}",
+            f"--output={output}",
+            str(image_folder),
+        ],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert completed.returncode == 0, completed.stderr[-2000:]
     lines = completed.stdout.strip().splitlines()
     assert lines[0].split() == ["path", "p_fake", "label"]

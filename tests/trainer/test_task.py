@@ -18,9 +18,7 @@ import tensorflow as tf
 
 from tests.trainer import tiny_data
 from trainer import config as config_lib
-from trainer import distribution
-from trainer import task
-from trainer import train
+from trainer import distribution, task, train
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 
@@ -48,14 +46,17 @@ def test_config_from_flags_covers_every_field():
     flags.FLAGS.unparse_flags()
 
 
-@pytest.mark.parametrize("change, message", [
-    ({"strategy": "gpu"}, "--strategy='gpu' is not one of"),
-    ({"global_batch_size": 0}, "--global_batch_size=0 must be > 0"),
-    ({"dropout": 1.5}, "--dropout=1.5 must be in"),
-    ({"head_epochs": 5, "epochs": 5}, "--head_epochs=5 leaves no fine-tuning epoch"),
-    ({"jpeg_quality_min": 101}, "--jpeg_quality_min=101"),
-    ({"data_dir": ""}, "--data_dir is required"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"strategy": "gpu"}, "--strategy='gpu' is not one of"),
+        ({"global_batch_size": 0}, "--global_batch_size=0 must be > 0"),
+        ({"dropout": 1.5}, "--dropout=1.5 must be in"),
+        ({"head_epochs": 5, "epochs": 5}, "--head_epochs=5 leaves no fine-tuning epoch"),
+        ({"jpeg_quality_min": 101}, "--jpeg_quality_min=101"),
+        ({"data_dir": ""}, "--data_dir is required"),
+    ],
+)
 def test_validate_names_the_bad_value(change, message):
     config = dataclasses.replace(config_lib.TrainConfig(data_dir="/d", model_dir="/m"), **change)
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace("[", r"\[")):
@@ -63,18 +64,23 @@ def test_validate_names_the_bad_value(change, message):
 
 
 def test_no_dataset_at_data_dir(tmp_path):
-    config = config_lib.TrainConfig(data_dir=str(tmp_path / "empty"), model_dir=str(tmp_path / "m"),
-                                    weights="none")
-    with pytest.raises(FileNotFoundError, match=r"No TFDS dataset 'real_and_fake_faces' under "
-                                                r"--data_dir=.*dfd-build-dataset"):
+    config = config_lib.TrainConfig(
+        data_dir=str(tmp_path / "empty"), model_dir=str(tmp_path / "m"), weights="none"
+    )
+    with pytest.raises(
+        FileNotFoundError,
+        match=r"No TFDS dataset 'real_and_fake_faces' under "
+        r"--data_dir=.*dfd-build-dataset",
+    ):
         train.run(config)
 
 
 def test_unwritable_model_dir(data_dir, tmp_path):
     blocker = tmp_path / "a_file"
     blocker.write_text("not a folder")
-    config = config_lib.TrainConfig(data_dir=data_dir, model_dir=str(blocker / "model"),
-                                    weights="none")
+    config = config_lib.TrainConfig(
+        data_dir=data_dir, model_dir=str(blocker / "model"), weights="none"
+    )
     with pytest.raises(PermissionError, match=r"Cannot write to .*a_file/model"):
         train.run(config)
 
@@ -82,25 +88,46 @@ def test_unwritable_model_dir(data_dir, tmp_path):
 def test_global_batch_not_divisible_by_replicas(data_dir, tmp_path):
     strategy = distribution.get_strategy("mirrored")  # conftest: 2 logical CPUs.
     assert strategy.num_replicas_in_sync == 2
-    config = config_lib.TrainConfig(data_dir=data_dir, model_dir=str(tmp_path / "m"),
-                                    weights="none", global_batch_size=5)
-    with pytest.raises(ValueError, match=r"--global_batch_size=5 is not divisible by the 2 "
-                                         r"replicas.*e\.g\. 4"):
+    config = config_lib.TrainConfig(
+        data_dir=data_dir, model_dir=str(tmp_path / "m"), weights="none", global_batch_size=5
+    )
+    with pytest.raises(
+        ValueError,
+        match=r"--global_batch_size=5 is not divisible by the 2 "
+        r"replicas.*e\.g\. 4",
+    ):
         train.run(config, strategy=strategy)
 
 
 def test_command_line_reports_bad_flags_in_one_line(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "3"}
     result = subprocess.run(
-        [sys.executable, "-m", "trainer.task", f"--data_dir={tmp_path}/none",
-         f"--model_dir={tmp_path}/m", "--weights=none"],
-        capture_output=True, text=True, env=env, cwd=REPO, timeout=300)
+        [
+            sys.executable,
+            "-m",
+            "trainer.task",
+            f"--data_dir={tmp_path}/none",
+            f"--model_dir={tmp_path}/m",
+            "--weights=none",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+        timeout=300,
+    )
     assert result.returncode != 0
     last_line = result.stderr.strip().splitlines()[-1]
-    assert last_line.startswith("dfd-train: No TFDS dataset") and "dfd-build-dataset" in last_line
+    assert last_line.startswith("dfd-train: error: No TFDS dataset")
+    assert "dfd-build-dataset" in last_line
     result = subprocess.run(
-        [sys.executable, "-m", "trainer.task", "--data_dir=/d", "--model_dir=/m",
-         "--strategy=gpu"], capture_output=True, text=True, env=env, cwd=REPO, timeout=300)
+        [sys.executable, "-m", "trainer.task", "--data_dir=/d", "--model_dir=/m", "--strategy=gpu"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+        timeout=300,
+    )
     assert result.returncode != 0 and "--strategy" in result.stderr and "mirrored" in result.stderr
 
 
@@ -120,8 +147,15 @@ def test_get_strategy_branches():
 
 
 def test_tf_config_worker_count(monkeypatch):
-    monkeypatch.setenv("TF_CONFIG", json.dumps(
-        {"cluster": {"worker": ["127.0.0.1:1", "127.0.0.1:2"]}, "task": {"type": "worker", "index": 0}}))
+    monkeypatch.setenv(
+        "TF_CONFIG",
+        json.dumps(
+            {
+                "cluster": {"worker": ["127.0.0.1:1", "127.0.0.1:2"]},
+                "task": {"type": "worker", "index": 0},
+            }
+        ),
+    )
     assert distribution.tf_config_workers() == 2
     assert distribution.resolve_name("auto") == "multi_worker_mirrored"
     monkeypatch.setenv("TF_CONFIG", "{not json")

@@ -37,17 +37,27 @@ def examples(split: str, count: int, size: int = 48):
         label = index % 2
         data = jpeg_bytes(label, index + 10_000 * schema.SPLITS.index(split), size)
         name = f"{split}_{schema.LABEL_NAMES[label]}_{index:04d}.jpg"
-        yield index, {
-            schema.IMAGE: data,
-            schema.LABEL: label,
-            schema.ID: f"{split}/{schema.LABEL_NAMES[label]}/{name}",
-            schema.FILENAME: name,
-            schema.SHA256: hashlib.sha256(data).hexdigest(),
-        }
+        yield (
+            index,
+            {
+                schema.IMAGE: data,
+                schema.LABEL: label,
+                schema.ID: f"{split}/{schema.LABEL_NAMES[label]}/{name}",
+                schema.FILENAME: name,
+                schema.SHA256: hashlib.sha256(data).hexdigest(),
+            },
+        )
 
 
-def write(data_dir: str, *, train: int = 32, validation: int = 16, test: int = 8,
-          size: int = 48, num_shards: int = 2) -> str:
+def write(
+    data_dir: str,
+    *,
+    train: int = 32,
+    validation: int = 16,
+    test: int = 8,
+    size: int = 48,
+    num_shards: int = 2,
+) -> str:
     """Writes the dataset under `data_dir`; returns `data_dir`."""
     import tensorflow_datasets as tfds
 
@@ -56,7 +66,9 @@ def write(data_dir: str, *, train: int = 32, validation: int = 16, test: int = 8
         name=schema.DATASET_NAME,
         version="1.0.0",
         features=schema.features(),
-        split_datasets={split: list(examples(split, count, size)) for split, count in splits.items()},
+        split_datasets={
+            split: list(examples(split, count, size)) for split, count in splits.items()
+        },
         data_dir=data_dir,
         description="Tiny test copy of real_and_fake_faces.",
         download_config=tfds.download.DownloadConfig(num_shards=num_shards),

@@ -25,17 +25,25 @@ IMAGE_SIZE = 32
 def build_tiny_model(image_size: int = IMAGE_SIZE) -> keras.Model:
     """A chain-shaped classifier whose logit grows with the image's brightness."""
     backbone_input = keras.Input((image_size, image_size, 3))
-    x = keras.layers.Conv2D(4, 3, padding="same", name="conv1",
-                            kernel_initializer=keras.initializers.Constant(0.01))(backbone_input)
-    x = keras.layers.Conv2D(4, 3, strides=2, padding="same", name="last_conv",
-                            kernel_initializer=keras.initializers.Constant(0.05))(x)
+    x = keras.layers.Conv2D(
+        4, 3, padding="same", name="conv1", kernel_initializer=keras.initializers.Constant(0.01)
+    )(backbone_input)
+    x = keras.layers.Conv2D(
+        4,
+        3,
+        strides=2,
+        padding="same",
+        name="last_conv",
+        kernel_initializer=keras.initializers.Constant(0.05),
+    )(x)
     backbone = keras.Model(backbone_input, x, name="tiny_backbone")
     images = keras.Input((image_size, image_size, 3), dtype="uint8", name="images")
     x = model_lib.ImagePreprocessing("tf", name="preprocessing")(images)
     x = backbone(x)
     x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
-    logits = keras.layers.Dense(1, dtype="float32", name="logit",
-                                kernel_initializer=keras.initializers.Constant(0.5))(x)
+    logits = keras.layers.Dense(
+        1, dtype="float32", name="logit", kernel_initializer=keras.initializers.Constant(0.5)
+    )(x)
     return keras.Model(images, logits, name="tiny_detector")
 
 
@@ -44,12 +52,16 @@ def export_tiny_detector(model_dir: str, threshold: float = 0.5) -> str:
     model = build_tiny_model()
     os.makedirs(model_dir, exist_ok=True)
     model.save(os.path.join(model_dir, "model.keras"))
-    return export.export_detector(model, os.path.join(model_dir, "export"),
-                                  export.DetectorMetadata(image_size=IMAGE_SIZE, threshold=threshold))
+    return export.export_detector(
+        model,
+        os.path.join(model_dir, "export"),
+        export.DetectorMetadata(image_size=IMAGE_SIZE, threshold=threshold),
+    )
 
 
-def jpeg_bytes(brightness: int, size: int = 48, seed: int = 0, image_format: str = "JPEG",
-               mode: str = "RGB") -> bytes:
+def jpeg_bytes(
+    brightness: int, size: int = 48, seed: int = 0, image_format: str = "JPEG", mode: str = "RGB"
+) -> bytes:
     """An image of roughly uniform `brightness` (0-255) with a little noise, encoded."""
     rng = np.random.default_rng(seed)
     pixels = np.clip(brightness + rng.normal(0, 8, (size, size, 3)), 0, 255).astype(np.uint8)

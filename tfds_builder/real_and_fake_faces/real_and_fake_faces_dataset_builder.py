@@ -15,10 +15,7 @@ import os
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from preprocessing import paths
-from preprocessing import report
-from preprocessing import schema
-from preprocessing import sources
+from preprocessing import paths, report, schema, sources
 
 _LEDGER_FOLDER = "_ledger"
 
@@ -29,7 +26,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
     VERSION = tfds.core.Version("1.0.0")
     RELEASE_NOTES = {
         "1.0.0": "Initial release: Kaggle layout or <split>/{real,fake}/ trees, CSV "
-                 "reconciliation, normalised JPEGs, SHA-256 leakage check, rejects.jsonl.",
+        "reconciliation, normalised JPEGs, SHA-256 leakage check, rejects.jsonl.",
     }
     MANUAL_DOWNLOAD_INSTRUCTIONS = """
     Download "140k Real and Fake Faces" from
@@ -40,8 +37,9 @@ class Builder(tfds.core.GeneratorBasedBuilder):
     e.g. what `python -m preprocessing.synthetic` writes.
     """
 
-    def __init__(self, *, duplicates: str = "keep", max_reject_fraction: float | None = None,
-                 **kwargs):
+    def __init__(
+        self, *, duplicates: str = "keep", max_reject_fraction: float | None = None, **kwargs
+    ):
         """Args beyond TFDS' own:
 
         duplicates: "keep" or "drop" inputs whose bytes also occur in an earlier
@@ -75,7 +73,8 @@ class Builder(tfds.core.GeneratorBasedBuilder):
 
         download_config = download_config or tfds.download.DownloadConfig()
         if download_config.beam_runner is None and not runners.has_runner(
-                download_config.beam_options):
+            download_config.beam_options
+        ):
             options = download_config.beam_options
             # Options the user spelled out, even when equal to Beam's defaults
             # (e.g. `tfds build --beam_pipeline_options=direct_running_mode=in_memory`).
@@ -85,7 +84,8 @@ class Builder(tfds.core.GeneratorBasedBuilder):
             download_config.beam_runner, download_config.beam_options = runners.local_runner(
                 num_workers=explicit.get("direct_num_workers"),
                 running_mode=explicit.get("direct_running_mode", "multi_processing"),
-                options=options)
+                options=options,
+            )
         self._final_data_dir = self.data_dir
         return super().download_and_prepare(*args, download_config=download_config, **kwargs)
 
@@ -98,22 +98,28 @@ class Builder(tfds.core.GeneratorBasedBuilder):
             extracted = os.fspath(dl_manager.extract(layout.zip_path))
             layout = sources.find_layout(extracted)
             if layout.image_root is None:
-                raise ValueError(f"{layout.zip_path} holds no real_vs_fake/ folders once extracted "
-                                 f"to {extracted}; is it the Kaggle download?")
+                raise ValueError(
+                    f"{layout.zip_path} holds no real_vs_fake/ folders once extracted "
+                    f"to {extracted}; is it the Kaggle download?"
+                )
         source_files = sources.list_sources(layout)
         if not source_files:
             raise ValueError(f"No input images under {layout.image_root}.")
         work_dir = paths.join(self.data_dir, _LEDGER_FOLDER)
         tf.io.gfile.makedirs(work_dir)
         input_list = sources.write_source_list(paths.join(work_dir, "inputs.jsonl"), source_files)
-        built = (pipeline
-                 | "ReadInputList" >> transforms.ReadSourceList(input_list)
-                 | "RealAndFakeFaces" >> transforms.BuildExamples(duplicates=self._duplicates))
+        built = (
+            pipeline
+            | "ReadInputList" >> transforms.ReadSourceList(input_list)
+            | "RealAndFakeFaces" >> transforms.BuildExamples(duplicates=self._duplicates)
+        )
         _ = built["ledger"] | "WriteLedger" >> transforms.WriteLedger(
-            paths.join(work_dir, "ledger"))
+            paths.join(work_dir, "ledger")
+        )
         splits = [split for split in schema.SPLITS if any(s.split == split for s in source_files)]
-        return {split: built["examples"] | split >> self._generate_examples(split)
-                for split in splits}
+        return {
+            split: built["examples"] | split >> self._generate_examples(split) for split in splits
+        }
 
     def _generate_examples(self, split: str):
         """The PTransform that selects one split's (id, example) pairs from the shared stage."""
@@ -130,12 +136,16 @@ class Builder(tfds.core.GeneratorBasedBuilder):
         summary = report.finalise(paths.join(ledger_dir, "ledger-*.jsonl"), self.data_dir)
         tf.io.gfile.rmtree(ledger_dir)
         try:
-            report.check_reject_fraction(summary, self._max_reject_fraction,
-                                         self._failed_rejects_path())
+            report.check_reject_fraction(
+                summary, self._max_reject_fraction, self._failed_rejects_path()
+            )
         except report.RejectFractionExceededError:
             # TFDS deletes the unfinished version folder on error: keep the rejects.
-            tf.io.gfile.copy(paths.join(self.data_dir, report.REJECTS_FILENAME),
-                             self._failed_rejects_path(), overwrite=True)
+            tf.io.gfile.copy(
+                paths.join(self.data_dir, report.REJECTS_FILENAME),
+                self._failed_rejects_path(),
+                overwrite=True,
+            )
             raise
 
     def _failed_rejects_path(self) -> str:

@@ -1,0 +1,92 @@
+"""Every console script, as a user types it: `--help`, `~` in paths, one-line errors.
+
+The scripts are the ones `setup.py` installs into the virtual environment's
+`bin/` (what `make test` installs), run as subprocesses.
+"""
+
+import os
+import pathlib
+import re
+import subprocess
+import sys
+
+import pytest
+
+from preprocessing import cli
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+BIN = pathlib.Path(sys.executable).parent
+
+# script -> (a phrase of its description, flags it must list under --help)
+SCRIPTS = {
+    "dfd-synthetic": ("SYNTHETIC real-vs-fake", ["--output_dir", "--image_size", "--seed"]),
+    "dfd-build-dataset": ("Builds the `real_and_fake_faces`", ["--manual_dir", "--data_dir"]),
+    "dfd-train": ("Trains the real-vs-fake detector", ["--model_dir", "--global_batch_size"]),
+    "dfd-evaluate": ("Evaluates an exported detector", ["--model_dir", "--threshold"]),
+    "dfd-report": ("The evaluation report", ["--report_dir"]),
+    "dfd-predict": ("Scores image files", ["--export_dir", "--explain"]),
+    "dfd-batch-score": ("Scores many images with Beam", ["--export_dir", "--inputs"]),
+    "dfd-storage": ("dfd-storage", ["--workers"]),
+}
+# Flags that absl or TensorFlow define; --help must not drown the tool's own in them.
+FOREIGN_FLAGS = ["--logtostderr", "--verbosity", "--alsologtostderr", "--pdb_post_mortem"]
+
+
+def _run(args, cwd=REPO, env=None, timeout=180):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", **(env or {}))
+    return subprocess.run(
+        args, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+@pytest.mark.parametrize("script", sorted(SCRIPTS))
+def test_help_shows_the_tools_description_and_its_own_flags(script):
+    phrase, own_flags = SCRIPTS[script]
+    done = _run([str(BIN / script), "--help"])
+    # absl ends --help with status 1, by its own convention.
+    assert done.returncode in (0, 1), done.stderr[-2000:]
+    assert phrase in done.stdout, done.stdout[:500]
+    flags_listed = set(re.findall(r"^\s+--(?:\[no\])?([a-z_]+)", done.stdout, re.M))
+    for flag in own_flags:
+        assert flag[2:] in flags_listed, (script, flag, sorted(flags_listed))
+    for flag in FOREIGN_FLAGS:
+        assert flag[2:] not in flags_listed, (script, flag)
+    assert "--helpfull" in done.stdout
+
+
+def test_tilde_in_a_path_flag_is_the_home_folder_never_a_folder_named_tilde(tmp_path):
+    home, cwd = tmp_path / "home", tmp_path / "cwd"
+    home.mkdir()
+    cwd.mkdir()
+    done = _run(
+        [
+            str(BIN / "dfd-synthetic"),
+            "--output_dir=~/raw",
+            "--image_size=16",
+            "--num_per_class_per_split=1",
+        ],
+        cwd=cwd,
+        env={"HOME": str(home)},
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert (home / "raw" / "train.csv").exists()
+    assert not (cwd / "~").exists()
+
+
+def test_a_user_error_is_one_line_without_traceback_unless_verbosity_asks(tmp_path):
+    args = [str(BIN / "dfd-report"), f"--report_dir={tmp_path / 'missing'}"]
+    quiet = _run(args)
+    assert quiet.returncode == 1
+    lines = [line for line in quiet.stderr.splitlines() if line.startswith("dfd-report:")]
+    assert len(lines) == 1 and "missing" in lines[0], quiet.stderr
+    assert "Traceback" not in quiet.stderr
+    verbose = _run(args + ["--verbosity=1"])
+    assert verbose.returncode != 0
+    assert "Traceback" in verbose.stderr
+
+
+def test_expand_user_leaves_urls_and_plain_paths_alone():
+    assert cli.expand_user("~/x") == os.path.join(os.path.expanduser("~"), "x")
+    assert cli.expand_user("gs://b/~x") == "gs://b/~x"
+    assert cli.expand_user("rel/~x") == "rel/~x"
+    assert cli.one_line(ValueError("a\n  b")) == "a b"
