@@ -36,6 +36,13 @@ ID = "id"  # Stable unique id: the input's path relative to the dataset root, '/
 FILENAME = "filename"  # The input's base name, for humans.
 SHA256 = "sha256"  # Hex SHA-256 of the stored image bytes (leakage checks, dedup).
 
+# Extra feature keys of examples cut from videos (face crops of sampled frames). Evaluation
+# aggregates frame scores per video with `trainer.aggregation` when VIDEO_ID is present.
+VIDEO_ID = "video_id"  # Stable id of the source video (its path relative to the root).
+FRAME_INDEX = "frame_index"  # Index of the decoded frame in the video (0-based).
+TRACK_ID = "track_id"  # Face track within the video (0-based), see preprocessing.faces.
+SOURCE = "source"  # Source or generator name (e.g. "youtube", "Deepfakes", "stylegan").
+
 # The Kaggle CSVs: `,original_path,id,label,label_str,path`, label 1 = real.
 KAGGLE_CSV_REAL = 1
 KAGGLE_CSV_FAKE = 0
