@@ -2,8 +2,9 @@
 
 Keras applies the global dtype policy when layers are created, so the policy
 must be in place before `model.build_model`; the logit layer asks for float32
-itself, and Keras wraps the optimizer in a `LossScaleOptimizer` under
-`mixed_float16` when the model is compiled.
+itself. Under `mixed_float16` the optimizer given to `compile` must be loss-scaled:
+`for_compile` wraps it in `loss_scale.ReplicaSafeLossScaleOptimizer` (Keras' own
+would take "finite?" from one replica only); Keras then keeps it as it is.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from absl import logging
 import keras
 
 from trainer import config as config_lib
+from trainer import loss_scale
 
 AUTO_BY_DEVICE = {"GPU": "mixed_float16", "TPU": "mixed_bfloat16", "CPU": "float32"}
 
@@ -41,3 +43,38 @@ def set_policy(name: str, device_kind: str) -> str:
     keras.mixed_precision.set_global_policy(policy)
     logging.info("Precision policy %s (asked: %s, device: %s).", policy, name, device_kind)
     return policy
+
+
+def for_compile(
+    optimizer: keras.optimizers.Optimizer, policy: str | keras.DTypePolicy
+) -> keras.optimizers.Optimizer:
+    """The optimizer to give `Model.compile` for a model under the dtype `policy`.
+
+    `mixed_float16` needs loss scaling: the optimizer comes back wrapped in a
+    `ReplicaSafeLossScaleOptimizer`, whose skip-or-apply decision is shared by
+    all replicas and workers. Being a `LossScaleOptimizer`, it is not wrapped again
+    by `compile`. Every other policy (float32, mixed_bfloat16: float32's exponent
+    range, no loss scaling) gets the optimizer unchanged. Pass `model.dtype_policy`,
+    the policy `compile` itself looks at.
+
+    Raises:
+        ValueError: for an already built Keras `LossScaleOptimizer` (its state
+            cannot move into the replica-safe one); pass its inner optimizer.
+    """
+    name = policy if isinstance(policy, str) else policy.name
+    if name != "mixed_float16" or isinstance(optimizer, loss_scale.ReplicaSafeLossScaleOptimizer):
+        return optimizer
+    if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+        if optimizer.built:
+            raise ValueError(
+                f"Optimizer {optimizer.name!r} is a built keras LossScaleOptimizer; pass its "
+                "inner_optimizer instead, to be wrapped in a ReplicaSafeLossScaleOptimizer."
+            )
+        return loss_scale.ReplicaSafeLossScaleOptimizer(
+            optimizer.inner_optimizer,
+            initial_scale=optimizer.initial_scale,
+            dynamic_growth_steps=optimizer.dynamic_growth_steps,
+            name=optimizer.name,
+        )
+    # The name Keras' compile gives its own wrapper: backups keep their variable paths.
+    return loss_scale.ReplicaSafeLossScaleOptimizer(optimizer, name="loss_scale_optimizer")
