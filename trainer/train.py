@@ -109,7 +109,9 @@ def compile_model(
     # Warm-up measured in epochs of this phase.
     warmup_config = dataclasses.replace(config, epochs=phase.end - phase.start)
     model.compile(
-        optimizer=make_optimizer(warmup_config, phase.learning_rate, total_steps),
+        optimizer=precision.for_compile(
+            make_optimizer(warmup_config, phase.learning_rate, total_steps), model.dtype_policy
+        ),
         loss=keras.losses.BinaryCrossentropy(
             from_logits=True, label_smoothing=config.label_smoothing
         ),

@@ -21,7 +21,8 @@ import pytest
 import tensorflow as tf
 
 from tests.trainer import loss_scale_cases
-from trainer import loss_scale, precision
+from trainer import config as config_lib
+from trainer import loss_scale, precision, train
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 UPSTREAM = keras.optimizers.LossScaleOptimizer
@@ -78,6 +79,15 @@ def test_mixed_float16_wraps_once_and_compile_keeps_it(mixed_float16):
     assert precision.for_compile(optimizer, model.dtype_policy) is optimizer
     model.compile(optimizer=optimizer, loss="mse")
     assert model.optimizer is optimizer  # not wrapped a second time by Keras
+
+
+def test_the_trainer_compiles_with_the_replica_safe_optimizer(mixed_float16, tmp_path):
+    """The wiring: `train.compile_model` goes through `precision.for_compile`."""
+    model = loss_scale_cases.one_weight_model()
+    config = config_lib.TrainConfig(data_dir=str(tmp_path), model_dir=str(tmp_path), epochs=1)
+    train.compile_model(model, config, train.Phase("full", 0, 1, 1e-3), steps_per_epoch=2)
+    assert isinstance(model.optimizer, loss_scale.ReplicaSafeLossScaleOptimizer)
+    assert not isinstance(model.optimizer.inner_optimizer, UPSTREAM)
 
 
 def test_an_unbuilt_keras_loss_scale_optimizer_becomes_replica_safe(mixed_float16):
@@ -142,12 +152,14 @@ def test_mirrored_overflow_on_any_replica_skips_the_step_and_halves_the_scale(
 ):
     strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
     model = _mirrored_model(strategy)
-    model.fit(_mirrored_batches(strategy, overflow_replica), steps_per_epoch=1, shuffle=False, verbose=0)
+    model.fit(
+        _mirrored_batches(strategy, overflow_replica), steps_per_epoch=1, shuffle=False, verbose=0
+    )
     state = loss_scale_cases.state(model)
-    assert state["optimizer"] == "ReplicaSafeLossScaleOptimizer"
     assert np.isfinite(state["kernel"]) and state["kernel"] == 1.0, state  # step skipped
     assert state["scale"] == loss_scale_cases.INITIAL_SCALE / 2, state
     assert state["growth_counter"] == 0, state
+    assert state["optimizer"] == "ReplicaSafeLossScaleOptimizer", state
 
 
 def test_mirrored_without_overflow_applies_steps_and_grows_the_scale_on_schedule(
@@ -219,8 +231,8 @@ def test_two_workers_skip_together_when_only_worker_1_overflows():
     assert [len(by_step[1]), len(by_step[2])] == [2, 2], rows
     initial = loss_scale_cases.INITIAL_SCALE
     for row in by_step[1]:  # skipped on both workers, scale halved on both
-        assert row["optimizer"] == "ReplicaSafeLossScaleOptimizer", row
         assert (row["kernel"], row["scale"], row["growth_counter"]) == (1.0, initial / 2, 0), row
+        assert row["optimizer"] == "ReplicaSafeLossScaleOptimizer", row
     for row in by_step[2]:  # applied on both, same weights, scale kept
         assert np.isfinite(row["kernel"]) and row["kernel"] < 1.0, row
         assert (row["scale"], row["growth_counter"]) == (initial / 2, 1), row
