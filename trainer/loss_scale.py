@@ -9,9 +9,11 @@ MultiWorkerMirroredStrategy on CPUs and GPUs, keeps only the first replica's ans
 gradients were already all-reduced. They are not: the all-reduce happens later, inside
 the inner optimizer's update. So when only another replica (or worker) overflows, the
 all-reduced gradient is inf or NaN and is applied (the weights become inf) and the loss
-scale does not drop. In the no-merge-call path (e.g. MirroredStrategy under XLA on
-GPUs) each replica takes its own branch of the `cond`, so replicas can disagree about
-whether to call the inner optimizer's all-reduce at all.
+scale does not drop. Across workers, each worker keeps its own first replica's answer,
+so workers can disagree about whether to call the inner optimizer's all-reduce at all:
+in the two-process test, Keras' own optimizer hung there. In the no-merge-call path
+(XLA with only GPUs, or TPUs) each replica takes its own branch of the `cond`, the same
+disagreement between replicas.
 
 The fix: each replica counts its non-finite gradients (0 or 1), the count is summed
 over every replica of every worker with one scalar all-reduce in the replica context,
@@ -46,7 +48,7 @@ class ReplicaSafeLossScaleOptimizer(keras.optimizers.LossScaleOptimizer):
         if replica_context is None:
             raise ValueError("apply() must be called in a replica context.")
         local_non_finite = tf.cast(tf.logical_not(self.check_finite(grads)), tf.float32)
-        # float32: collective all-reduce across workers supports it everywhere.
+        # A float32 count: the dtype the gradients themselves are all-reduced in.
         non_finite = replica_context.all_reduce(tf.distribute.ReduceOp.SUM, local_non_finite)
         finite = tf.equal(non_finite, 0.0)
 

@@ -76,5 +76,5 @@ def for_compile(
             dynamic_growth_steps=optimizer.dynamic_growth_steps,
             name=optimizer.name,
         )
-    # The name Keras' compile gives its own wrapper: backups keep their variable paths.
+    # The name Keras' compile gives its own wrapper, so variable names stay as they were.
     return loss_scale.ReplicaSafeLossScaleOptimizer(optimizer, name="loss_scale_optimizer")
