@@ -70,8 +70,8 @@ DEFAULT_MIN_FACE_SIZE = 40
 DEFAULT_MIN_CONFIDENCE = 0.9
 DEFAULT_MAX_FACES = 16
 DEFAULT_MAX_SIDE = 1280
-# MTCNN's P-Net sees 12-pixel windows: it cannot look for anything smaller.
-_MTCNN_SMALLEST = 12
+# The smallest face MTCNN is asked to find (its own default), in pixels of the searched image.
+_MTCNN_MIN_FACE_SIZE = 20
 
 
 def ffhq_square(landmarks) -> np.ndarray:
@@ -164,7 +164,7 @@ class FaceDetector:
         max_side: images whose longer side exceeds this are searched at this
             size (boxes and landmarks are mapped back to full resolution, and
             crops are cut from the full-resolution image). Bounds the time one
-            huge photo takes; faces under `12 * long side / max_side` pixels are
+            huge photo takes; faces under `20 * long side / max_side` pixels are
             then not found.
     """
 
@@ -201,9 +201,12 @@ class FaceDetector:
                     reducing_gap=2.0,
                 )
             )
-        # Look for faces down to half the minimum size, so that smaller ones are
-        # reported as too small rather than never mentioned.
-        smallest = max(_MTCNN_SMALLEST, int(self.min_face_size * scale / 2))
+        # MTCNN always searches down to its own default of 20 pixels (at the search
+        # scale), so faces under `min_face_size` are found and reported as too small
+        # rather than never mentioned. (mtcnn 1.0.0 finds nothing at all in
+        # group_photo() with min_face_size >= 30: its pyramid is only reliable at the
+        # default.)
+        smallest = _MTCNN_MIN_FACE_SIZE
         if min(searched.shape[:2]) < smallest:
             return Detections()
         rows = _mtcnn().detect_faces(
