@@ -60,8 +60,8 @@ def paste(picture: np.ndarray, patch: np.ndarray, x: int, y: int) -> np.ndarray:
 def group_photo(width: int = 640, height: int = 360) -> np.ndarray:
     """Two people at different scales on a coffee background (a face-free photo)."""
     picture = canvas(width, height)
-    picture = paste(picture, head(200), 40, 100)
-    return paste(picture, head(110), 420, 40)
+    picture = paste(picture, head(int(0.55 * height)), int(0.06 * width), int(0.28 * height))
+    return paste(picture, head(int(0.3 * height)), int(0.66 * width), int(0.11 * height))
 
 
 def encode(pixels: np.ndarray, image_format: str = "JPEG") -> bytes:

@@ -396,23 +396,20 @@ def stage_file(
     size: int,
 ) -> tuple[list[dict], list[tuple[PartKey, bytes]]]:
     """Stage 1 for one file, in this process: its parts and its crops."""
-    try:
-        data = scoring.read_bytes(path)
-    except scoring.UnreadableImageError as error:
-        return [{"kind": "", "status": error.reason, "error": str(error)}], []
-    if is_video(path, data[:16]):
-        source = path if not path.startswith("gs://") else io.BytesIO(data)
-        plan, chunks = plan_video(source, options)
+    if is_video(path, scoring.read_head(path)):
+        plan, chunks = plan_video(path, options)
         parts, crops = [plan], []
         for times in chunks:
-            if isinstance(source, io.BytesIO):
-                source.seek(0)
             part, chunk_crops = inspect_video_chunk(
-                source, times, options, detector or options.face_detector(), size
+                path, times, options, detector or options.face_detector(), size
             )
             parts.append(part)
             crops.extend(chunk_crops)
         return parts, crops
+    try:
+        data = scoring.read_bytes(path)
+    except scoring.UnreadableImageError as error:
+        return [{"kind": "", "status": error.reason, "error": str(error)}], []
     part, crops = inspect_image(data, options, detector, size)
     return [part], crops
 

@@ -267,6 +267,15 @@ def read_bytes(path: str) -> bytes:
     return data
 
 
+def read_head(path: str, size: int = 16) -> bytes:
+    """The first `size` bytes of a file (telling videos from images without reading them whole)."""
+    try:
+        with tf.io.gfile.GFile(path, "rb") as f:
+            return f.read(size)
+    except (tf.errors.OpError, OSError):
+        return b""  # read_bytes reports the reason.
+
+
 def to_jpeg_bytes(data: bytes) -> bytes:
     """Returns JPEG bytes the serving signature can decode.
 
