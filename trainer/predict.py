@@ -419,9 +419,17 @@ def main(argv: Sequence[str]) -> int:
     )
     print(format_table(outcome["results"]))
     for path, written in outcome["media"]:
-        print(
-            f"{'timeline' if written.endswith('.timeline.png') else 'written'}: {path} -> {written}"
+        what = next(
+            label
+            for suffix, label in (
+                (".timeline.png", "timeline"),
+                (".video.json", "video JSON"),
+                (".annotated.png", "annotated"),
+                ("", "written"),
+            )
+            if written.endswith(suffix)
         )
+        print(f"{what}: {path} -> {written}")
     for path, png in outcome["explanations"]:
         print(f"Grad-CAM: {path} -> {png}")
     # Non-zero only when nothing at all could be judged: rejects are reported, not fatal.
