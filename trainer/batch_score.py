@@ -1,4 +1,4 @@
-"""Scores many crops, photos and videos with Beam RunInference: `python -m trainer.batch_score`.
+"""Scores many images with Beam RunInference, photos and videos too: `dfd-batch-score`.
 
     python -m trainer.batch_score --export_dir=demo_out/model/export \
         --inputs='demo_out/raw/test/*/*.jpg,clips/' --output=demo_out/batch/scores

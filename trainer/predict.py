@@ -1,4 +1,4 @@
-"""Scores face crops, photos and videos with an exported detector: `python -m trainer.predict`.
+"""Scores image files (face crops, photos) and videos with an exported detector: `dfd-predict`.
 
     python -m trainer.predict --export_dir=demo_out/model/export face1.jpg photos/ clip.mp4
     python -m trainer.predict --export_dir=... --output=scores.jsonl --annotate photos/ videos/
@@ -48,7 +48,7 @@ import tensorflow as tf
 from preprocessing import cli, paths
 from preprocessing import faces as faces_lib
 from preprocessing import video as video_lib
-from trainer import drawing, media
+from trainer import drawing, media, scoring
 from trainer.scoring import Detector, Prediction, expand_inputs
 
 OUTPUT_FORMATS = ("csv", "jsonl")
@@ -158,7 +158,7 @@ def write_media(
         elif annotate and result.kind == "photo":
             tf.io.gfile.makedirs(media_dir)
             _, pixels = media.decode_image(
-                media.scoring.read_bytes(result.path), options.max_frame_pixels
+                scoring.read_bytes(result.path), options.max_frame_pixels
             )
             name = media.output_name(result.path, ".annotated.png", used)
             png = _write(
@@ -189,10 +189,10 @@ def explain_results(
     size = media.crop_size(image_size)
     for result in results:
         if result.kind == "crop" and result.p_fake is not None:
-            crops = [(os.path.basename(result.path), "", media.scoring.read_image(result.path))]
+            crops = [(os.path.basename(result.path), "", scoring.read_image(result.path))]
         elif result.kind == "photo" and result.p_fake is not None:
             _, pixels = media.decode_image(
-                media.scoring.read_bytes(result.path), options.max_frame_pixels
+                scoring.read_bytes(result.path), options.max_frame_pixels
             )
             crops = []
             for face in result.details["faces"]:
