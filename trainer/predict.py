@@ -235,6 +235,10 @@ def run(
 ) -> dict:
     """Scores `inputs`; writes `output`, per-video JSON/timelines, annotations and Grad-CAMs.
 
+    Per-video JSON and timelines go to `media_dir`, by default `<dir of output>/media`
+    when `output` is given (or `./media` with `annotate`); a library call with neither
+    writes no file. The command line always writes them (default `./media`).
+
     Returns:
         {"results": [Prediction, ...] (rejects first, then the files in order),
          "media": [(input path, written file), ...] (video JSON/timelines, annotated photos),
@@ -259,13 +263,11 @@ def run(
     if output:
         write_results(results, output, output_format)
         logging.info("Wrote %s", output)
-    written = write_media(
-        results,
-        media_dir or paths.join(default_dir, "media"),
-        detector.threshold,
-        annotate,
-        options,
-    )
+    if media_dir is None and (output or annotate):
+        media_dir = paths.join(default_dir, "media")
+    written = []
+    if media_dir is not None:
+        written = write_media(results, media_dir, detector.threshold, annotate, options)
     explanations = []
     if explain and any(result.p_fake is not None for result in results):
         from trainer import explain as explain_lib
@@ -410,7 +412,7 @@ def main(argv: Sequence[str]) -> int:
         batch_size=FLAGS.batch_size,
         options=options,
         annotate=FLAGS.annotate,
-        media_dir=FLAGS.media_dir,
+        media_dir=FLAGS.media_dir or (None if FLAGS.output else os.path.join(os.getcwd(), "media")),
         explain=FLAGS.explain,
         explain_dir=FLAGS.explain_dir,
         keras_model=FLAGS.keras_model,
