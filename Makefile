@@ -39,6 +39,10 @@ DEMO_SYNTHETIC_FLAGS ?=
 DEMO_BUILD_FLAGS ?=
 DEMO_TRAIN_FLAGS ?=
 DEMO_PREDICT_COUNT ?= 3
+# Step 5's photo and video with real faces (trainer.demo_media, from scikit-image's photographs):
+# DEMO_FACES=0 skips them; DEMO_FACES_FLAGS passes e.g. --max_frames to trainer.predict.
+DEMO_FACES ?= 1
+DEMO_FACES_FLAGS ?= --max_frames=12
 DEMO_TEST_IMAGES = $(DEMO_DIR)/raw -path '*/test/$(1)/*.jpg'
 
 demo: install
@@ -57,10 +61,21 @@ demo: install
 		--explain --explain_dir=$(DEMO_DIR)/predictions/explanations \
 		$$(find $(call DEMO_TEST_IMAGES,real) | sort | head -n $(DEMO_PREDICT_COUNT)) \
 		$$(find $(call DEMO_TEST_IMAGES,fake) | sort | head -n $(DEMO_PREDICT_COUNT))
+ifeq ($(DEMO_FACES),1)
+	@echo "== [5/6] $$(date +%T) Faces: a composite photo and a generated video (faces found, aligned, tracked)"
+	$(PY) -m trainer.demo_media --output_dir=$(DEMO_DIR)/media
+	$(PY) -m trainer.predict --export_dir=$(DEMO_DIR)/model/export --output=$(DEMO_DIR)/predictions/faces/faces.jsonl \
+		--annotate --media_dir=$(DEMO_DIR)/predictions/faces \
+		--explain --explain_dir=$(DEMO_DIR)/predictions/faces/explanations $(DEMO_FACES_FLAGS) \
+		$(DEMO_DIR)/media/group_photo.jpg $(DEMO_DIR)/media/walk.mp4
+endif
 	@echo "== [6/6] $$(date +%T) Done. Test-split figures from this run:"
 	@$(PY) -m trainer.report --report_dir=$(DEMO_DIR)/model/report
 	@echo "predictions:    $(DEMO_DIR)/predictions/predictions.csv"
 	@echo "Grad-CAM:       $(DEMO_DIR)/predictions/explanations/"
+ifeq ($(DEMO_FACES),1)
+	@echo "faces:          $(DEMO_DIR)/predictions/faces/ (group_photo.annotated.png, walk.timeline.png, walk.video.json, faces.jsonl)"
+endif
 
 # tf-keras is installed without its dependencies: it pins the full `tensorflow`
 # distribution, which would land beside tensorflow-cpu.

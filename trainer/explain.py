@@ -27,13 +27,11 @@ from matplotlib import pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from preprocessing import (
-    paths,  # noqa: E402
-    schema,  # noqa: E402
-)
+from preprocessing import paths  # noqa: E402
 from trainer import (
     export,  # noqa: E402
     image_ops,  # noqa: E402
+    media,  # noqa: E402
     scoring,  # noqa: E402
 )
 
@@ -41,6 +39,7 @@ from trainer import (
 OVERLAY_ALPHA = 0.45
 # Explanations are drawn at least this many pixels wide, whatever the model's input size.
 DISPLAY_SIZE = 256
+COLOUR_MAP = "jet"
 
 
 def default_keras_model_path(export_dir: str) -> str:
@@ -166,22 +165,56 @@ class GradCam:
 
 
 def overlay_png(pixels: np.ndarray, heatmap: np.ndarray, title: str) -> bytes:
-    """The image and the image under its heat map, side by side, as PNG bytes."""
+    """The image and the image under its heat map, side by side, with the map's colour scale.
+
+    The map is relative: 1 is the strongest evidence in this image (Grad-CAM is
+    normalised per image), so the scale reads "share of this image's peak", not
+    a probability.
+    """
     side = max(DISPLAY_SIZE, pixels.shape[0])
     image = tf.image.resize(pixels, [side, side], method="bilinear").numpy() / 255.0
     heat = tf.image.resize(heatmap[..., None], [side, side], method="bilinear").numpy()[..., 0]
-    colours = matplotlib.colormaps["jet"](np.clip(heat, 0, 1))[..., :3]
+    colours = matplotlib.colormaps[COLOUR_MAP](np.clip(heat, 0, 1))[..., :3]
     blended = np.clip((1 - OVERLAY_ALPHA) * image + OVERLAY_ALPHA * colours, 0, 1)
-    figure, axes = plt.subplots(1, 2, figsize=(6.4, 3.6), dpi=100)
+    figure, axes = plt.subplots(1, 2, figsize=(7.2, 3.6), dpi=100)
     for axis, picture, name in ((axes[0], image, "input"), (axes[1], blended, "Grad-CAM")):
         axis.imshow(picture)
         axis.set_title(name, fontsize=9)
         axis.axis("off")
+    scale = figure.colorbar(
+        matplotlib.cm.ScalarMappable(
+            norm=matplotlib.colors.Normalize(0.0, 1.0), cmap=matplotlib.colormaps[COLOUR_MAP]
+        ),
+        ax=axes[1],
+        fraction=0.046,
+        pad=0.04,
+    )
+    scale.set_label("evidence, relative to this image's peak", fontsize=8)
+    scale.ax.tick_params(labelsize=7)
     figure.suptitle(title, fontsize=10)
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", bbox_inches="tight")
     plt.close(figure)
     return buffer.getvalue()
+
+
+def explain_jpeg(
+    explainer: GradCam, jpeg: bytes, *, image_size: int, threshold: float, name: str
+) -> tuple[bytes, float, str]:
+    """Grad-CAM of one JPEG as the export sees it; returns (PNG bytes, p_fake, label).
+
+    Pixels come from `image_ops.decode_for_eval`, the crop the exported model
+    sees, so the map explains the served decision.
+    """
+    pixels = image_ops.decode_for_eval(tf.constant(jpeg), image_size).numpy()
+    heatmap, logit = explainer.heatmap(pixels)
+    p_fake = float(tf.sigmoid(logit))
+    label = scoring.label_of(p_fake, threshold)
+    title = (
+        f"{name}: p_fake={p_fake:.3f} -> {label} "
+        f"(threshold {threshold:.3f}; layer {explainer.layer_name})"
+    )
+    return overlay_png(pixels, heatmap, title), p_fake, label
 
 
 def explain_files(
@@ -208,21 +241,14 @@ def explain_files(
             jpeg = scoring.read_image(path)
         except scoring.UnreadableImageError:
             continue
-        pixels = image_ops.decode_for_eval(tf.constant(jpeg), image_size).numpy()
-        heatmap, logit = explainer.heatmap(pixels)
-        p_fake = float(tf.sigmoid(logit))
-        label = schema.LABEL_NAMES[schema.FAKE if p_fake >= threshold else schema.REAL]
-        stem = os.path.splitext(os.path.basename(path))[0] or "image"
-        name, number = f"{stem}.gradcam.png", 1
-        while name in used:  # Same base name in two folders: keep both.
-            number += 1
-            name = f"{stem}-{number}.gradcam.png"
-        used.add(name)
-        target = paths.join(output_dir, name)
-        title = (
-            f"{os.path.basename(path)}: p_fake={p_fake:.3f} -> {label} "
-            f"(threshold {threshold:.3f}; layer {explainer.layer_name})"
+        png, _, _ = explain_jpeg(
+            explainer,
+            jpeg,
+            image_size=image_size,
+            threshold=threshold,
+            name=os.path.basename(path),
         )
+        target = paths.join(output_dir, media.output_name(path, ".gradcam.png", used))
         with tf.io.gfile.GFile(target, "wb") as f:
-            f.write(overlay_png(pixels, heatmap, title))
+            f.write(png)
         yield path, target

@@ -3,6 +3,8 @@
 import glob
 import json
 import os
+import subprocess
+import sys
 
 import apache_beam as beam
 from apache_beam.runners.portability.fn_api_runner import FnApiRunner
@@ -10,8 +12,11 @@ from apache_beam.testing import test_pipeline
 from apache_beam.testing.util import assert_that
 import pytest
 
+from tests import media_samples
 from tests.trainer import tiny_detector
-from trainer import batch_score, scoring
+from trainer import batch_score, media, predict, scoring
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 @pytest.fixture(scope="module")
@@ -31,6 +36,11 @@ def images(tmp_path_factory):
     return folder
 
 
+def _read(output):
+    files = glob.glob(output + "-*.jsonl")
+    return {os.path.basename(r["path"]): r for f in files for r in map(json.loads, open(f))}
+
+
 def test_job_writes_one_line_per_input_rejects_included(export_dir, images, tmp_path):
     output = str(tmp_path / "out" / "scores")
     counts = batch_score.run(
@@ -43,8 +53,7 @@ def test_job_writes_one_line_per_input_rejects_included(export_dir, images, tmp_
     )
     files = glob.glob(output + "-*.jsonl")
     assert [os.path.basename(f) for f in files] == ["scores-00000-of-00001.jsonl"]
-    with open(files[0]) as f:
-        records = {os.path.basename(r["path"]): r for r in map(json.loads, f)}
+    records = _read(output)
     assert sorted(records) == [
         "broken.jpg",
         "face0.jpg",
@@ -57,31 +66,77 @@ def test_job_writes_one_line_per_input_rejects_included(export_dir, images, tmp_
     ]
     assert records["nothing-*.jpg"] == {
         "path": str(tmp_path / "nothing-*.jpg"),
+        "status": "not_found",
         "error": "no file matches this glob",
     }
-    assert "truncated" in records["broken.jpg"]["error"].lower()
+    assert records["broken.jpg"]["status"] == "truncated"
     assert records["notes.txt"]["error"].startswith("not a readable image")
     # Same scores as the one-machine tool, and labels at the export's threshold (0.5).
     detector = scoring.Detector(export_dir)
     good = sorted(str(images / name) for name in records if name.startswith("face"))
     for expected in scoring.predict_files(detector, good):
         record = records[os.path.basename(expected.path)]
+        assert record["kind"] == "crop"  # Small square images without a face: crops (auto).
         assert record["p_fake"] == pytest.approx(expected.p_fake, abs=1e-6)
         assert record["label"] == expected.label
     assert records["face0.jpg"]["label"] == "real" and records["face3.jpg"]["label"] == "fake"
     assert counts == {
-        "rejected_missing": 1,
-        "rejected_unreadable": 2,
+        "rejected_not_found": 1,
+        "rejected_truncated": 1,
+        "rejected_not_an_image": 1,
         "num_inferences": 5,
         "scored_real": sum(r.get("label") == "real" for r in records.values()),
         "scored_fake": sum(r.get("label") == "fake" for r in records.values()),
     }
 
 
-def test_score_images_composite_with_threshold_override(export_dir, images):
+def test_photos_and_videos_fan_out_and_match_predict(export_dir, tmp_path):
+    """The same media through predict (one process) and the Beam job give the same records;
+    the video is cut into chunks of 2 sampled frames, decoded as separate work items."""
+    folder = tmp_path / "media"
+    folder.mkdir()
+    (folder / "group.jpg").write_bytes(media_samples.encode(media_samples.group_photo()))
+    (folder / "coffee.jpg").write_bytes(media_samples.encode(media_samples.canvas(320, 200)))
+    media_samples.write_video(
+        str(folder / "walk.webm"), media_samples.moving_faces_frames(8), rate=4, codec="libvpx-vp9"
+    )
+    (folder / "fake.mp4").write_text("not a video")
+    options = media.MediaOptions(max_frames=4, chunk_frames=2)
+    output = str(tmp_path / "out" / "scores")
+    counts = batch_score.run(
+        export_dir=export_dir,
+        inputs=[str(folder)],
+        output=output,
+        running_mode="in_memory",
+        media_options=options,
+    )
+    records = _read(output)
+    assert counts["video_chunks"] == 2
+    expected = {
+        os.path.basename(r.path): r.to_dict()
+        for r in predict.run(export_dir, [str(folder)], options=options)["results"]
+    }
+    assert (
+        sorted(records) == sorted(expected) == ["coffee.jpg", "fake.mp4", "group.jpg", "walk.webm"]
+    )
+    for name, record in records.items():
+        assert json.dumps(record, sort_keys=True) == json.dumps(expected[name], sort_keys=True), (
+            name
+        )
+    assert records["group.jpg"]["kind"] == "photo" and len(records["group.jpg"]["faces"]) == 2
+    assert records["coffee.jpg"]["status"] == "no_face"
+    assert records["walk.webm"]["frames_sampled"] == 4 and len(records["walk.webm"]["tracks"]) >= 1
+    assert records["fake.mp4"]["status"] == "not_a_video"
+
+
+def test_score_media_composite_with_threshold_override(export_dir, images):
     paths = [str(images / "face0.jpg"), str(images / "face3.jpg")]
     with test_pipeline.TestPipeline(runner=FnApiRunner()) as pipeline:
-        records = pipeline | beam.Create(paths) | batch_score.ScoreImages(export_dir, threshold=0.0)
+        records = (
+            pipeline
+            | beam.Create(paths)
+            | batch_score.ScoreMedia(export_dir, threshold=0.0, image_size=32)
+        )
         assert_that(
             records | beam.Map(lambda r: (os.path.basename(r["path"]), r["label"])),
             lambda got: _equal(sorted(got), [("face0.jpg", "fake"), ("face3.jpg", "fake")]),
@@ -107,6 +162,49 @@ def test_handler_isolates_an_image_the_model_cannot_decode(export_dir, images):
     assert results[0]["p_fake"] < 0.5 < results[2]["p_fake"]
     with pytest.raises(ValueError, match="min_batch_size"):
         batch_score.ExportedDetectorHandler(export_dir, min_batch_size=8, max_batch_size=4)
+
+
+def test_a_non_export_is_one_line_and_a_failed_job_leaves_no_temp_folder(
+    export_dir, images, tmp_path
+):
+    """Issue 12 items 9 and 10."""
+    completed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "trainer.batch_score",
+            f"--export_dir={tmp_path}",
+            f"--inputs={images}",
+            f"--output={tmp_path / 'out' / 'scores'}",
+        ],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert completed.returncode == 1
+    assert "Traceback" not in completed.stderr
+    errors = [line for line in completed.stderr.splitlines() if "dfd-batch-score: error:" in line]
+    assert len(errors) == 1 and "not an export" in errors[0], completed.stderr[-2000:]
+    # An export whose SavedModel is damaged passes the check and fails on the workers.
+    broken = tmp_path / "broken_export"
+    broken.mkdir()
+    for name in ("detector.json", "saved_model.pb"):
+        (broken / name).write_bytes(
+            open(os.path.join(export_dir, name), "rb").read()[
+                : 1 if name == "saved_model.pb" else None
+            ]
+        )
+    output = tmp_path / "out2" / "scores"
+    with pytest.raises(Exception):  # noqa: B017  Whatever Beam raises: the point is what is left.
+        batch_score.run(
+            export_dir=str(broken),
+            inputs=[str(images / "face0.jpg")],
+            output=str(output),
+            running_mode="in_memory",
+        )
+    assert not glob.glob(str(output.parent / "beam-temp-*"))
 
 
 @pytest.mark.slow

@@ -1,11 +1,13 @@
 """Grad-CAM: the layer it reads, where it looks, and predict --explain writing PNGs."""
 
+import io
 import os
 
 import numpy as np
 from PIL import Image
 import pytest
 
+from tests import media_samples
 from tests.trainer import tiny_detector
 from trainer import explain, predict
 from trainer import model as model_lib
@@ -66,3 +68,29 @@ def test_predict_explain_writes_one_png_per_scored_image(model_dir, tmp_path):
     for png in pngs:
         with Image.open(png) as image:
             assert image.format == "PNG" and image.width >= explain.DISPLAY_SIZE
+
+
+def test_overlay_has_a_colour_scale():
+    pixels = np.full((32, 32, 3), 128, np.uint8)
+    heatmap = np.linspace(0, 1, 16 * 16).reshape(16, 16)
+    with Image.open(io.BytesIO(explain.overlay_png(pixels, heatmap, "title"))) as image:
+        rgb = np.asarray(image.convert("RGB")).astype(int)
+    strip = rgb[:, int(rgb.shape[1] * 0.85) :]  # Right of the Grad-CAM panel.
+    # The colour bar shows the map's pure colours: jet's dark blue (0) and dark red (1).
+    blue = (strip[..., 2] > 110) & (strip[..., 0] < 30) & (strip[..., 1] < 30)
+    red = (strip[..., 0] > 110) & (strip[..., 2] < 30) & (strip[..., 1] < 30)
+    assert blue.sum() > 20 and red.sum() > 20
+
+
+def test_predict_explain_writes_one_png_per_face_of_a_photo(model_dir, tmp_path):
+    photo = tmp_path / "group.jpg"
+    photo.write_bytes(media_samples.encode(media_samples.group_photo()))
+    outcome = predict.run(
+        os.path.join(model_dir, "export"),
+        [str(photo)],
+        explain=True,
+        explain_dir=str(tmp_path / "cams"),
+    )
+    assert len(outcome["results"][0].details["faces"]) == 2
+    names = sorted(os.path.basename(png) for _, png in outcome["explanations"])
+    assert names == ["group.face0.gradcam.png", "group.face1.gradcam.png"]

@@ -121,8 +121,13 @@ def test_globs_missing_inputs_threshold_override_and_jsonl(export_dir, image_fol
     with open(output) as f:
         lines = [json.loads(line) for line in f]
     assert len(lines) == len(outcome["results"])
-    assert {"path", "p_fake", "label"} <= set(next(line for line in lines if "p_fake" in line))
-    assert all(set(line) == {"path", "error"} for line in lines if "p_fake" not in line)
+    assert {"path", "kind", "status", "p_fake", "label"} <= set(
+        next(line for line in lines if "p_fake" in line)
+    )
+    rejects = {os.path.basename(line["path"]): line for line in lines if "p_fake" not in line}
+    assert all(set(line) <= {"path", "kind", "status", "error"} for line in rejects.values())
+    assert rejects["missing.jpg"]["status"] == rejects["*.gif"]["status"] == "not_found"
+    assert rejects["corrupt.jpg"]["status"] == "truncated"
 
 
 def test_threshold_recorded_in_the_export_is_used(export_dir, image_folder):
@@ -165,7 +170,46 @@ def test_command_line_prints_a_table_and_never_aborts(export_dir, image_folder, 
     )
     assert completed.returncode == 0, completed.stderr[-2000:]
     lines = completed.stdout.strip().splitlines()
-    assert lines[0].split() == ["path", "p_fake", "label"]
+    assert lines[0].split() == ["path", "kind", "p_fake", "label", "detail"]
     assert len(lines) == 1 + 7
-    assert sum("error:" in line for line in lines) == 3
+    assert sum("error (" in line for line in lines) == 3
     assert os.path.exists(output)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs named pipes")
+def test_fifo_symlink_loop_and_outside_link(export_dir, tmp_path):
+    """Issue 12 item 6: a named pipe used to hang predict, a link loop scored one image 41
+    times, and a link out of the folder was read (and its first bytes reported)."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "hostname").write_text("secret-host-name\n")
+    (outside / "face.jpg").write_bytes(tiny_detector.jpeg_bytes(200))
+    folder = tmp_path / "inbox"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "face.jpg").write_bytes(tiny_detector.jpeg_bytes(100))
+    os.mkfifo(folder / "pipe.jpg")
+    os.symlink(folder, folder / "sub" / "loop")  # sub/loop/sub/loop/... back to the top.
+    os.symlink(folder / "face.jpg", folder / "same_face.jpg")  # The same real file twice.
+    os.symlink(outside / "hostname", folder / "notes.txt")
+    os.symlink(outside, folder / "elsewhere")
+    outcome = predict.run(export_dir, [str(folder)])
+    results = {os.path.relpath(r.path, folder): r for r in outcome["results"]}
+    assert sorted(results) == ["elsewhere", "face.jpg", "notes.txt", "pipe.jpg"]
+    assert results["face.jpg"].status == "ok"
+    assert results["pipe.jpg"].status == "not_a_regular_file"
+    assert "named pipe" in results["pipe.jpg"].error
+    for name in ("notes.txt", "elsewhere"):
+        assert results[name].status == "link_outside_input"
+        assert "--follow_outside_links" in results[name].error
+    assert "secret" not in json.dumps([r.to_dict() for r in outcome["results"]])
+    # Allowed on request: the outside file is read (and rejected as an image without quoting it).
+    followed = predict.run(export_dir, [str(folder)], follow_outside_links=True)["results"]
+    by_name = {os.path.relpath(r.path, folder): r for r in followed}
+    assert by_name["elsewhere/face.jpg"].status == "ok"
+    # notes.txt is the same real file as elsewhere/hostname: read once, under the first name.
+    assert "notes.txt" not in by_name
+    assert by_name["elsewhere/hostname"].status == "not_an_image"
+    assert "secret" not in by_name["elsewhere/hostname"].error
+    # A pipe named on the command line is refused too, not opened.
+    named = predict.run(export_dir, [str(folder / "pipe.jpg")])["results"]
+    assert named[0].status == "not_a_regular_file"

@@ -1,0 +1,358 @@
+"""Reading videos: which frames to look at, decoded upright, with a clear reason when a file is bad.
+
+Scoring videos (`trainer.predict`, `trainer.batch_score`) and building training
+data from videos use this module, so the frames judged and the frames learned
+from are sampled and decoded the same way. PyAV decodes (FFmpeg ships inside
+its wheel: mp4, mov, webm, avi, mkv with H.264, HEVC, VP8/9, AV1, MPEG-4...).
+
+Public API:
+
+- `probe(source, max_pixels=DEFAULT_MAX_PIXELS) -> VideoInfo`: duration, frame
+  rate, upright size, rotation, codec, without decoding a frame.
+- `plan_times(info, frames_per_second=None, max_frames=None, hard_cap=HARD_CAP)
+  -> list[float]`: the time stamps to sample (see `plan_times` for the rule).
+- `read_frames(source, times, max_pixels=...) -> Iterator[Frame]`: decodes the
+  frame shown at each of `times` (the first frame whose time is at or after it),
+  rotated upright. `times` may be any sorted subset of a plan: it seeks to the
+  first, so a batch job can split one video's plan into chunks on different
+  workers and get exactly the frames one sequential read gets.
+- `Frame`: `index` (frame number: round(time * average frame rate)), `time`
+  (seconds), `image` (uint8 RGB [height, width, 3], upright).
+- `looks_like_video(head)`, `VIDEO_EXTENSIONS`: telling videos from photos.
+- `VideoError` and its subclasses, each with a stable `reason` code:
+  `not_a_video`, `truncated`, `zero_frames`, `unsupported_codec`, `huge_frame`.
+  `read_frames` raises `TruncatedVideoError` only after yielding every frame it
+  could decode, so a caller may keep those and report the file as truncated.
+
+`source` is a local path, a `gs://` path (read through `tf.io.gfile`) or a
+seekable binary file object.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+import dataclasses
+import math
+
+import numpy as np
+
+VIDEO_EXTENSIONS: tuple[str, ...] = (".mp4", ".m4v", ".mov", ".webm", ".mkv", ".avi")
+# No video is sampled at more frames than this, whatever the flags say: bounds the
+# time and memory one input can take (at ~1 s per 720p frame on one core, ~4 min).
+HARD_CAP = 256
+DEFAULT_MAX_FRAMES = 32
+# Frames (and photos) with more pixels than this are refused: 8192 x 8192, beyond
+# 8K video (33 MP) and most cameras. Decoding one costs 200 MB as RGB.
+DEFAULT_MAX_PIXELS = 8192 * 8192
+
+
+class VideoError(Exception):
+    """A video that cannot be sampled; subclasses name the reason (`reason`)."""
+
+    reason = "bad_video"
+
+
+class NotAVideoError(VideoError):
+    reason = "not_a_video"
+
+
+class TruncatedVideoError(VideoError):
+    reason = "truncated"
+
+
+class ZeroFramesError(VideoError):
+    reason = "zero_frames"
+
+
+class UnsupportedCodecError(VideoError):
+    reason = "unsupported_codec"
+
+
+class HugeFrameError(VideoError):
+    reason = "huge_frame"
+
+
+@dataclasses.dataclass(frozen=True)
+class VideoInfo:
+    """What `probe` learns from the container, before decoding."""
+
+    duration: float  # seconds
+    frame_rate: float  # average frames per second
+    width: int  # upright, after rotation
+    height: int
+    rotation: int  # degrees counter-clockwise the stored frames are turned for display
+    codec: str
+    container: str
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass(frozen=True)
+class Frame:
+    index: int
+    time: float
+    image: np.ndarray
+
+
+def looks_like_video(head: bytes) -> bool:
+    """True when the first bytes are an MP4/MOV, Matroska/WebM or AVI container's."""
+    return (
+        head[4:8] == b"ftyp"
+        or head[4:8] in (b"moov", b"mdat", b"wide", b"free")
+        or head[:4] == b"\x1a\x45\xdf\xa3"
+        or (head[:4] == b"RIFF" and head[8:12] == b"AVI ")
+    )
+
+
+def _open(source):
+    import av  # Lazy: keeps this module cheap to import.
+
+    if isinstance(source, str) and source.startswith("gs://"):
+        import tensorflow as tf  # Only for Cloud Storage paths.
+
+        source = tf.io.gfile.GFile(source, "rb")
+    try:
+        return av.open(source, mode="r")
+    except av.error.FFmpegError as error:
+        head = _head(source)
+        if looks_like_video(head):
+            raise TruncatedVideoError(
+                "the file starts like a video container but cannot be opened: truncated or "
+                f"corrupt ({_ffmpeg_message(error)})"
+            ) from None
+        raise NotAVideoError(
+            f"not a video file FFmpeg can read ({_ffmpeg_message(error)})"
+        ) from None
+
+
+def _head(source) -> bytes:
+    try:
+        if isinstance(source, str):
+            with open(source, "rb") as f:
+                return f.read(16)
+        source.seek(0)
+        return source.read(16)
+    except OSError:
+        return b""
+
+
+def _ffmpeg_message(error) -> str:
+    # FFmpeg errors carry the file name too; the caller names the file already.
+    return getattr(error, "strerror", None) or type(error).__name__
+
+
+def _video_stream(container):
+    if not container.streams.video:
+        raise NotAVideoError(
+            f"the {container.format.name} file has no video stream "
+            f"({len(container.streams.audio)} audio stream(s))"
+        )
+    stream = container.streams.video[0]
+    codec = stream.codec_context
+    if codec is None or not getattr(codec, "name", None) or codec.name == "none":
+        raise UnsupportedCodecError(
+            "the video stream's codec is unknown to this FFmpeg build; re-encode it, e.g. "
+            "`ffmpeg -i in -c:v libx264 out.mp4`"
+        )
+    return stream
+
+
+def _rotation(stream) -> int:
+    """The legacy `rotate` tag; the first frame's display matrix takes precedence."""
+    tag = stream.metadata.get("rotate")
+    if tag is not None:
+        try:
+            return int(tag) % 360
+        except ValueError:
+            pass
+    return 0
+
+
+def probe(source, max_pixels: int = DEFAULT_MAX_PIXELS) -> VideoInfo:
+    """Reads the container's header; decodes at most one frame (for its rotation).
+
+    Raises:
+        NotAVideoError, TruncatedVideoError, UnsupportedCodecError, ZeroFramesError,
+        HugeFrameError (all VideoError).
+    """
+    import av
+
+    container = _open(source)
+    try:
+        stream = _video_stream(container)
+        width, height = stream.codec_context.width, stream.codec_context.height
+        if width * height > max_pixels:
+            raise HugeFrameError(
+                f"frames are {width}x{height} = {width * height / 1e6:.0f} MP, above the "
+                f"{max_pixels / 1e6:.0f} MP limit (--max_frame_pixels)"
+            )
+        rate = float(stream.average_rate or stream.guessed_rate or 0) or 25.0
+        duration = None
+        if stream.duration is not None and stream.time_base is not None:
+            duration = float(stream.duration * stream.time_base)
+        elif container.duration is not None:
+            duration = container.duration / av.time_base
+        rotation = _rotation(stream)
+        last_time = None
+        first = None
+        packets = 0
+        try:
+            # The display matrix reaches PyAV on frames; the first one also proves the
+            # stream decodes. Packets are then walked (no decoding) for the last time stamp
+            # when the header has no duration (common in WebM).
+            for packet in container.demux(stream):
+                packets += packet.size > 0
+                for frame in packet.decode():
+                    first = frame
+                    break
+                if first is not None:
+                    break
+            if duration is None or duration <= 0:
+                for packet in container.demux(stream):
+                    if packet.pts is not None:
+                        end = (packet.pts + (packet.duration or 0)) * stream.time_base
+                        last_time = max(last_time or 0.0, float(end))
+        except av.error.FFmpegError as error:
+            if first is None:
+                raise _decode_error(error) from None
+        if first is None and (packets or (duration or 0) > 0):
+            raise TruncatedVideoError(
+                f"no frame decodes from {packets} packet(s) of a {duration or 0:.1f} s stream: "
+                "truncated or corrupt"
+            )
+        if first is None:
+            raise ZeroFramesError("the video stream holds no frame")
+        rotation = (first.rotation or rotation) % 360
+        if duration is None or duration <= 0:
+            duration = last_time or (1.0 / rate)
+        if rotation in (90, 270):
+            width, height = height, width
+        return VideoInfo(
+            duration=float(duration),
+            frame_rate=rate,
+            width=int(width),
+            height=int(height),
+            rotation=int(rotation),
+            codec=stream.codec_context.name,
+            container=container.format.name,
+        )
+    finally:
+        container.close()
+
+
+def _decode_error(error) -> VideoError:
+    import av
+
+    if isinstance(error, (av.error.DecoderNotFoundError, av.error.PatchWelcomeError)):
+        return UnsupportedCodecError(f"FFmpeg cannot decode this stream ({_ffmpeg_message(error)})")
+    return TruncatedVideoError(f"decoding failed ({_ffmpeg_message(error)})")
+
+
+def plan_times(
+    info: VideoInfo,
+    frames_per_second: float | None = None,
+    max_frames: int | None = None,
+    hard_cap: int = HARD_CAP,
+) -> list[float]:
+    """The time stamps (seconds) to sample.
+
+    - `frames_per_second` only: every 1/fps seconds from 0, up to the hard cap.
+    - `max_frames` only (or neither: DEFAULT_MAX_FRAMES): that many, evenly spread
+      (the middle of equal slices of the duration), so a long video is covered
+      end to end.
+    - both: the fps grid, thinned evenly to at most `max_frames`.
+    Never more than `hard_cap` frames, nor more than the video has.
+    """
+    if frames_per_second is not None and frames_per_second <= 0:
+        raise ValueError(f"frames_per_second must be > 0; got {frames_per_second}.")
+    if max_frames is not None and not 1 <= max_frames <= hard_cap:
+        raise ValueError(f"max_frames must be in [1, {hard_cap}] (the hard cap); got {max_frames}.")
+    available = max(1, int(math.floor(info.duration * info.frame_rate + 1e-6)))
+    if frames_per_second is None:
+        count = min(max_frames or DEFAULT_MAX_FRAMES, available, hard_cap)
+        return [round((k + 0.5) * info.duration / count, 6) for k in range(count)]
+    step = 1.0 / frames_per_second
+    grid = [round(k * step, 6) for k in range(int(math.ceil(info.duration / step - 1e-9)))] or [0.0]
+    limit = min(max_frames or hard_cap, hard_cap)
+    if len(grid) > limit:
+        grid = [grid[int(k * len(grid) / limit)] for k in range(limit)]
+    return grid
+
+
+def read_frames(
+    source, times: Sequence[float], max_pixels: int = DEFAULT_MAX_PIXELS
+) -> Iterator[Frame]:
+    """Yields the frame on screen at each time in `times` (sorted), upright, once each.
+
+    Raises:
+        VideoError subclasses; TruncatedVideoError after the frames decoded before
+        the break (or when the stream ends before the last requested time by more
+        than a second).
+    """
+    import av
+
+    targets = sorted(float(t) for t in times)
+    if not targets:
+        return
+    container = _open(source)
+    try:
+        stream = _video_stream(container)
+        if stream.codec_context.width * stream.codec_context.height > max_pixels:
+            raise HugeFrameError(
+                f"frames are {stream.codec_context.width}x{stream.codec_context.height}, above "
+                f"the {max_pixels / 1e6:.0f} MP limit (--max_frame_pixels)"
+            )
+        rate = float(stream.average_rate or stream.guessed_rate or 0) or 25.0
+        tolerance = 0.5 / rate  # A target half a frame before a frame's time is that frame's.
+        start = targets[0]
+        if start > 0 and stream.time_base is not None:
+            container.seek(
+                int(max(0.0, start - 1.0 / rate) / stream.time_base),
+                stream=stream,
+                backward=True,
+                any_frame=False,
+            )
+        stream.thread_type = "AUTO"
+        position = 0
+        decoded_any = False
+        last, last_yielded = None, False
+        try:
+            for frame in container.decode(stream):
+                decoded_any = True
+                if frame.time is None:
+                    continue
+                last, last_yielded = frame, False
+                if frame.time + tolerance < targets[position]:
+                    continue
+                yield _to_frame(frame, rate)
+                last_yielded = True
+                while position < len(targets) and targets[position] <= frame.time + tolerance:
+                    position += 1
+                if position == len(targets):
+                    return
+        except av.error.FFmpegError as error:
+            raise _decode_error(error) from None
+        if not decoded_any:
+            raise ZeroFramesError("the video stream holds no decodable frame")
+        if last is None:
+            return
+        # Targets inside the last frame's display time (the plan spreads them up to the
+        # container's duration) are that frame; one well after it means the file ends early.
+        if not last_yielded and targets[position] <= last.time + 1.5 / rate:
+            yield _to_frame(last, rate)
+        if targets[-1] > last.time + 1.5 / rate:
+            raise TruncatedVideoError(
+                f"the stream ends at {last.time:.2f} s, before {targets[-1]:.2f} s: the "
+                "file was cut short or its header claims more than it holds"
+            )
+    finally:
+        container.close()
+
+
+def _to_frame(frame, rate: float) -> Frame:
+    image = frame.to_ndarray(format="rgb24")
+    if frame.rotation:
+        # PyAV's rotation is counter-clockwise for display; np.rot90 turns counter-clockwise.
+        image = np.ascontiguousarray(np.rot90(image, k=(frame.rotation // 90) % 4))
+    return Frame(index=int(round(frame.time * rate)), time=float(frame.time), image=image)
