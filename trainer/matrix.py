@@ -78,7 +78,8 @@ def _split_label(text: str) -> tuple[str | None, str]:
 def parse_model(text: str) -> ModelSpec:
     """`[LABEL=]PATH`: PATH is an export (holds detector.json) or a model_dir holding export/.
 
-    The label defaults to the model_dir's folder name.
+    The label defaults to the model_dir's folder name (the export's own name when
+    the export is not a trainer's `<model_dir>/export`).
 
     Raises:
         FileNotFoundError: when PATH is neither, naming it.
@@ -98,7 +99,9 @@ def parse_model(text: str) -> ModelSpec:
             "or its export/ folder."
         )
     if label is None:
-        folder = os.path.dirname(export_dir) if export_dir != path else path
+        # <model_dir>/export is named after its model_dir; any other export after itself.
+        is_trainer_layout = os.path.basename(export_dir) == export.EXPORT_SUBDIR
+        folder = os.path.dirname(export_dir) if is_trainer_layout else export_dir
         label = os.path.basename(folder) or folder
     return ModelSpec(label, export_dir)
 

@@ -140,7 +140,8 @@ def _number(kind: type, low: float, high: float, what: str) -> Callable[[str], A
         try:
             value = kind(text)
         except ValueError:
-            raise ValueError(f"{what} must be a {kind.__name__}; got {text!r}.") from None
+            kind_name = "an integer" if kind is int else "a number"
+            raise ValueError(f"{what} must be {kind_name}; got {text!r}.") from None
         if not low <= value <= high:
             raise ValueError(f"{what} must be in [{low}, {high}]; got {value}.")
         return value
