@@ -1,4 +1,4 @@
-"""Evaluates an exported detector on a TFDS split: `python -m trainer.evaluate`.
+r"""Evaluates an exported detector on a TFDS split: `python -m trainer.evaluate`.
 
     python -m trainer.evaluate --model_dir=demo_out/model --data_dir=demo_out/data \
         --threshold=eer --write_threshold
@@ -552,14 +552,12 @@ def define_flags() -> None:
         "perturbations",
         [],
         "Robustness report: re-score --split under these perturbations of the JPEG bytes, at "
-        "the same threshold. Each is NAME (its default strengths), NAME:S1/S2/... or 'all'; "
-        "names: "
-        + ", ".join(
-            f"{p.name} ({p.strength_name}; default "
-            f"{'/'.join(p.format_strength(s) for s in p.strengths)})"
-            for p in perturbations.REGISTRY.values()
+        "the same threshold. Each is NAME (its default strengths), NAME:S1/S2/... or 'all'. "
+        "Names and defaults: "
+        + "; ".join(
+            f"{p.default_spec()} ({p.strength_name})" for p in perturbations.REGISTRY.values()
         )
-        + ". Social strengths are SCALE@QUALITY, e.g. social:0.5@75.",
+        + ".",
     )
     flags.DEFINE_integer(
         "perturbation_seed", 0, "Seed of the random perturbations (noise); same seed, same bytes."

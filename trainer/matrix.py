@@ -1,4 +1,4 @@
-"""The cross-dataset matrix: several exported detectors on several prepared datasets, one command.
+r"""The cross-dataset matrix: several exported detectors on several prepared datasets, one command.
 
     dfd-matrix --model=runs/r50 --model=effnet=runs/effnet/export \
         --dataset=demo_out/data \

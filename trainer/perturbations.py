@@ -134,6 +134,17 @@ class Perturbation:
         """The strength as a JSON value (a number, or a list for compound ones)."""
         return list(strength) if isinstance(strength, tuple) else strength
 
+    def strength_to_spec(self, strength) -> str:
+        """The strength as typed in a spec (`parse_strength` reads it back): 50, 0.5@75."""
+        if isinstance(strength, tuple):
+            return "@".join(f"{part:g}" for part in strength)
+        return f"{strength:g}"
+
+    def default_spec(self) -> str:
+        """`NAME:S1/S2/...` with the default strengths, as `--perturbations` takes it."""
+        strengths = STRENGTH_SEPARATOR.join(self.strength_to_spec(s) for s in self.strengths)
+        return f"{self.name}:{strengths}"
+
 
 def _number(kind: type, low: float, high: float, what: str) -> Callable[[str], Any]:
     def parse(text: str):

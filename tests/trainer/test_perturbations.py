@@ -134,3 +134,9 @@ def test_specs_parse_names_strengths_and_all():
 def test_bad_specs_name_the_problem(specs, message):
     with pytest.raises(ValueError, match=message):
         perturbations.parse_specs(specs)
+
+
+def test_default_specs_read_back_as_the_default_strengths():
+    for perturbation in perturbations.REGISTRY.values():
+        ((parsed, strengths),) = perturbations.parse_specs([perturbation.default_spec()])
+        assert parsed is perturbation and strengths == perturbation.strengths
