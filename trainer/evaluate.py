@@ -167,6 +167,9 @@ def aggregate_videos(frames: SplitScores) -> SplitScores:
     frames, a video `media_score` of its tracks. Videos keep the order in which
     their first frame appears.
 
+    Returns:
+        SplitScores whose `ids` are the video ids (one entry per video).
+
     Raises:
         ValueError: when the frames carry no video ids, or one video's frames
             disagree on the label or the source (a broken dataset).
@@ -211,7 +214,6 @@ def aggregate_videos(frames: SplitScores) -> SplitScores:
             dtype=np.float64,
         ),
         sources=[sources[v].pop() for v in videos] if frames.sources is not None else None,
-        video_ids=videos,
     )
 
 
