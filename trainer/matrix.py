@@ -149,6 +149,20 @@ def _check_unique(labels: Sequence[str], what: str) -> None:
         )
 
 
+def _holds(data_dir: str) -> str:
+    """' It holds: a, b; ...' naming the dataset folders under `data_dir`, or ''."""
+    if not tf.io.gfile.isdir(data_dir):
+        return ""
+    names = sorted(
+        name.rstrip("/")
+        for name in tf.io.gfile.listdir(data_dir)
+        if name.rstrip("/") != "downloads" and tf.io.gfile.isdir(paths.join(data_dir, name))
+    )
+    if not names:
+        return ""
+    return f" {data_dir} holds: {', '.join(names)}; name one with dataset=NAME in --dataset."
+
+
 def _file_part(label: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", label).strip("_") or "x"
 
@@ -195,7 +209,12 @@ def run(
     metadata = {m.label: export.read_metadata(m.export_dir) for m in models}
     builders = {}
     for spec in datasets:
-        builder = data.load_builder(spec.data_dir, spec.dataset)
+        try:
+            builder = data.load_builder(spec.data_dir, spec.dataset)
+        except FileNotFoundError as error:
+            raise FileNotFoundError(
+                f"--dataset {spec.label}: {error}{_holds(spec.data_dir)}"
+            ) from None
         data.num_examples(builder, spec.split)  # ValueError listing the splits.
         builders[spec.label] = builder
     paths.ensure_writable(output_dir)
@@ -370,7 +389,7 @@ def define_flags() -> None:
     flags.DEFINE_multi_string(
         "model",
         [],
-        "A detector, repeatable: [LABEL=]PATH, PATH an export or a trainer --model_dir "
+        "A detector, repeatable: [LABEL=]PATH, PATH an export or the trainer's model_dir "
         "holding export/. The label defaults to the model_dir's folder name.",
     )
     flags.DEFINE_multi_string(

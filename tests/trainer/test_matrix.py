@@ -130,7 +130,7 @@ def test_specs_are_parsed_and_bad_ones_named_before_any_scoring(prepared, tmp_pa
         matrix.run([model], [matrix.parse_dataset(images)] * 2, out)
     with pytest.raises(ValueError, match="Split 'dev' is not in"):
         matrix.run([model], [matrix.parse_dataset(f"data_dir={images},split=dev")], out)
-    with pytest.raises(FileNotFoundError, match="tiny_video_faces"):
+    with pytest.raises(FileNotFoundError, match="tiny_video_faces.*holds: real_and_fake_faces;"):
         matrix.run(
             [model], [matrix.parse_dataset(f"data_dir={images},dataset=tiny_video_faces")], out
         )
