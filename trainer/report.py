@@ -423,13 +423,13 @@ def markdown(report: Mapping) -> str:
     return "\n".join(lines) + "\n"
 
 
-def source_table(per_source: Mapping) -> list[str]:
-    """Markdown rows of `metrics.by_group` figures, one per source."""
+def source_table(per_source: Mapping, unit: str = "images") -> list[str]:
+    """Markdown rows of `metrics.by_group` figures, one per source; `unit` names what is counted."""
     lines = [
         "Accuracy is at the report's threshold. A source holding one class is ranked against "
         "every example of the other class in the split (`AUC against`).",
         "",
-        "| source | images | real | fake | accuracy | mean p_fake | ROC-AUC | EER | AUC against |",
+        f"| source | {unit} | real | fake | accuracy | mean p_fake | ROC-AUC | EER | AUC against |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for name, row in per_source.items():
@@ -461,7 +461,9 @@ def video_section(report: Mapping) -> list[str]:
     ):
         lines.append(f"| {label} | {_format(frames[key])} | {_format(videos[key])} |")
     if report.get("video_per_source"):
-        lines += ["", "Per source, by video:", ""] + source_table(report["video_per_source"])[2:]
+        lines += ["", "Per source, by video:", ""] + source_table(
+            report["video_per_source"], "videos"
+        )[2:]
     return lines
 
 
