@@ -214,7 +214,7 @@ def reliability_figure(labels, scores, num_bins: int = metrics.DEFAULT_CALIBRATI
     centres = (table.bin_edges[:-1] + table.bin_edges[1:]) / 2
     width = 1 / num_bins
     figure, (axis, counts_axis) = plt.subplots(
-        2, 1, figsize=(4.8, 5.6), sharex=True, gridspec_kw={"height_ratios": [3, 1.3]}
+        2, 1, figsize=(4.8, 6.4), sharex=True, gridspec_kw={"height_ratios": [3, 1.3]}
     )
     axis.bar(
         centres[filled],
@@ -239,7 +239,8 @@ def reliability_figure(labels, scores, num_bins: int = metrics.DEFAULT_CALIBRATI
         ylim=(0, 1.01),
         title=f"Reliability (ECE = {ece:.4f}, {int(table.counts.sum())} images)",
     )
-    axis.legend(loc="upper left", fontsize=7)
+    # Outside the axes (below the x axis): bars fill the plot wherever a legend could sit.
+    axis.legend(loc="upper center", bbox_to_anchor=(0.5, -0.03), fontsize=7, frameon=False)
     counts_axis.bar(centres, table.counts, width=width, color="grey", edgecolor="black")
     top = max(int(table.counts.max()), 1)
     for centre, count in zip(centres, table.counts):
