@@ -100,6 +100,7 @@ setuptools.setup(
             "dfd-synthetic=preprocessing.synthetic:run_main",
             "dfd-train=trainer.task:run_main",
             "dfd-evaluate=trainer.evaluate:run_main",
+            "dfd-matrix=trainer.matrix:run_main",
             "dfd-report=trainer.report:run_main",
             "dfd-predict=trainer.predict:run_main",
             "dfd-batch-score=trainer.batch_score:run_main",

@@ -24,6 +24,7 @@ SCRIPTS = {
     "dfd-train": ("Trains the real-vs-fake detector", ["--model_dir", "--global_batch_size"]),
     "dfd-evaluate": ("Evaluates an exported detector", ["--model_dir", "--threshold"]),
     "dfd-report": ("The evaluation report", ["--report_dir"]),
+    "dfd-matrix": ("The cross-dataset matrix", ["--model", "--dataset", "--output_dir"]),
     "dfd-predict": ("Scores image files", ["--export_dir", "--explain"]),
     "dfd-batch-score": ("Scores many images with Beam", ["--export_dir", "--inputs"]),
     "dfd-storage": ("dfd-storage", ["--workers"]),

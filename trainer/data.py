@@ -18,11 +18,13 @@ Choices, and why:
 
 from __future__ import annotations
 
+import re
+
 from absl import logging
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from preprocessing import schema
+from preprocessing import paths, schema
 from trainer import config as config_lib
 from trainer import image_ops
 
@@ -32,15 +34,26 @@ AUTOTUNE = tf.data.AUTOTUNE
 def load_builder(data_dir: str, dataset: str = schema.DATASET_NAME) -> tfds.core.DatasetBuilder:
     """The TFDS builder of the prepared dataset; needs no builder code, only its files.
 
+    The one "open the prepared dataset" check of the trainer, evaluation and the
+    cross-dataset matrix. `dataset` may carry a config and version as TFDS
+    spells them (`name/config:1.0.0`).
+
     Raises:
         FileNotFoundError: naming `data_dir` and how to build the dataset.
     """
     fix = f"Fix: build it with `dfd-build-dataset --data_dir={data_dir} ...`."
+    folder = paths.join(data_dir, re.split(r"[/:]", dataset, maxsplit=1)[0])
+    if not tf.io.gfile.isdir(folder):
+        raise FileNotFoundError(
+            f"No TFDS dataset {dataset!r} under --data_dir={data_dir} (no {folder}). {fix}"
+        )
     try:
         builder = tfds.builder(dataset, data_dir=data_dir)
     except (tfds.core.registered.DatasetNotFoundError, FileNotFoundError, ValueError) as error:
+        # TFDS' message goes on to list every dataset it knows; its first line is the useful one.
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
         raise FileNotFoundError(
-            f"Cannot open TFDS dataset {dataset!r} under --data_dir={data_dir}: {error}. {fix}"
+            f"Cannot open TFDS dataset {dataset!r} under --data_dir={data_dir}: {reason} {fix}"
         ) from error
     # When the builder code is imported (registered), tfds.builder succeeds even
     # where nothing was built; only the prepared files make a dataset.

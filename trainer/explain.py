@@ -28,12 +28,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from preprocessing import paths  # noqa: E402
-from trainer import (
-    export,  # noqa: E402
-    image_ops,  # noqa: E402
-    media,  # noqa: E402
-    scoring,  # noqa: E402
-)
+from trainer import export, image_ops, media, metrics, scoring  # noqa: E402
 
 # Opacity of the heat map over the face.
 OVERLAY_ALPHA = 0.45
@@ -209,7 +204,7 @@ def explain_jpeg(
     pixels = image_ops.decode_for_eval(tf.constant(jpeg), image_size).numpy()
     heatmap, logit = explainer.heatmap(pixels)
     p_fake = float(tf.sigmoid(logit))
-    label = scoring.label_of(p_fake, threshold)
+    label = metrics.label_name(p_fake, threshold)
     title = (
         f"{name}: p_fake={p_fake:.3f} -> {label} "
         f"(threshold {threshold:.3f}; layer {explainer.layer_name})"

@@ -48,7 +48,7 @@ from PIL import Image
 
 from preprocessing import faces as faces_lib
 from preprocessing import images, video
-from trainer import aggregation, image_ops, scoring
+from trainer import aggregation, image_ops, metrics, scoring
 
 FACE_MODES = ("auto", "detect", "none")
 # In `auto`, a square image whose single face's crop square overlaps the image by at
@@ -273,7 +273,7 @@ def assemble(
         p_fake = scores.get((0, 0))
         if p_fake is None:
             return scoring.Prediction.reject(path, scoring.UNDECODABLE, "undecodable", "crop")
-        return scoring.Prediction(path, p_fake=p_fake, label=scoring.label_of(p_fake, threshold))
+        return scoring.Prediction(path, p_fake=p_fake, label=metrics.label_name(p_fake, threshold))
     part = parts[0]
     scored, face_records = [], []
     for number, face in enumerate(part["faces"]):
@@ -282,7 +282,7 @@ def assemble(
         if p_fake is None:
             entry["error"] = scoring.UNDECODABLE
         else:
-            entry.update(p_fake=p_fake, label=scoring.label_of(p_fake, threshold))
+            entry.update(p_fake=p_fake, label=metrics.label_name(p_fake, threshold))
             scored.append(p_fake)
         face_records.append(entry)
     details = {
@@ -300,7 +300,7 @@ def assemble(
     return scoring.Prediction(
         path,
         p_fake=verdict,
-        label=scoring.label_of(verdict, threshold),
+        label=metrics.label_name(verdict, threshold),
         kind="photo",
         details=details,
     )
@@ -345,7 +345,7 @@ def _assemble_video(
             {
                 "track_id": number,
                 "p_fake": p_fake,
-                "label": scoring.label_of(p_fake, threshold),
+                "label": metrics.label_name(p_fake, threshold),
                 "start_time": track[0]["time"],
                 "end_time": track[-1]["time"],
                 "num_frames": len(track),
@@ -378,7 +378,7 @@ def _assemble_video(
     return scoring.Prediction(
         path,
         p_fake=verdict,
-        label=None if verdict is None else scoring.label_of(verdict, threshold),
+        label=None if verdict is None else metrics.label_name(verdict, threshold),
         error=error,
         kind="video",
         status=status,

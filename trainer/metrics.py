@@ -57,6 +57,11 @@ def predict_labels(scores, threshold: float) -> np.ndarray:
     return (np.asarray(scores, dtype=np.float64) >= threshold).astype(np.int64)
 
 
+def label_name(score: float, threshold: float) -> str:
+    """The class name `predict_labels` gives one score ("real" or "fake"), for tables and CSVs."""
+    return schema.LABEL_NAMES[int(predict_labels([score], threshold)[0])]
+
+
 def accuracy(labels, scores, threshold: float) -> float:
     labels, scores = _as_arrays(labels, scores)
     return float(np.mean(predict_labels(scores, threshold) == labels))
@@ -312,7 +317,57 @@ def summarize(labels, scores, threshold: float, num_bins: int = DEFAULT_CALIBRAT
         "per_class": per_class_report(labels, scores, threshold),
         "confusion_matrix": confusion_matrix(labels, scores, threshold).tolist(),
     }
+    return json_ready(figures)
+
+
+def json_ready(figures: dict) -> dict:
+    """NaN figures become None, so JSON holds `null` where a figure is undefined."""
     return {
         key: (None if isinstance(value, float) and math.isnan(value) else value)
         for key, value in figures.items()
     }
+
+
+def by_group(labels, scores, groups, threshold: float) -> dict[str, dict]:
+    """Figures per group (a source or generator name), JSON-ready.
+
+    Per group: counts, accuracy at `threshold` (for a one-class group, the share of
+    it called right: fakes caught or reals passed), mean p_fake, and ROC-AUC/EER.
+    Deepfake sources usually hold one class (a generator's fakes, a camera or
+    site's reals), which has no ROC of its own; such a group is ranked against
+    every example of the other class in the split, the way per-manipulation
+    figures of FaceForensics++ and DeepfakeBench are read. `auc_against` says
+    which: "own" (the group holds both classes), "all real", "all fake", or None
+    when the split holds no example of the other class.
+
+    Raises:
+        ValueError: when `groups` has not one entry per score.
+    """
+    labels, scores = _as_arrays(labels, scores)
+    groups = np.asarray([str(group) for group in groups])
+    if groups.shape != labels.shape:
+        raise ValueError(f"groups has {groups.size} values but scores has {scores.size}.")
+    result = {}
+    for group in sorted(set(groups.tolist())):
+        inside = groups == group
+        group_labels, group_scores = labels[inside], scores[inside]
+        if _has_both_classes(group_labels):
+            against, ranked = "own", inside
+        else:
+            other = schema.REAL if group_labels[0] == schema.FAKE else schema.FAKE
+            ranked = inside | (labels == other)
+            against = f"all {schema.LABEL_NAMES[other]}" if np.any(labels == other) else None
+        eer, _ = equal_error_rate(labels[ranked], scores[ranked])
+        result[group] = json_ready(
+            {
+                "num_examples": int(inside.sum()),
+                "num_real": int(np.sum(group_labels == schema.REAL)),
+                "num_fake": int(np.sum(group_labels == schema.FAKE)),
+                "accuracy": accuracy(group_labels, group_scores, threshold),
+                "mean_p_fake": float(np.mean(group_scores)),
+                "roc_auc": roc_auc(labels[ranked], scores[ranked]),
+                "eer": eer,
+                "auc_against": against,
+            }
+        )
+    return result

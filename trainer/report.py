@@ -40,6 +40,7 @@ PLOT_FILES = {
     "score_histogram": "score_histogram.png",
     "reliability": "reliability.png",
 }
+ROBUSTNESS_PLOT = "robustness.png"
 # Figures named in the one-line headline, in order.
 HEADLINE = (
     ("accuracy", "accuracy"),
@@ -50,10 +51,33 @@ HEADLINE = (
     ("ece", "ECE"),
 )
 _COLOURS = {schema.REAL: "tab:blue", schema.FAKE: "tab:red"}
+# Markers of the robustness curves: equal values still show every line.
+_MARKERS = ("o", "s", "^", "D", "v", "P", "X")
 
 
 def _format(value, digits: int = 4) -> str:
     return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def text_colour(rgba) -> str:
+    """Black or white, whichever reads better on a cell of colour `rgba` (0-1 floats).
+
+    Chosen by the cell's relative luminance (WCAG 2: linearised sRGB weighted
+    0.2126/0.7152/0.0722); above 0.179 black has the higher contrast, below it white.
+    A rule on the cell's *value* (the old `count > max / 2`) put white text on pale
+    cells whenever the colour map did not start at white.
+    """
+    channels = np.asarray(rgba[:3], dtype=np.float64)
+    linear = np.where(channels <= 0.04045, channels / 12.92, ((channels + 0.055) / 1.055) ** 2.4)
+    luminance = float(np.dot([0.2126, 0.7152, 0.0722], linear))
+    return "black" if luminance > 0.179 else "white"
+
+
+def annotated_heatmap(axis, values, image, labels) -> None:
+    """Writes `labels[i][j]` on each cell of `image` (an `imshow` result) in a readable colour."""
+    for (row, column), value in np.ndenumerate(np.asarray(values, dtype=np.float64)):
+        colour = "black" if np.isnan(value) else text_colour(image.cmap(image.norm(value)))
+        axis.text(column, row, labels[row][column], ha="center", va="center", color=colour)
 
 
 # ----------------------------------------------------------------------------------- plots
@@ -138,16 +162,8 @@ def write_plots(
         )
 
     figure, axis = plt.subplots(figsize=(4.2, 3.8))
-    axis.imshow(matrix, cmap="Blues")
-    for (row, column), count in np.ndenumerate(matrix):
-        axis.text(
-            column,
-            row,
-            str(count),
-            ha="center",
-            va="center",
-            color="white" if count > matrix.max() / 2 else "black",
-        )
+    image = axis.imshow(matrix, cmap="Blues", vmin=0)
+    annotated_heatmap(axis, matrix, image, [[str(count) for count in row] for row in matrix])
     axis.set(
         xticks=[0, 1],
         yticks=[0, 1],
@@ -178,37 +194,113 @@ def write_plots(
     axis.legend(fontsize=8)
     written["score_histogram"] = _save(figure, paths.join(plots_dir, PLOT_FILES["score_histogram"]))
 
+    written["reliability"] = _save(
+        reliability_figure(labels, scores, num_bins),
+        paths.join(plots_dir, PLOT_FILES["reliability"]),
+    )
+    return written
+
+
+def reliability_figure(labels, scores, num_bins: int = metrics.DEFAULT_CALIBRATION_BINS):
+    """The reliability diagram, with how many images each bin holds beneath it.
+
+    Top: for each p_fake bin, the share of its images that are fake (bars, drawn
+    over the bin) and the same share at the bin's average p_fake (dots); a
+    calibrated detector's dots lie on the diagonal. Bottom: images per bin, so a
+    bin of 3 images is not read like a bin of 3,000.
+    """
     table = metrics.reliability(labels, scores, num_bins)
     filled = table.counts > 0
-    figure, axis = plt.subplots(figsize=(4.8, 4.4))
     centres = (table.bin_edges[:-1] + table.bin_edges[1:]) / 2
+    width = 1 / num_bins
+    figure, (axis, counts_axis) = plt.subplots(
+        2, 1, figsize=(4.8, 6.4), sharex=True, gridspec_kw={"height_ratios": [3, 1.3]}
+    )
     axis.bar(
         centres[filled],
         table.fraction_fake[filled],
-        width=1 / num_bins,
+        width=width,
         edgecolor="black",
         alpha=0.6,
-        label="observed share of fakes",
+        label="share of fakes in the bin",
     )
     axis.plot(
         table.mean_predicted[filled],
         table.fraction_fake[filled],
         "ko-",
         markersize=3,
-        label="bin mean p_fake",
+        label="same share, at the bin's average p_fake",
     )
     axis.plot([0, 1], [0, 1], ":", color="grey", label="perfect calibration")
     ece = metrics.expected_calibration_error(labels, scores, num_bins)
     axis.set(
-        xlabel="predicted p_fake",
-        ylabel="fraction fake",
+        ylabel="share of fakes",
         xlim=(0, 1),
         ylim=(0, 1.01),
-        title=f"Reliability (ECE = {ece:.4f})",
+        title=f"Reliability (ECE = {ece:.4f}, {int(table.counts.sum())} images)",
     )
-    axis.legend(loc="upper left", fontsize=8)
-    written["reliability"] = _save(figure, paths.join(plots_dir, PLOT_FILES["reliability"]))
-    return written
+    # Outside the axes (below the x axis): bars fill the plot wherever a legend could sit.
+    axis.legend(loc="upper center", bbox_to_anchor=(0.5, -0.03), fontsize=7, frameon=False)
+    counts_axis.bar(centres, table.counts, width=width, color="grey", edgecolor="black")
+    top = max(int(table.counts.max()), 1)
+    for centre, count in zip(centres, table.counts):
+        counts_axis.text(
+            centre, count + top * 0.03, str(int(count)), ha="center", va="bottom", fontsize=7
+        )
+    counts_axis.set(
+        xlabel=f"predicted p_fake ({num_bins} bins of width {width:g})",
+        ylabel="images",
+        ylim=(0, top * 1.3),
+    )
+    return figure
+
+
+def write_robustness_plot(robustness: Mapping, plots_dir: str, *, title: str) -> str:
+    """One PNG: ROC-AUC, EER and accuracy at the fixed threshold against strength.
+
+    One line per perturbation; x is the strength level (0 = the clean images,
+    then each strength in the order given, mild to severe by default), since
+    the perturbations' strengths have different units; the legend names them.
+    """
+    tf.io.gfile.makedirs(plots_dir)
+    panels = (("roc_auc", "ROC-AUC"), ("eer", "EER"), ("accuracy", "accuracy at threshold"))
+    figure, axes = plt.subplots(1, 3, figsize=(12, 4.2))
+    clean = robustness["clean"]
+    most = max((len(p["levels"]) for p in robustness["perturbations"]), default=0)
+    for axis, (key, name) in zip(axes, panels):
+        for index, perturbation in enumerate(robustness["perturbations"]):
+            levels = [0] + [level["level"] for level in perturbation["levels"]]
+            values = [clean[key]] + [level[key] for level in perturbation["levels"]]
+            values = [np.nan if value is None else value for value in values]
+            strengths = " ".join(level["label"] for level in perturbation["levels"])
+            axis.plot(
+                levels,
+                values,
+                marker=_MARKERS[index % len(_MARKERS)],
+                markersize=5,
+                alpha=0.8,
+                label=f"{perturbation['name']}: {strengths}",
+            )
+        axis.set(
+            xlabel="strength level (0 = clean)",
+            ylabel=name,
+            ylim=(0, 1.01),
+            xticks=range(most + 1),
+            title=name,
+        )
+        axis.grid(alpha=0.3)
+    handles, labels = axes[0].get_legend_handles_labels()
+    figure.legend(handles, labels, loc="lower center", ncol=min(3, max(len(labels), 1)), fontsize=8)
+    figure.suptitle(
+        f"Robustness: {title}, threshold {robustness['threshold']:.3f} fixed "
+        f"(seed {robustness['seed']})"
+    )
+    figure.tight_layout(rect=(0, 0.08 + 0.04 * ((len(labels) - 1) // 3), 1, 1))
+    path = paths.join(plots_dir, ROBUSTNESS_PLOT)
+    with tf.io.gfile.GFile(path, "wb") as f:
+        figure.savefig(f, format="png", dpi=110)
+    plt.close(figure)
+    return path
 
 
 # --------------------------------------------------------------------------------- writing
@@ -314,6 +406,14 @@ def markdown(report: Mapping) -> str:
             f"EER {_format(chosen_on['eer'])}, "
             f"accuracy {_format(chosen_on['accuracy'])} at the threshold.",
         ]
+    if report.get("per_source"):
+        lines += ["", "## Per source", ""] + source_table(report["per_source"])
+    if report.get("video_metrics"):
+        lines += ["", "## Per video", ""] + video_section(report)
+    if report.get("robustness"):
+        lines += ["", "## Robustness", ""] + robustness_table(report["robustness"])
+        if "robustness" in report.get("plots", {}):
+            lines += ["", f"![robustness]({PLOTS_DIR}/{ROBUSTNESS_PLOT})"]
     if report.get("plots"):
         lines += ["", "## Plots", ""]
         lines += [
@@ -322,6 +422,82 @@ def markdown(report: Mapping) -> str:
             if name in report["plots"]
         ]
     return "\n".join(lines) + "\n"
+
+
+def source_table(per_source: Mapping, unit: str = "images") -> list[str]:
+    """Markdown rows of `metrics.by_group` figures, one per source; `unit` names what is counted."""
+    lines = [
+        "Accuracy is at the report's threshold. A source holding one class is ranked against "
+        "every example of the other class in the split (`AUC against`).",
+        "",
+        f"| source | {unit} | real | fake | accuracy | mean p_fake | ROC-AUC | EER | AUC against |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, row in per_source.items():
+        lines.append(
+            f"| {name} | {row['num_examples']} | {row['num_real']} | {row['num_fake']} | "
+            f"{_format(row['accuracy'])} | {_format(row['mean_p_fake'])} | "
+            f"{_format(row['roc_auc'])} | {_format(row['eer'])} | {row['auc_against'] or 'n/a'} |"
+        )
+    return lines
+
+
+def video_section(report: Mapping) -> list[str]:
+    """The per-video figures: frames aggregated by `trainer.aggregation`."""
+    videos = report["video_metrics"]
+    lines = [
+        f"{report['num_videos']} videos ({videos['num_real']} real, {videos['num_fake']} fake) "
+        "from the frames above: a track scores the sigmoid of the mean logit of its top half "
+        "of frames, a video its most suspicious track (`trainer.aggregation`).",
+        "",
+        "| metric | frames | videos |",
+        "|---|---|---|",
+    ]
+    frames = report["metrics"]
+    for key, label in (
+        ("accuracy", "accuracy (at threshold)"),
+        ("roc_auc", "ROC-AUC"),
+        ("average_precision", "average precision"),
+        ("eer", "equal error rate"),
+    ):
+        lines.append(f"| {label} | {_format(frames[key])} | {_format(videos[key])} |")
+    if report.get("video_per_source"):
+        lines += ["", "Per source, by video:", ""] + source_table(
+            report["video_per_source"], "videos"
+        )[2:]
+    return lines
+
+
+def robustness_table(robustness: Mapping) -> list[str]:
+    """Markdown rows: one per perturbation and strength, clean first."""
+    clean = robustness["clean"]
+    video = "video_roc_auc" in clean
+    header = "| perturbation | strength | ROC-AUC | EER | accuracy |" + (
+        " video ROC-AUC |" if video else ""
+    )
+    lines = [
+        f"Split **{robustness['split']}** re-scored under each perturbation at the fixed "
+        f"threshold {robustness['threshold']:.4f} (not re-chosen); random perturbations "
+        f"seeded with {robustness['seed']}.",
+        "",
+        header,
+        "|" + "---|" * (header.count("|") - 1),
+    ]
+
+    def row(name, strength, figures):
+        cells = [figures["roc_auc"], figures["eer"], figures["accuracy"]]
+        cells += [figures.get("video_roc_auc")] if video else []
+        return f"| {name} | {strength} | " + " | ".join(_format(c) for c in cells) + " |"
+
+    lines.append(row("none", "clean", clean))
+    for perturbation in robustness["perturbations"]:
+        for level in perturbation["levels"]:
+            lines.append(row(perturbation["name"], level["label"], level))
+    lines += [""] + [
+        f"- `{p['name']}`: {p['models']}; strength = {p['strength_name']}."
+        for p in robustness["perturbations"]
+    ]
+    return lines
 
 
 def write_report(report: Mapping, report_dir: str) -> dict[str, str]:
@@ -356,15 +532,55 @@ def summary(report: Mapping, report_dir: str) -> str:
         "",
         "per class:",
         classification_table(report["metrics"]),
+        *_summary_extras(report),
         "",
         f"report:         {paths.join(report_dir, REPORT_MD)}",
         f"                {paths.join(report_dir, REPORT_JSON)}",
     ]
+    if report.get("scores_csv"):
+        lines.append(f"scores:         {report['scores_csv']}")
+    if report.get("video_scores_csv"):
+        lines.append(f"                {report['video_scores_csv']}")
     plots = report.get("plots", {})
-    for index, path in enumerate(plots[name] for name in PLOT_FILES if name in plots):
-        lines.append(f"{'plots:' if index == 0 else '':<16}{path}")
+    names = [name for name in PLOT_FILES if name in plots] + [
+        name for name in plots if name not in PLOT_FILES
+    ]
+    for index, name in enumerate(names):
+        lines.append(f"{'plots:' if index == 0 else '':<16}{plots[name]}")
     lines.append(f"exported model: {report['export_dir']}")
     return "\n".join(lines)
+
+
+def _summary_extras(report: Mapping) -> list[str]:
+    """Lines for what some datasets and runs add: videos, sources, robustness."""
+    lines = []
+    videos = report.get("video_metrics")
+    if videos:
+        parts = [f"{label} {_format(videos[key])}" for key, label in HEADLINE[:4]]
+        lines += ["", f"videos ({report['num_videos']}): " + ", ".join(parts)]
+    for title, key in (("per source", "per_source"), ("per source, by video", "video_per_source")):
+        if report.get(key):
+            lines += ["", f"{title} (accuracy at threshold, ROC-AUC):"]
+            lines += [
+                f"  {name:<20} n={row['num_examples']:<6} accuracy {_format(row['accuracy'])}  "
+                f"ROC-AUC {_format(row['roc_auc'])}"
+                for name, row in report[key].items()
+            ]
+    robust = report.get("robustness")
+    if robust:
+        clean = robust["clean"]
+        lines += [
+            "",
+            f"robustness (ROC-AUC / accuracy at the fixed threshold; clean "
+            f"{_format(clean['roc_auc'])} / {_format(clean['accuracy'])}):",
+        ]
+        for perturbation in robust["perturbations"]:
+            cells = "  ".join(
+                f"{level['label']} {_format(level['roc_auc'], 3)}/{_format(level['accuracy'], 3)}"
+                for level in perturbation["levels"]
+            )
+            lines.append(f"  {perturbation['name']:<8} {cells}")
+    return lines
 
 
 # ---------------------------------------------------------------------------- command line

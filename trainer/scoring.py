@@ -10,7 +10,7 @@ exists once:
   build's own normalisation);
 - how a batch the model rejects is retried one image at a time
   (`score_with_retry`);
-- how a score becomes a label (`label_of`, i.e. `trainer.metrics.predict_labels`);
+- how a score becomes a label (`trainer.metrics.label_name`, i.e. `predict_labels`);
 - what counts as an export (`check_export`).
 
 Kept apart from the command-line modules so that neither defines the other's
@@ -29,7 +29,7 @@ from absl import logging
 import numpy as np
 import tensorflow as tf
 
-from preprocessing import images, paths, schema
+from preprocessing import images, paths
 from trainer import export, metrics
 
 GLOB_CHARACTERS = "*?["
@@ -90,11 +90,6 @@ class Prediction:
     @classmethod
     def reject(cls, path: str, error: str, status: str, kind: str = "") -> Prediction:
         return cls(path, error=error, status=status, kind=kind)
-
-
-def label_of(p_fake: float, threshold: float) -> str:
-    """The label name at `threshold`: the one rule, `trainer.metrics.predict_labels`."""
-    return schema.LABEL_NAMES[int(metrics.predict_labels([p_fake], threshold)[0])]
 
 
 # ---------------------------------------------------------------------------- inputs
@@ -382,7 +377,7 @@ class Detector:
         return score_with_retry(self._score, jpegs)
 
     def label(self, p_fake: float) -> str:
-        return label_of(p_fake, self.threshold)
+        return metrics.label_name(p_fake, self.threshold)
 
     def score_items(self, items: Sequence[tuple[str, bytes]]) -> list[Prediction]:
         """Scores (path, jpeg) pairs as one batch; each as given (a crop)."""

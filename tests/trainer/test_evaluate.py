@@ -1,18 +1,24 @@
-"""trainer.evaluate on a real TFDS dataset and a real export: threshold, report, plots, CLI."""
+"""trainer.evaluate on a real TFDS dataset and a real export: threshold, report, plots, CLI,
+robustness under perturbations, per-source and per-video figures."""
 
 import csv
+import dataclasses
 import json
 import os
 import subprocess
 import sys
 
+from matplotlib import pyplot as plt
 import numpy as np
 from PIL import Image
 import pytest
 from sklearn import metrics as skm
+import tensorflow as tf
+import tensorflow_datasets as tfds
 
-from tests.trainer import tiny_data, tiny_detector
-from trainer import evaluate, export, metrics, scoring
+from preprocessing import schema
+from tests.trainer import tiny_data, tiny_detector, tiny_video_data
+from trainer import aggregation, data, evaluate, export, metrics, perturbations, scoring
 from trainer import report as report_lib
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -47,7 +53,7 @@ def test_threshold_from_validation_applied_to_test(data_dir, export_dir, tmp_pat
         write_threshold=True,
     )
     # The threshold is validation's EER operating point, computed independently here.
-    builder = evaluate.open_dataset(data_dir)
+    builder = data.load_builder(data_dir)
     validation = evaluate.score_split(builder, "validation", export.load_scorer(export_dir))
     assert len(validation.ids) == 16
     expected_threshold, _ = metrics.choose_threshold(validation.labels, validation.scores, "eer")
@@ -155,7 +161,7 @@ def test_bad_inputs_are_named(data_dir, export_dir, tmp_path):
             report_dir=str(tmp_path / "r"),
             threshold="best",
         )
-    with pytest.raises(FileNotFoundError, match="--data_dir=.*preprocessing.build"):
+    with pytest.raises(FileNotFoundError, match="--data_dir=.*dfd-build-dataset"):
         evaluate.run(
             export_dir=export_dir,
             data_dir=str(tmp_path / "nothing"),
@@ -163,6 +169,13 @@ def test_bad_inputs_are_named(data_dir, export_dir, tmp_path):
         )
     with pytest.raises(FileNotFoundError, match="not an export"):
         evaluate.run(export_dir=str(tmp_path), data_dir=data_dir, report_dir=str(tmp_path / "r"))
+    with pytest.raises(ValueError, match="Unknown perturbation 'sharpen'"):
+        evaluate.run(
+            export_dir=export_dir,
+            data_dir=data_dir,
+            report_dir=str(tmp_path / "r"),
+            perturbation_specs=["sharpen"],
+        )
 
 
 def test_command_line_prints_headline_and_paths(data_dir, export_dir, tmp_path):
@@ -174,6 +187,7 @@ def test_command_line_prints_headline_and_paths(data_dir, export_dir, tmp_path):
             "trainer.evaluate",
             f"--model_dir={model_dir}",
             f"--data_dir={data_dir}",
+            "--perturbations=jpeg:50,noise:10",
         ],
         cwd=REPO_ROOT,
         capture_output=True,
@@ -187,6 +201,10 @@ def test_command_line_prints_headline_and_paths(data_dir, export_dir, tmp_path):
     report_dir = os.path.join(model_dir, "report")
     assert f"report:         {os.path.join(report_dir, 'report.md')}" in completed.stdout
     assert f"exported model: {export_dir}" in completed.stdout
+    assert f"scores:         {os.path.join(report_dir, 'scores.csv')}" in completed.stdout
+    assert os.path.join(report_dir, "plots", "robustness.png") in completed.stdout
+    assert "robustness (ROC-AUC / accuracy" in completed.stdout
+    assert "  jpeg     q50 " in completed.stdout and "  noise    n10 " in completed.stdout
     reprinted = subprocess.run(
         [sys.executable, "-m", "trainer.report", f"--report_dir={report_dir}"],
         cwd=REPO_ROOT,
@@ -197,3 +215,177 @@ def test_command_line_prints_headline_and_paths(data_dir, export_dir, tmp_path):
     )
     assert reprinted.returncode == 0, reprinted.stderr[-2000:]
     assert reprinted.stdout == completed.stdout
+
+
+# ---------------------------------------------------------------------------- robustness
+
+
+def _jpegs(builder, split):
+    dataset = builder.as_dataset(
+        split=split, shuffle_files=False, decoders={schema.IMAGE: tfds.decode.SkipDecoding()}
+    )
+    return [(e[schema.IMAGE].numpy(), int(e[schema.LABEL].numpy())) for e in dataset]
+
+
+def test_robustness_report_scores_each_perturbation_at_the_fixed_threshold(
+    data_dir, export_dir, tmp_path
+):
+    report_dir = str(tmp_path / "robust")
+    specs = ["jpeg:90/30", "resize:0.5", "blur:2", "noise:10/40", "social:0.5@60"]
+    report = evaluate.run(
+        export_dir=export_dir,
+        data_dir=data_dir,
+        report_dir=report_dir,
+        threshold="eer",
+        perturbation_specs=specs,
+        perturbation_seed=7,
+    )
+    robust = report["robustness"]
+    threshold = report["threshold"]["value"]
+    assert robust["threshold"] == threshold and robust["seed"] == 7
+    assert robust["clean"] == {
+        key: report["metrics"][key] for key in ("num_examples", "roc_auc", "eer", "accuracy")
+    }
+    names = {p["name"]: [level["label"] for level in p["levels"]] for p in robust["perturbations"]}
+    assert names == {
+        "jpeg": ["q90", "q30"],
+        "resize": ["x0.5"],
+        "blur": ["s2"],
+        "noise": ["n10", "n40"],
+        "social": ["x0.5@q60"],
+    }
+
+    # One level recomputed independently: perturb the stored bytes here, score, sklearn.
+    builder = data.load_builder(data_dir)
+    images = _jpegs(builder, "test")
+    perturbed = [perturbations.perturb(jpeg, "noise", 40, seed=7) for jpeg, _ in images]
+    scores = export.load_scorer(export_dir)(tf.constant(perturbed))[export.OUTPUT_NAME].numpy()
+    labels = np.array([label for _, label in images])
+    level = next(p for p in robust["perturbations"] if p["name"] == "noise")["levels"][1]
+    assert level["strength"] == 40.0 and level["num_examples"] == 12
+    assert level["roc_auc"] == pytest.approx(skm.roc_auc_score(labels, scores), abs=1e-6)
+    assert level["accuracy"] == pytest.approx(skm.accuracy_score(labels, scores >= threshold))
+    # Strong noise brightens nothing on average but does move the scores.
+    assert not np.allclose(scores, sorted(_read_scores(report["scores_csv"])[2]))
+
+    with Image.open(report["plots"]["robustness"]) as image:
+        assert image.format == "PNG" and image.width > 800
+    with open(os.path.join(report_dir, "report.md")) as f:
+        text = f.read()
+    assert "## Robustness" in text and "| noise | n40 |" in text and "robustness.png" in text
+
+
+# ------------------------------------------------------------- per source and per video
+
+
+@pytest.fixture(scope="module")
+def video_data_dir(tmp_path_factory):
+    return tiny_video_data.write(str(tmp_path_factory.mktemp("video")))
+
+
+def _video_scores_by_hand(rows):
+    """Frame rows of scores.csv -> {video: p_fake}, grouped here, scored by trainer.aggregation."""
+    tracks = {}
+    for row in rows:
+        tracks.setdefault(row["video_id"], {}).setdefault(row["track_id"], []).append(
+            float(row["p_fake"])
+        )
+    return {
+        video: max(aggregation.track_score(frames) for frames in by_track.values())
+        for video, by_track in tracks.items()
+    }
+
+
+def test_video_dataset_gets_video_level_and_per_source_figures(
+    video_data_dir, export_dir, tmp_path
+):
+    report_dir = str(tmp_path / "videos")
+    report = evaluate.run(
+        export_dir=export_dir,
+        data_dir=video_data_dir,
+        dataset=tiny_video_data.DATASET_NAME,
+        report_dir=report_dir,
+        threshold="0.5",
+    )
+    rows, labels, scores = _read_scores(os.path.join(report_dir, "scores.csv"))
+    assert len(rows) == 32 and {"source", "video_id", "track_id"} <= set(rows[0])
+
+    # Per video: aggregated here from scores.csv with the same rules, then scikit-learn.
+    by_hand = _video_scores_by_hand(rows)
+    video_label = {row["video_id"]: row["label"] == "fake" for row in rows}
+    videos = sorted(by_hand)
+    assert report["num_videos"] == 7 == len(videos)
+    video_labels = np.array([video_label[v] for v in videos], dtype=int)
+    video_scores = np.array([by_hand[v] for v in videos])
+    assert report["video_metrics"]["roc_auc"] == pytest.approx(
+        skm.roc_auc_score(video_labels, video_scores), abs=1e-9
+    )
+    assert report["video_metrics"]["accuracy"] == pytest.approx(
+        skm.accuracy_score(video_labels, video_scores >= 0.5)
+    )
+    assert report["video_metrics"]["roc_auc"] != report["metrics"]["roc_auc"]
+    with open(os.path.join(report_dir, "video_scores.csv"), newline="") as f:
+        written = {row["id"]: float(row["p_fake"]) for row in csv.DictReader(f)}
+    assert written == pytest.approx(by_hand, abs=1e-6)
+
+    # Per source: a one-class source is ranked against every example of the other class.
+    per_source = report["per_source"]
+    assert sorted(per_source) == ["Deepfakes", "FaceSwap", "youtube"]
+    sources = np.array([row["source"] for row in rows])
+    fakes = sources == "Deepfakes"
+    ranked = fakes | (labels == 0)
+    assert per_source["Deepfakes"]["num_fake"] == int(fakes.sum()) == 10
+    assert per_source["Deepfakes"]["auc_against"] == "all real"
+    assert per_source["Deepfakes"]["roc_auc"] == pytest.approx(
+        skm.roc_auc_score(labels[ranked], scores[ranked]), abs=1e-9
+    )
+    assert per_source["Deepfakes"]["accuracy"] == pytest.approx(np.mean(scores[fakes] >= 0.5))
+    assert per_source["youtube"]["auc_against"] == "all fake"
+    assert sorted(report["video_per_source"]) == sorted(per_source)
+    with open(os.path.join(report_dir, "report.md")) as f:
+        text = f.read()
+    assert "## Per source" in text and "| Deepfakes | 10 | 0 | 10 |" in text
+    assert "## Per video" in text and "7 videos (3 real, 4 fake)" in text
+
+
+def test_a_video_with_two_labels_is_refused_by_name():
+    frames = evaluate.SplitScores(
+        ids=["a", "b"],
+        labels=np.array([0, 1]),
+        scores=np.array([0.2, 0.9]),
+        video_ids=["clip.mp4", "clip.mp4"],
+    )
+    with pytest.raises(ValueError, match="Video 'clip.mp4' has frames labelled both"):
+        evaluate.aggregate_videos(frames)
+    with pytest.raises(ValueError, match="no video ids"):
+        evaluate.aggregate_videos(dataclasses.replace(frames, video_ids=None))
+
+
+# ----------------------------------------------------------------------------------- plots
+
+
+def test_count_text_follows_the_cell_colour_not_the_count():
+    # Pale cells get black text, dark cells white, whatever the counts are.
+    assert report_lib.text_colour((1.0, 1.0, 1.0, 1.0)) == "black"
+    assert report_lib.text_colour((0.03, 0.19, 0.42, 1.0)) == "white"  # Blues' darkest
+    assert report_lib.text_colour((0.78, 0.86, 0.94, 1.0)) == "black"  # a pale blue
+    figure, axis = plt.subplots()
+    matrix = np.array([[50, 1], [2, 47]])
+    image = axis.imshow(matrix, cmap="Blues", vmin=0)
+    report_lib.annotated_heatmap(axis, matrix, image, matrix.astype(str).tolist())
+    colours = {text.get_text(): text.get_color() for text in axis.texts}
+    plt.close(figure)
+    assert colours == {"50": "white", "1": "black", "2": "black", "47": "white"}
+
+
+def test_reliability_plot_names_what_it_draws_and_counts_each_bin():
+    labels = np.array([0, 0, 0, 1, 1, 1, 1, 0])
+    scores = np.array([0.05, 0.12, 0.33, 0.38, 0.71, 0.74, 0.95, 0.91])
+    figure = report_lib.reliability_figure(labels, scores, num_bins=5)
+    top, bottom = figure.axes
+    legend = [text.get_text() for text in top.get_legend().get_texts()]
+    assert "share of fakes in the bin" in legend
+    assert not any("bin mean p_fake" in text for text in legend)
+    counts = [int(text.get_text()) for text in bottom.texts]
+    plt.close(figure)
+    assert counts == metrics.reliability(labels, scores, 5).counts.tolist() == [2, 2, 0, 2, 2]

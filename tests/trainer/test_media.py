@@ -12,7 +12,7 @@ import pytest
 from preprocessing import faces, schema, synthetic
 from tests import media_samples
 from tests.trainer import tiny_detector
-from trainer import media, predict, scoring
+from trainer import media, metrics, predict, scoring
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +60,7 @@ def test_photo_faces_crop_and_no_face(export_dir, photos, tmp_path):
     for face in group["faces"]:
         assert set(face) >= {"face", "box", "landmarks", "confidence", "p_fake", "label"}
         assert face["confidence"] > 0.95
-        assert face["label"] == scoring.label_of(face["p_fake"], outcome["threshold"])
+        assert face["label"] == metrics.label_name(face["p_fake"], outcome["threshold"])
     # The photo's verdict is its most suspicious face (trainer.aggregation).
     assert group["p_fake"] == max(face["p_fake"] for face in group["faces"])
     coffee = results["coffee.png"]

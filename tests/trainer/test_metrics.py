@@ -154,3 +154,44 @@ def test_single_class_and_bad_inputs():
     summary = metrics.summarize([1, 1], [0.2, 0.8], 0.5)
     assert summary["roc_auc"] is None and summary["eer"] is None
     assert summary["per_class"]["fake"]["recall"] == 0.5
+
+
+def test_by_group_ranks_one_class_groups_against_the_other_class():
+    labels, scores = _random_case(8, size=300)
+    rng = np.random.default_rng(9)
+    # Reals from two cameras; fakes from two generators; one mixed group.
+    groups = np.where(
+        labels == 1, rng.choice(["gan", "swap"], 300), rng.choice(["cam", "web"], 300)
+    )
+    groups = groups.astype("U8")
+    groups[:20] = "mixed"
+    result = metrics.by_group(labels, scores, groups, 0.5)
+    assert sorted(result) == ["cam", "gan", "mixed", "swap", "web"]
+    for name, row in result.items():
+        inside = groups == name
+        assert row["num_examples"] == int(inside.sum())
+        assert row["accuracy"] == pytest.approx(
+            skm.accuracy_score(labels[inside], scores[inside] >= 0.5)
+        )
+        if name == "mixed":
+            ranked = inside
+            assert row["auc_against"] == "own"
+        else:
+            other = 1 - labels[inside][0]
+            ranked = inside | (labels == other)
+            assert row["auc_against"] == ("all fake" if other else "all real")
+        assert row["roc_auc"] == pytest.approx(
+            skm.roc_auc_score(labels[ranked], scores[ranked]), abs=1e-12
+        )
+        assert row["eer"] == pytest.approx(
+            metrics.equal_error_rate(labels[ranked], scores[ranked])[0]
+        )
+    # A split with one class only: no ROC, the figures say so instead of inventing one.
+    alone = metrics.by_group([1, 1], [0.2, 0.9], ["gan", "gan"], 0.5)["gan"]
+    assert alone["roc_auc"] is None and alone["auc_against"] is None and alone["accuracy"] == 0.5
+    with pytest.raises(ValueError, match="groups has 1 values but scores has 2"):
+        metrics.by_group([0, 1], [0.2, 0.9], ["a"], 0.5)
+
+
+def test_label_name_is_predict_labels_for_one_score():
+    assert [metrics.label_name(p, 0.4) for p in (0.39, 0.4, 0.9)] == ["real", "fake", "fake"]
