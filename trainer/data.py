@@ -110,8 +110,9 @@ def random_resized_crop(
 
 
 def recompress_jpeg(image: tf.Tensor, quality_min: int, seed: tf.Tensor) -> tf.Tensor:
-    """With probability 1/2, encodes a uint8 image as JPEG at quality [quality_min, 100) and
-    decodes it again; uint8 in and out, no float round trip.
+    """Re-encodes half the images as JPEG at a random quality in [quality_min, 100); uint8 in/out.
+
+    Encodes and decodes the uint8 pixels directly (no float round trip).
 
     Makes the detector robust to re-encoding by the platforms an image passes
     through, instead of learning the training set's compression fingerprint.

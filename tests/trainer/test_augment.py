@@ -155,6 +155,33 @@ def test_host_part_is_reproducible_from_the_seed():
     assert 0 < sum(changed) < 16  # About half re-compressed.
 
 
+def test_resumed_pipeline_draws_the_same_crops_and_recompression(tmp_path):
+    data_dir = tiny_data.write(str(tmp_path / "tfds"), train=12, validation=2, test=2)
+    config = _config(
+        data_dir=data_dir,
+        image_size=32,
+        global_batch_size=4,
+        shuffle_buffer=8,
+        deterministic=True,
+        jpeg_quality_min=20,
+    )
+
+    def images(first_step):
+        stream = data.build_dataset(
+            "train",
+            config,
+            training=True,
+            epochs=range(1, 3),
+            steps_per_epoch=3,
+            first_step=first_step,
+        )
+        return [batch[0].numpy() for batch in stream]
+
+    full, resumed = images(0), images(2)
+    assert len(resumed) == 4
+    np.testing.assert_array_equal(np.stack(full[2:]), np.stack(resumed))
+
+
 def test_reference_host_augmentation_keeps_shape_and_changes_pixels():
     config = _config(jpeg_quality_min=10, blur_probability=0.99, color_jitter=0.5, flip=False)
     image = _images(1)[0]
