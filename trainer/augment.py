@@ -4,12 +4,15 @@ Why here and not in the `tf.data` map: per-image augmentation on the host
 cost more CPU than decoding (measured in BENCHMARKS.md: with the 140k
 recipe's flip, colour jitter, blur and JPEG re-compression the host pipeline
 ran at about 0.4x its flip-only rate per core), and one GPU eats about 5,000
-images/s. Pixel-wise work on a batch is nearly free on a GPU/TPU, so:
+images/s. Pixel-wise work on a whole batch is cheap on a GPU/TPU (and fused by
+XLA), so:
 
 - the host keeps only what needs the JPEG codec: the fused decode-and-crop and
   the JPEG re-compression (`trainer.data`);
 - flip, colour jitter and blur run here, on the uint8 batch, at the start of
   `train_step`, under the same `tf.function` (and XLA, when on) as the model.
+  On a CPU-only machine this is no saving: there, the batched ops cost more CPU
+  per image than the per-image ones did (BENCHMARKS.md).
 
 The augmentation is not a layer of the model: `training_model` returns a twin
 of the model (same layers, same weights) whose `train_step` augments first.
