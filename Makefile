@@ -2,6 +2,7 @@
 #   make test    the test suite (what CI runs)
 #   make demo    the whole pipeline on the embedded synthetic dataset
 #   make bench   benchmarks (not part of `make test`); figures go to BENCHMARKS.md
+#   make bench-gpu  training throughput on this machine's GPUs (BENCHMARKS.md, README)
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
@@ -10,7 +11,7 @@ EXTRAS ?= cpu,test
 DEMO_DIR ?= demo_out
 PYTEST_ARGS ?= -n auto
 
-.PHONY: install lint test test-all demo bench clean
+.PHONY: install lint test test-all demo bench bench-gpu clean
 
 $(VENV)/.installed: setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -82,6 +83,13 @@ endif
 bench: install
 	$(PY) -m pip install --quiet --no-deps "tf-keras>=2.21,<2.22"
 	$(PY) tests/benchmarks/run_all.py
+
+# Training throughput on this machine's GPUs (run unchanged on 1 or 8 GPUs; on a GPU
+# machine install with `make install EXTRAS=gpu,test` first). Narrow the grid with e.g.
+#   make bench-gpu BENCH_GPU_FLAGS="--precisions=mixed_float16 --jit_compile=on"
+BENCH_GPU_FLAGS ?=
+bench-gpu: install
+	$(PY) tests/benchmarks/bench_gpu.py --output_dir=bench_out/bench_gpu $(BENCH_GPU_FLAGS)
 
 clean:
 	rm -rf $(DEMO_DIR) build dist *.egg-info .pytest_cache

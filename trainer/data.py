@@ -14,6 +14,10 @@ Choices, and why:
   the killed run had consumed in its last epoch, without giving up parallel
   decoding and without re-reading earlier epochs.
 - Labels come out as float32 [batch, 1], matching the model's one logit.
+- The host does only the augmentation that needs the JPEG codec (the fused
+  decode-and-crop, JPEG re-compression); flip, colour jitter and blur run on the
+  batch in the training step (`trainer.augment`), where the accelerator has the
+  cycles. Both are stateless, keyed by `--seed` and the example's position.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from preprocessing import paths, schema
+from trainer import augment as augment_lib
 from trainer import config as config_lib
 from trainer import image_ops
 
@@ -84,15 +89,17 @@ def num_shards(builder: tfds.core.DatasetBuilder, split: str) -> int:
 # ----------------------------------------------------------------------------- image ops
 
 
-def random_resized_crop(jpeg: tf.Tensor, image_size: int, min_area: float) -> tf.Tensor:
+def random_resized_crop(
+    jpeg: tf.Tensor, image_size: int, min_area: float, seed: tf.Tensor | None = None
+) -> tf.Tensor:
     """Decodes a random crop (area in [min_area, 1], aspect 3/4..4/3) and resizes it; uint8 out.
 
     The crop window is chosen from the JPEG header alone and only that window
-    is decoded: the fused op skips the pixels that would be thrown away.
+    is decoded: the fused op skips the pixels that would be thrown away. With
+    `seed` (a [2] int stateless seed) the window is a function of the seed.
     """
     shape = tf.image.extract_jpeg_shape(jpeg)
-    begin, size, _ = tf.image.sample_distorted_bounding_box(
-        shape,
+    box_kwargs = dict(
         bounding_boxes=tf.constant([0.0, 0.0, 1.0, 1.0], tf.float32, [1, 1, 4]),
         min_object_covered=0.0,
         aspect_ratio_range=(3 / 4, 4 / 3),
@@ -100,6 +107,12 @@ def random_resized_crop(jpeg: tf.Tensor, image_size: int, min_area: float) -> tf
         max_attempts=10,
         use_image_if_no_bounding_boxes=True,
     )
+    if seed is None:
+        begin, size, _ = tf.image.sample_distorted_bounding_box(shape, **box_kwargs)
+    else:
+        begin, size, _ = tf.image.stateless_sample_distorted_bounding_box(
+            shape, seed=seed, **box_kwargs
+        )
     offset_y, offset_x, _ = tf.unstack(begin)
     height, width, _ = tf.unstack(size)
     window = tf.stack([offset_y, offset_x, height, width])
@@ -109,53 +122,30 @@ def random_resized_crop(jpeg: tf.Tensor, image_size: int, min_area: float) -> tf
     return tf.cast(tf.clip_by_value(resized, 0.0, 255.0), tf.uint8)
 
 
-def gaussian_blur(image: tf.Tensor, sigma: tf.Tensor, radius: int = 2) -> tf.Tensor:
-    """Blurs a float [H, W, 3] image with a separable Gaussian of std `sigma` pixels."""
-    offsets = tf.range(-radius, radius + 1, dtype=tf.float32)
-    kernel = tf.exp(-0.5 * tf.square(offsets / tf.maximum(sigma, 1e-3)))
-    kernel /= tf.reduce_sum(kernel)
-    horizontal = tf.tile(tf.reshape(kernel, [1, -1, 1, 1]), [1, 1, 3, 1])
-    vertical = tf.tile(tf.reshape(kernel, [-1, 1, 1, 1]), [1, 1, 3, 1])
-    x = image[tf.newaxis]
-    x = tf.nn.depthwise_conv2d(x, horizontal, [1, 1, 1, 1], "SAME")
-    x = tf.nn.depthwise_conv2d(x, vertical, [1, 1, 1, 1], "SAME")
-    return x[0]
+def recompress_jpeg(image: tf.Tensor, quality_min: int, seed: tf.Tensor) -> tf.Tensor:
+    """Re-encodes half the images as JPEG at a random quality in [quality_min, 100); uint8 in/out.
 
+    Encodes and decodes the uint8 pixels directly (no float round trip).
 
-def augment(image: tf.Tensor, config: config_lib.TrainConfig) -> tf.Tensor:
-    """Flip, colour jitter, blur and JPEG re-compression, each per its flag; uint8 in and out.
-
-    The last three make a detector robust to what images meet on the way to it
-    (re-encoding by platforms, resizing blur, colour edits) instead of learning
-    the exact compression fingerprint of the training set.
+    Makes the detector robust to re-encoding by the platforms an image passes
+    through, instead of learning the training set's compression fingerprint.
+    Runs on the host: it needs the JPEG codec, which accelerators lack here.
     """
-    if config.flip:
-        image = tf.image.random_flip_left_right(image)
-    if not (config.color_jitter or config.blur_probability or config.jpeg_quality_min):
-        return image
-    x = tf.image.convert_image_dtype(image, tf.float32)
-    if config.color_jitter:
-        strength = config.color_jitter
-        x = tf.image.random_brightness(x, strength)
-        x = tf.image.random_contrast(x, 1.0 - strength, 1.0 + strength)
-        x = tf.image.random_saturation(x, 1.0 - strength, 1.0 + strength)
-        x = tf.clip_by_value(x, 0.0, 1.0)
-    if config.blur_probability:
-        sigma = tf.random.uniform([], 0.1, 1.5)
-        x = tf.cond(
-            tf.random.uniform([]) < config.blur_probability,
-            lambda: gaussian_blur(x, sigma),
-            lambda: x,
-        )
-    if config.jpeg_quality_min:
-        recompress = tf.random.uniform([]) < 0.5
-        x = tf.cond(
-            recompress,
-            lambda: tf.image.random_jpeg_quality(x, config.jpeg_quality_min, 100),
-            lambda: x,
-        )
-        x = tf.ensure_shape(x, [config.image_size, config.image_size, 3])
-    return tf.image.convert_image_dtype(x, tf.uint8, saturate=True)
+    coin_seed, quality_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+    recompress = tf.random.stateless_uniform([], coin_seed) < augment_lib.JPEG_PROBABILITY
+    out = tf.cond(
+        recompress,
+        lambda: tf.image.stateless_random_jpeg_quality(image, quality_min, 100, quality_seed),
+        lambda: image,
+    )
+    return tf.ensure_shape(out, image.shape)
+
+
+def element_seed(seed: int, pipeline: int, index: tf.Tensor) -> tf.Tensor:
+    """The stateless seed of the `index`-th training example read by input pipeline `pipeline`."""
+    base = tf.constant([seed, 0], tf.int64)
+    base = tf.random.experimental.stateless_fold_in(base, pipeline)
+    return tf.random.experimental.stateless_fold_in(base, tf.cast(index, tf.int64))
 
 
 def _label(example) -> tf.Tensor:
@@ -244,7 +234,9 @@ def build_dataset(
         split: TFDS split name.
         config: the run's configuration (image size, batch, augmentation, seed).
         input_context: from `distribute_datasets_from_function`; None without a strategy.
-        training: random crop + augmentation, shuffled and repeated; otherwise the
+        training: random crop and JPEG re-compression (the host's part of the
+            augmentation; flip, colour jitter and blur run in the training step, see
+            `trainer.augment`), shuffled and repeated; otherwise the
             evaluation centre crop (the export's own), one pass in file order.
         epochs: training only: the epochs this stream covers, each exactly
             `steps_per_epoch` steps long and shuffled with its own seed
@@ -293,8 +285,11 @@ def build_dataset(
         )
         return dataset.repeat().shuffle(config.shuffle_buffer, seed=seed)
 
+    # Each example is numbered by its position in the run (epoch, step, slot), which
+    # keys its random crop and re-compression: reproducible from --seed, and a
+    # resumed run draws what the uninterrupted one would have.
     if epochs is None:
-        dataset = stream(config.seed)
+        dataset = stream(config.seed).enumerate()
     else:
         if steps_per_epoch <= 0:
             raise ValueError(f"steps_per_epoch={steps_per_epoch} must be > 0 with `epochs`.")
@@ -303,13 +298,24 @@ def build_dataset(
             skip = first_step if index == 0 else 0
             part = stream(config.seed + epoch).skip(skip * examples_per_step)
             part = part.take((steps_per_epoch - skip) * examples_per_step)
+            part = part.enumerate((epoch * steps_per_epoch + skip) * examples_per_step)
             dataset = part if dataset is None else dataset.concatenate(part)
         if dataset is None:
             raise ValueError(f"epochs={epochs} is empty.")
 
-    def parse_train(example):
-        image = random_resized_crop(example[schema.IMAGE], config.image_size, config.min_crop_area)
-        return augment(image, config), _label(example)
+    pipeline_id = input_context.input_pipeline_id if input_context else 0
+
+    def parse_train(index, example):
+        # The host keeps only what needs the JPEG codec; flip, colour jitter and blur
+        # run on the accelerator in the training step (trainer.augment).
+        seed = element_seed(config.seed, pipeline_id, index)
+        crop_seed, jpeg_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+        image = random_resized_crop(
+            example[schema.IMAGE], config.image_size, config.min_crop_area, crop_seed
+        )
+        if config.jpeg_quality_min:
+            image = recompress_jpeg(image, config.jpeg_quality_min, jpeg_seed)
+        return image, _label(example)
 
     dataset = dataset.map(parse_train, **map_kwargs)
     return dataset.batch(batch, drop_remainder=True).prefetch(AUTOTUNE)

@@ -29,9 +29,9 @@ import numpy as np
 import tensorflow as tf
 
 from preprocessing import paths
+from trainer import augment, data, distribution, export, precision
 from trainer import callbacks as callbacks_lib
 from trainer import config as config_lib
-from trainer import data, distribution, export, precision
 from trainer import metrics as metrics_lib
 from trainer import model as model_lib
 
@@ -126,7 +126,7 @@ def compile_model(
     )
 
 
-class _MultiWorkerModel(keras.Model):
+class _MultiWorkerModel(augment.AugmentedModel):
     """The same layers as the model, with two Keras 3.15 multi-worker bugs worked around.
 
     Used for `fit` only under MultiWorkerMirroredStrategy; it shares every layer
@@ -161,16 +161,21 @@ class _MultiWorkerModel(keras.Model):
 def _fit_model(
     model: keras.Model, strategy: tf.distribute.Strategy, config: config_lib.TrainConfig
 ) -> keras.Model:
-    """The model to call `fit` on: `model` itself, or its multi-worker twin."""
+    """The model to call `fit` on: `model`'s twin that augments in its train step.
+
+    Same layers and weights as `model` (`trainer.augment.training_model`); under
+    MultiWorkerMirroredStrategy it also carries the multi-worker work-arounds.
+    """
     if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
-        return model
+        with strategy.scope():
+            return augment.training_model(model, config)
     batch = config.global_batch_size // strategy.num_replicas_in_sync
     example = (
         np.zeros((batch, config.image_size, config.image_size, 3), np.uint8),
         np.zeros((batch, 1), np.float32),
     )
     with strategy.scope():
-        twin = _MultiWorkerModel(model.input, model.output, name=model.name)
+        twin = augment.training_model(model, config, model_class=_MultiWorkerModel)
     twin.configure(strategy, example)
     return twin
 
