@@ -149,7 +149,7 @@ def extract(zip_path: str, destination: str, *, max_bytes: int) -> Extraction:
         with tf.io.gfile.GFile(zip_path, "rb") as raw:
             try:
                 archive = zipfile.ZipFile(raw)
-            except zipfile.BadZipFile as error:
+            except (zipfile.BadZipFile, tf.errors.OpError, OSError) as error:
                 raise ValueError(f"{zip_path} is not a readable zip file ({error}).") from error
             with archive:
                 entries = [i for i in archive.infolist() if not i.is_dir()]

@@ -249,9 +249,18 @@ def _is_within(path: str, root: str) -> bool:
 
 
 def _local_entry(
-    path: str, relative: str, label: int, root_real: str, allow_links_outside: bool
+    path: str,
+    relative: str,
+    label: int,
+    root_real: str,
+    allow_links_outside: bool,
+    folder_via_link: bool,
 ) -> _Entry | None:
-    """Classifies one local directory entry by lstat/stat; None for folders."""
+    """Classifies one local directory entry by lstat/stat; None for folders.
+
+    `folder_via_link`: the entry's folder is reached through a link (a linked class
+    or split folder), so the file is not in its own place either.
+    """
     info = os.lstat(path)
     is_link = stat.S_ISLNK(info.st_mode)
     if is_link:
@@ -259,18 +268,20 @@ def _local_entry(
             info = os.stat(path)  # Follows the link; ELOOP or ENOENT when it leads nowhere.
         except OSError:
             return _Entry(relative, label, BROKEN_LINK, is_link=True)
-        if not allow_links_outside and not _is_within(os.path.realpath(path), root_real):
+    if (is_link or folder_via_link) and not allow_links_outside:
+        if not _is_within(os.path.realpath(path), root_real):
             return _Entry(relative, label, LINK_OUTSIDE, is_link=True)
     if stat.S_ISDIR(info.st_mode):
         return None
+    via_link = is_link or folder_via_link
     if not stat.S_ISREG(info.st_mode):
-        return _Entry(relative, label, NOT_REGULAR_FILE, is_link=is_link)
+        return _Entry(relative, label, NOT_REGULAR_FILE, is_link=via_link)
     return _Entry(
         relative,
         label,
         size=info.st_size,
         file_key=(info.st_dev, info.st_ino),
-        is_link=is_link,
+        is_link=via_link,
     )
 
 
@@ -293,21 +304,32 @@ def _class_folders(image_root: str, split_folder: str) -> list[tuple[str, int]]:
 
 
 def _entries_on_disk(
-    image_root: str, split_folder: str, root_real: str | None, allow_links_outside: bool
+    layout: Layout, split_folder: str, root_real: str | None, allow_links_outside: bool
 ) -> list[_Entry]:
     """Every name in `<split_folder>/{real,fake}/`, classified, sorted by relative path."""
     entries = []
+    image_root = layout.image_root
     for class_name, label in _class_folders(image_root, split_folder):
         class_dir = paths.join(image_root, split_folder, class_name)
         prefix = f"{split_folder}/{class_name}/"
         if root_real is not None:  # A local disk.
+            own_place = os.path.join(
+                root_real,
+                os.path.relpath(os.path.abspath(class_dir), os.path.abspath(layout.manual_dir)),
+            )
+            folder_via_link = os.path.realpath(class_dir) != os.path.normpath(own_place)
             with os.scandir(class_dir) as names:
                 for item in sorted(names, key=lambda e: e.name):
                     # Dot files are file-system litter (.DS_Store, ._x.jpg), not inputs.
                     if item.name.startswith("."):
                         continue
                     entry = _local_entry(
-                        item.path, prefix + item.name, label, root_real, allow_links_outside
+                        item.path,
+                        prefix + item.name,
+                        label,
+                        root_real,
+                        allow_links_outside,
+                        folder_via_link,
                     )
                     if entry is not None:
                         entries.append(entry)
@@ -422,7 +444,7 @@ def list_sources(layout: Layout, *, allow_links_outside: bool = False) -> list[S
             scanned.extend(
                 (split, entry)
                 for entry in _entries_on_disk(
-                    layout.image_root, folders[split], root_real, allow_links_outside
+                    layout, folders[split], root_real, allow_links_outside
                 )
             )
     checked = _mark_linked_copies([entry for _, entry in scanned])

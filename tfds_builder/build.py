@@ -361,7 +361,12 @@ def main(argv):
         verbose=logging.get_verbosity() >= 1,
         preamble="".join(_IMPORT_STDERR),
     ) as local_log:
-        result = run(config, worker_log=local_log)
+        try:
+            result = run(config, worker_log=local_log)
+        except BaseException:
+            # The console gets one line (preprocessing.cli); the log keeps the traceback.
+            build_logging.details().exception("The build failed.")
+            raise
     _print_result(result, log_file)
 
 
