@@ -261,7 +261,10 @@ def _local_entry(
     `folder_via_link`: the entry's folder is reached through a link (a linked class
     or split folder), so the file is not in its own place either.
     """
-    info = os.lstat(path)
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        return None  # Gone since the folder was read: not an input (a CSV row says "missing").
     is_link = stat.S_ISLNK(info.st_mode)
     if is_link:
         try:
@@ -286,7 +289,7 @@ def _local_entry(
 
 
 def _class_folders(image_root: str, split_folder: str) -> list[tuple[str, int]]:
-    """(class folder path, label) under one split folder; warns about other names."""
+    """(class folder name, label) under one split folder; warns about other names."""
     found = []
     split_dir = paths.join(image_root, split_folder)
     for class_name in _listdir(split_dir):

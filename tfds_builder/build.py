@@ -1,4 +1,4 @@
-"""Builds the `real_and_fake_faces` TFDS dataset from a folder of face images.
+r"""Builds the `real_and_fake_faces` TFDS dataset from a folder of face images.
 
     dfd-build-dataset --manual_dir=<Kaggle zip, its folder, or a <split>/{real,fake}/ tree> \
         --data_dir=<output root>                     # local Beam runner, every core
@@ -45,7 +45,16 @@ with build_logging.capture_native_stderr() as _IMPORT_STDERR:
     import tensorflow as tf  # noqa: E402
     import tensorflow_datasets as tfds  # noqa: E402
 
-    from preprocessing import archive, cli, paths, report, runners, schema, sources  # noqa: E402
+    from preprocessing import (  # noqa: E402
+        archive,
+        cli,
+        dataset_dirs,
+        paths,
+        report,
+        runners,
+        schema,
+        sources,
+    )
     from tfds_builder.real_and_fake_faces import (  # noqa: E402
         real_and_fake_faces_dataset_builder as rff,
     )
@@ -376,14 +385,8 @@ def run_main():
         main,
         module=sys.modules[__name__],
         prog="dfd-build-dataset",
-        extra_user_errors=_user_errors(),
+        extra_user_errors=(report.RejectFractionExceededError, dataset_dirs.BuildInProgressError),
     )
-
-
-def _user_errors():
-    from preprocessing import dataset_dirs  # pylint: disable=import-outside-toplevel
-
-    return (report.RejectFractionExceededError, dataset_dirs.BuildInProgressError)
 
 
 if __name__ == "__main__":
