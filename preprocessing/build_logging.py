@@ -43,17 +43,20 @@ def details() -> std_logging.Logger:
 
 
 class ProjectOnly(std_logging.Filter):
-    """Passes records from files under `project_dirs`, and errors from anyone."""
+    """Passes records from files under `project_dirs`, and errors from anyone else.
+
+    Records of the details logger never pass: they are for the log file.
+    """
 
     def __init__(self, project_dirs):
         super().__init__()
         self._dirs = tuple(os.path.join(os.path.realpath(d), "") for d in project_dirs)
 
     def filter(self, record: std_logging.LogRecord) -> bool:
-        if record.levelno >= std_logging.ERROR:
-            return True
         if record.name == DETAILS_LOGGER:
             return False
+        if record.levelno >= std_logging.ERROR:
+            return True
         return os.path.realpath(record.pathname).startswith(self._dirs)
 
 

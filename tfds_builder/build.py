@@ -196,18 +196,18 @@ def run(config: BuildConfig, *, beam_runner=None, beam_options=None, worker_log=
     paths.ensure_writable(config.data_dir)
     extra = beam_flags(config.beam_pipeline_options)
     if beam_runner is None and beam_options is None:
-        if config.runner == runners.LOCAL:
-            from apache_beam.options.pipeline_options import PipelineOptions  # pylint: disable=import-outside-toplevel
+        from apache_beam.options.pipeline_options import PipelineOptions  # pylint: disable=import-outside-toplevel
 
-            beam_runner, beam_options = runners.local_runner(
-                num_workers=config.num_workers or None,
-                running_mode=config.running_mode,
-                options=PipelineOptions(extra),
-                worker_log=worker_log,
-            )
+        if config.runner == runners.LOCAL:
+            # The builder makes the local runner when it has something to build (a reused
+            # dataset runs no Beam), from these options; see runners.local_runner.
+            local = [f"--direct_running_mode={config.running_mode}"]
+            if config.num_workers:
+                local.append(f"--direct_num_workers={config.num_workers}")
+            beam_options = PipelineOptions(extra + local)
         else:
             beam_runner, beam_options = runners.named_runner(config.runner, extra)
-    runner_name = "FnApiRunner" if beam_runner is not None else config.runner
+    runner_name = "FnApiRunner" if config.runner == runners.LOCAL else config.runner
 
     num_shards = None
     if config.target_shard_size_mb and layout.image_root is not None:
