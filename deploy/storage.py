@@ -6,14 +6,22 @@ Usage:
     dfd-storage verify LOCAL_FOLDER_OR_FILE gs://BUCKET/PREFIX    # compare CRC32C checksums
     dfd-storage check-writable gs://BUCKET/PREFIX                 # fail fast before a long job
 
-Why a command of our own rather than `gcloud storage cp`: a 140k-image upload from a
-laptop gets interrupted, and restarting it must not send the same files again. Here
-every transfer compares size and CRC32C with what is already there and skips what
-matches; files at or above --resumable_threshold_mib go up through a resumable session
-whose URL is kept in --state_dir, so a killed upload of the multi-GB Kaggle zip restarts
-from its last chunk, not from byte 0. Transient errors (429, 5xx, dropped connections)
-are retried with exponential backoff; every transferred file is checked against the
-CRC32C that Cloud Storage computed.
+The transfers are google-cloud-storage's own: `transfer_manager` moves --workers
+files at once on a thread pool; each file goes up in one request up to 8 MiB and
+through a resumable upload in --chunk_mib chunks above that; transient errors
+(429, 5xx, dropped connections) and failed chunks are retried with exponential
+backoff; every upload and download is checked against its CRC32C (the server
+checks what a one-request upload declares; the library compares the others and
+raises on a mismatch).
+
+What this command adds to the library: a rerun skips every file whose size and
+CRC32C already match the other side, so an interrupted upload of 140k images
+sends only what is missing or different; downloads land under a temporary name
+and are renamed only when complete and checked; `verify` lists every difference;
+`check-writable` probes a bucket before a long job; errors are one line each.
+A file that was being sent when the run stopped is sent again from its first
+byte (the library keeps a resumable session only within one run); for a single
+multi-GB file over a flaky link, `gcloud storage cp` resumes across runs.
 
 Runtime: bound by the network uplink (not measured here); --workers sets how many
 files move at once.
@@ -25,7 +33,6 @@ Prints a one-line JSON summary (or, for verify, one line per problem) on stdout.
 from __future__ import annotations
 
 import base64
-from collections.abc import Callable, Iterable
 import concurrent.futures
 import dataclasses
 import hashlib
@@ -33,13 +40,8 @@ import json
 import os
 import sys
 import tempfile
-import threading
 
 from absl import app, flags, logging
-from google.api_core import exceptions as api_exceptions
-from google.auth import exceptions as auth_exceptions
-from google.cloud.storage import exceptions as storage_exceptions
-import requests
 
 from preprocessing import cli, gcs
 
@@ -58,15 +60,12 @@ class TransferStats:
 
     transferred: list[str] = dataclasses.field(default_factory=list)
     skipped: list[str] = dataclasses.field(default_factory=list)
-    # Resumable uploads that continued an earlier session: name -> byte offset resumed at.
-    resumed: dict[str, int] = dataclasses.field(default_factory=dict)
     bytes_transferred: int = 0
 
     def summary(self) -> dict:
         return {
             "transferred": len(self.transferred),
             "skipped": len(self.skipped),
-            "resumed": len(self.resumed),
             "bytes_transferred": self.bytes_transferred,
         }
 
@@ -106,7 +105,8 @@ def local_files(src: str) -> list[tuple[str, str]]:
         dirs.sort()
         for name in sorted(files):
             path = os.path.join(root, name)
-            found.append((os.path.abspath(path), os.path.relpath(path, src)))
+            if os.path.isfile(path):  # Regular files only: a named pipe would block the read.
+                found.append((os.path.abspath(path), os.path.relpath(path, src)))
     return found
 
 
@@ -154,143 +154,31 @@ def _md5_of_file(path: str, block_size: int = 8 << 20) -> str:
     return base64.b64encode(digest.digest()).decode("ascii")
 
 
+def _checksums(paths_: list[str], workers: int) -> list[str]:
+    """CRC32C of each local file, `workers` at a time (disk-bound, releases the GIL)."""
+    with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(gcs.crc32c_of_file, paths_))
+
+
+def _first_error(errors: list[tuple[str, BaseException]], what: str) -> None:
+    """Raises the first transfer error, turning a library checksum error into ours."""
+    from google.cloud.storage import exceptions as storage_exceptions  # pylint: disable=import-outside-toplevel
+
+    if not errors:
+        return
+    name, error = errors[0]
+    more = f" ({len(errors) - 1} more file(s) failed too)" if len(errors) > 1 else ""
+    if isinstance(error, (storage_exceptions.DataCorruption, ChecksumMismatchError)):
+        raise ChecksumMismatchError(
+            f"{what} {name}: the bytes received do not match their CRC32C ({error}){more}. "
+            "Fix: rerun the command; it transfers that file again."
+        ) from error
+    if more:
+        logging.error("%d files failed; the first: %s: %s", len(errors), name, error)
+    raise error
+
+
 # --------------------------------------------------------------------------- upload
-
-
-def _state_path(
-    state_dir: str, bucket: str, name: str, local_path: str, size: int, crc: str
-) -> str:
-    key = hashlib.sha256(f"{bucket}/{name}|{local_path}|{size}|{crc}".encode()).hexdigest()
-    return os.path.join(state_dir, f"{key}.json")
-
-
-def _query_offset(session, url: str, size: int) -> tuple[int, dict | None]:
-    """Asks a resumable session how much it holds: (next offset, object if complete).
-
-    Returns (-1, None) when the session is gone (expired after a week, or cancelled).
-    """
-    response = session.put(url, headers={"Content-Range": f"bytes */{size}"}, data=b"")
-    if response.status_code in (200, 201):
-        return size, response.json()
-    if response.status_code == 308:
-        received = response.headers.get("Range")
-        return (int(received.rsplit("-", 1)[1]) + 1 if received else 0), None
-    if response.status_code in (404, 410):
-        return -1, None
-    _raise_for_status(response)
-    raise RuntimeError(f"Unexpected status {response.status_code} from {url}.")
-
-
-class _TransientHTTPError(ConnectionError):
-    """A 408/429/5xx answer to a chunk, raised so that the backoff retry resends it."""
-
-
-def _raise_for_status(response) -> None:
-    if response.status_code in (408, 429) or response.status_code >= 500:
-        raise _TransientHTTPError(f"HTTP {response.status_code}: {response.text[:200]}")
-    response.raise_for_status()
-
-
-def _resumable_upload(
-    blob,
-    local_path: str,
-    size: int,
-    crc: str,
-    *,
-    chunk_size: int,
-    state_dir: str,
-    retry,
-    on_chunk: Callable[[str, int], None] | None,
-    relative: str,
-) -> tuple[dict, int]:
-    """Uploads through a resumable session that survives the end of this process.
-
-    The session URL is the only state: it is written to `state_dir` before the first
-    byte goes out, and a later run that finds it asks the server how many bytes it
-    holds and sends the rest. Session URLs authorise the upload by themselves (no
-    credentials are stored); Cloud Storage expires them after a week.
-
-    Returns:
-        (the object's metadata as Cloud Storage reports it, the offset resumed from).
-    """
-    state_file = _state_path(state_dir, blob.bucket.name, blob.name, local_path, size, crc)
-    session = requests.Session()
-    url, offset, resource = None, 0, None
-    if os.path.exists(state_file):
-        with open(state_file, encoding="utf-8") as f:
-            url = json.load(f)["session_url"]
-        offset, resource = retry(_query_offset)(session, url, size)
-        if offset < 0:
-            logging.info("Resumable session for %s expired; starting over.", relative)
-            url, offset = None, 0
-    resumed_from = offset if url else 0
-    if url is None:
-        blob.crc32c = crc  # Cloud Storage rejects the object if the bytes do not match.
-        url = blob.create_resumable_upload_session(
-            size=size, content_type="application/octet-stream", checksum=None, retry=retry
-        )
-        os.makedirs(state_dir, exist_ok=True)
-        with open(state_file + ".tmp", "w", encoding="utf-8") as f:
-            json.dump(
-                {
-                    "session_url": url,
-                    "object": f"gs://{blob.bucket.name}/{blob.name}",
-                    "local_path": local_path,
-                },
-                f,
-            )
-        os.replace(state_file + ".tmp", state_file)
-    elif resumed_from:
-        logging.info("Resuming %s at byte %d of %d.", relative, resumed_from, size)
-
-    failed_before = {"value": False}
-
-    def send_next_chunk(position: int) -> tuple[int, dict | None]:
-        # After a failed attempt the server may hold more (or less) than we think.
-        if failed_before["value"]:
-            position, done = _query_offset(session, url, size)
-            if done is not None or position < 0:
-                return position, done
-        failed_before["value"] = True
-        with open(local_path, "rb") as f:
-            f.seek(position)
-            chunk = f.read(chunk_size)
-        last = position + len(chunk) - 1
-        response = session.put(
-            url,
-            data=chunk,
-            headers={
-                "Content-Range": f"bytes {position}-{last}/{size}" if chunk else f"bytes */{size}"
-            },
-        )
-        if response.status_code == 400 and "crc32c" in response.text.lower():
-            os.remove(state_file)  # the session is spent; a rerun starts a new one
-            raise ChecksumMismatchError(
-                f"Cloud Storage rejected gs://{blob.bucket.name}/{blob.name}: the bytes it "
-                f"received do not match {local_path}'s CRC32C {crc} ({response.text[:300]}). "
-                "Fix: rerun the command; if it fails again, the file is changing while it "
-                "is read."
-            )
-        _raise_for_status(response)
-        failed_before["value"] = False
-        if response.status_code in (200, 201):
-            return size, response.json()
-        if response.status_code == 308:
-            received = response.headers.get("Range")
-            return (int(received.rsplit("-", 1)[1]) + 1 if received else 0), None
-        raise RuntimeError(f"Unexpected status {response.status_code} uploading {relative}.")
-
-    while resource is None:
-        offset, resource = retry(send_next_chunk)(offset)
-        if offset < 0:
-            raise RuntimeError(
-                f"The resumable session for {relative} disappeared mid-upload; rerun the "
-                "command to start a new one."
-            )
-        if on_chunk is not None and resource is None:
-            on_chunk(relative, offset)
-    os.remove(state_file)
-    return resource, resumed_from
 
 
 def upload(
@@ -300,11 +188,7 @@ def upload(
     client=None,
     workers: int = 8,
     chunk_size: int = 32 * MIB,
-    resumable_threshold: int = 64 * MIB,
-    state_dir: str | None = None,
     retry_deadline_s: float = 300.0,
-    on_file_done: Callable[[str], None] | None = None,
-    on_chunk: Callable[[str, int], None] | None = None,
 ) -> TransferStats:
     """Uploads a local folder or file under `dst_url`, sending only what is not there yet.
 
@@ -314,11 +198,7 @@ def upload(
         client: a google.cloud.storage.Client; one on ADC by default.
         workers: files transferred at once.
         chunk_size: bytes per request of a resumable upload (a multiple of 256 KiB).
-        resumable_threshold: files at least this big use a resumable session that a
-            later run continues; smaller ones go up in one request.
-        state_dir: where resumable session URLs are kept between runs.
         retry_deadline_s: how long one request is retried on transient errors.
-        on_file_done, on_chunk: progress hooks (relative name; and byte offset).
 
     Returns:
         TransferStats.
@@ -327,6 +207,8 @@ def upload(
         ValueError, FileNotFoundError: naming the bad argument.
         ChecksumMismatchError: when Cloud Storage reports other bytes than were sent.
     """
+    from google.cloud.storage import transfer_manager  # pylint: disable=import-outside-toplevel
+
     if chunk_size <= 0 or chunk_size % CHUNK_ALIGNMENT:
         raise ValueError(
             f"chunk_size={chunk_size} must be a positive multiple of 256 KiB "
@@ -338,58 +220,43 @@ def upload(
     files = local_files(src)
     client = client or gcs.make_client()
     retry = gcs.make_retry(retry_deadline_s)
-    state_dir = state_dir or default_state_dir()
     remote = list_remote(client, dst_url, retry)
     bucket = client.bucket(bucket_name)
     stats = TransferStats()
-    lock = threading.Lock()
-
-    def upload_one(local_path: str, relative: str) -> str:
-        size = os.path.getsize(local_path)
-        crc = gcs.crc32c_of_file(local_path)
+    crcs = _checksums([path for path, _ in files], workers)
+    todo = []
+    for (local_path, relative), crc in zip(files, crcs):
         if _same_content(local_path, remote.get(relative.replace(os.sep, "/")), crc):
-            with lock:
-                stats.skipped.append(relative)
-            return relative
-        blob = bucket.blob(_object_name(prefix, relative))
-        if size >= resumable_threshold:
-            resource, resumed_from = _resumable_upload(
-                blob,
-                local_path,
-                size,
-                crc,
-                chunk_size=chunk_size,
-                state_dir=state_dir,
-                retry=retry,
-                on_chunk=on_chunk,
-                relative=relative,
-            )
-            remote_crc = resource.get("crc32c")
+            stats.skipped.append(relative)
         else:
-            resumed_from = 0
-            try:
-                blob.upload_from_filename(local_path, checksum="crc32c", retry=retry)
-            except storage_exceptions.DataCorruption as error:
-                raise ChecksumMismatchError(
-                    f"Cloud Storage received other bytes than {local_path} holds ({error}). "
-                    "Fix: rerun the command; it sends the file again."
-                ) from error
-            remote_crc = blob.crc32c
-        if remote_crc != crc:
-            raise ChecksumMismatchError(
-                f"gs://{bucket_name}/{blob.name} has CRC32C {remote_crc} but {local_path} has "
-                f"{crc}: the file changed during the upload or the bytes were corrupted in "
-                "transit. Fix: rerun the command; it sends the file again."
+            blob = bucket.blob(_object_name(prefix, relative), chunk_size=chunk_size)
+            todo.append((local_path, relative, crc, blob))
+    results = transfer_manager.upload_many(
+        [(local_path, blob) for local_path, _, _, blob in todo],
+        upload_kwargs={"checksum": "crc32c", "retry": retry},
+        worker_type=transfer_manager.THREAD,
+        max_workers=workers,
+        raise_exception=False,
+    )
+    errors = []
+    for (local_path, relative, crc, blob), result in zip(todo, results):
+        if isinstance(result, BaseException):
+            errors.append((relative, result))
+        elif blob.crc32c != crc:
+            errors.append(
+                (
+                    relative,
+                    ChecksumMismatchError(
+                        f"gs://{bucket_name}/{blob.name} has CRC32C {blob.crc32c}, "
+                        f"{local_path} has {crc}"
+                    ),
+                )
             )
-        with lock:
+        else:
             stats.transferred.append(relative)
-            stats.bytes_transferred += size - resumed_from
-            if resumed_from:
-                stats.resumed[relative] = resumed_from
-        return relative
-
-    _run_parallel(upload_one, files, workers, on_file_done)
+            stats.bytes_transferred += os.path.getsize(local_path)
     logging.info("Upload %s -> %s: %s", src, dst_url, stats.summary())
+    _first_error(errors, "Uploading")
     return stats
 
 
@@ -403,7 +270,6 @@ def download(
     client=None,
     workers: int = 8,
     retry_deadline_s: float = 300.0,
-    on_file_done: Callable[[str], None] | None = None,
 ) -> TransferStats:
     """Downloads every object under `src_url` into the folder `dst`, verifying CRC32C.
 
@@ -416,19 +282,19 @@ def download(
         ValueError: when an object name would escape `dst` (`..` parts).
         ChecksumMismatchError: when the received bytes differ from what GCS reports.
     """
+    from google.cloud.storage import transfer_manager  # pylint: disable=import-outside-toplevel
+
     client = client or gcs.make_client()
     retry = gcs.make_retry(retry_deadline_s)
     remote = list_remote(client, src_url, retry)
     if not remote:
         raise FileNotFoundError(
-            f"No objects under {src_url}: check the path (gsutil-style "
-            f"`gcloud storage ls {src_url}`)."
+            f"No objects under {src_url}: check the path (`gcloud storage ls {src_url}`)."
         )
     bucket = client.bucket(gcs.parse_url(src_url)[0])
     root = os.path.abspath(dst)
     stats = TransferStats()
-    lock = threading.Lock()
-    items = []
+    todo = []
     for relative, obj in sorted(remote.items()):
         target = os.path.abspath(os.path.join(root, relative))
         if os.path.commonpath([root, target]) != root:
@@ -436,42 +302,47 @@ def download(
                 f"Object gs://{bucket.name}/{obj.name} would be written outside "
                 f"{dst}; refusing to download it."
             )
-        items.append((obj, relative, target))
-
-    def download_one(obj: RemoteObject, relative: str, target: str) -> str:
         if os.path.isfile(target) and _same_content(target, obj):
-            with lock:
-                stats.skipped.append(relative)
-            return relative
+            stats.skipped.append(relative)
+            continue
         os.makedirs(os.path.dirname(target), exist_ok=True)
         fd, partial = tempfile.mkstemp(prefix=".partial-", dir=os.path.dirname(target))
         os.close(fd)
-        try:
-            try:
-                bucket.blob(obj.name).download_to_filename(partial, checksum="crc32c", retry=retry)
-            except storage_exceptions.DataCorruption as error:
-                raise ChecksumMismatchError(
-                    f"Downloaded gs://{bucket.name}/{obj.name} does not match the CRC32C "
-                    f"Cloud Storage sent with it ({error}). Fix: rerun the command."
-                ) from error
+        todo.append((obj, relative, target, partial))
+    try:
+        results = transfer_manager.download_many(
+            [(bucket.blob(obj.name), partial) for obj, _, _, partial in todo],
+            download_kwargs={"checksum": "crc32c", "retry": retry},
+            worker_type=transfer_manager.THREAD,
+            max_workers=workers,
+            raise_exception=False,
+        )
+        errors = []
+        for (obj, relative, target, partial), result in zip(todo, results):
+            if isinstance(result, BaseException):
+                errors.append((relative, result))
+                continue
             received = gcs.crc32c_of_file(partial)
             if obj.crc32c and received != obj.crc32c:
-                raise ChecksumMismatchError(
-                    f"Downloaded gs://{bucket.name}/{obj.name} has CRC32C {received}, Cloud "
-                    f"Storage reports {obj.crc32c}. Fix: rerun the command; if it persists the "
-                    "object changed while it was read."
+                errors.append(
+                    (
+                        relative,
+                        ChecksumMismatchError(
+                            f"gs://{bucket.name}/{obj.name} arrived with CRC32C {received}, "
+                            f"Cloud Storage reports {obj.crc32c}"
+                        ),
+                    )
                 )
+                continue
             os.replace(partial, target)
-        finally:
-            if os.path.exists(partial):
-                os.remove(partial)
-        with lock:
             stats.transferred.append(relative)
             stats.bytes_transferred += obj.size
-        return relative
-
-    _run_parallel(download_one, items, workers, on_file_done)
+    finally:
+        for _, _, _, partial in todo:
+            if os.path.exists(partial):
+                os.remove(partial)
     logging.info("Download %s -> %s: %s", src_url, dst, stats.summary())
+    _first_error(errors, "Downloading")
     return stats
 
 
@@ -509,50 +380,14 @@ def verify(local: str, url: str, *, client=None) -> list[str]:
     return problems
 
 
-# --------------------------------------------------------------------------- helpers
-
-
-def default_state_dir() -> str:
-    """Where resumable-upload session URLs wait for the next run."""
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(base, "dfd-storage")
-
-
-def _run_parallel(
-    function, items: Iterable[tuple], workers: int, on_file_done: Callable[[str], None] | None
-) -> None:
-    """Runs `function(*item)` on a thread pool; the first error cancels what has not started.
-
-    Threads fit: the work is network and disk I/O, which releases the GIL.
-    """
-    pool = concurrent.futures.ThreadPoolExecutor(max_workers=workers)
-    try:
-        futures = [pool.submit(function, *item) for item in items]
-        for future in concurrent.futures.as_completed(futures):
-            relative = future.result()
-            if on_file_done is not None:
-                on_file_done(relative)
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
-
-
 # --------------------------------------------------------------------------- command line
 
 FLAGS = flags.FLAGS
 _WORKERS = flags.DEFINE_integer("workers", 8, "Files transferred at once.", lower_bound=1)
 _CHUNK_MIB = flags.DEFINE_float(
-    "chunk_mib", 32, "MiB per request of a resumable upload (rounded to 256 KiB)."
-)
-_RESUMABLE_THRESHOLD_MIB = flags.DEFINE_float(
-    "resumable_threshold_mib",
-    64,
-    "Files at least this big go up through a resumable session that a rerun continues.",
-)
-_STATE_DIR = flags.DEFINE_string(
-    "state_dir",
-    None,
-    "Folder keeping resumable-upload session URLs between runs "
-    "(default: $XDG_CACHE_HOME/dfd-storage or ~/.cache/dfd-storage).",
+    "chunk_mib",
+    32,
+    "MiB per request of the resumable uploads of files over 8 MiB (rounded to 256 KiB).",
 )
 _RETRY_DEADLINE_S = flags.DEFINE_float(
     "retry_deadline_s", 300, "Seconds one request is retried on transient errors."
@@ -561,7 +396,69 @@ _PROJECT = flags.DEFINE_string(
     "project", None, "Google Cloud project for the client (default: from the environment)."
 )
 
-_COMMANDS = {"upload": 2, "download": 2, "verify": 2, "check-writable": 1}
+# command -> which of its arguments must be gs:// URLs.
+_COMMANDS = {"upload": (1,), "download": (0,), "verify": (1,), "check-writable": ()}
+_ARITY = {"upload": 2, "download": 2, "verify": 2, "check-writable": 1}
+
+
+def _check_arguments(command: str, args: list[str]) -> None:
+    """URLs first: a mistyped gs:// path must not surface as a credential problem."""
+    for index in _COMMANDS[command]:
+        if not gcs.is_gcs(args[index]):
+            raise cli.UserError(
+                f"`{command}` expects a gs://BUCKET[/PREFIX] URL as argument {index + 1}, got "
+                f"{args[index]!r}."
+            )
+    for arg in args:
+        if gcs.is_gcs(arg):
+            gcs.parse_url(arg)  # ValueError naming the bad bucket name.
+        elif arg.lower().startswith(("gs:", "gcs:")):
+            raise cli.UserError(f"{arg} is not a valid Cloud Storage URL: write gs://BUCKET/PATH.")
+
+
+def _run_command(command: str, args: list[str]) -> int:
+    chunk_size = max(
+        CHUNK_ALIGNMENT, round(_CHUNK_MIB.value * MIB / CHUNK_ALIGNMENT) * CHUNK_ALIGNMENT
+    )
+    if command == "check-writable":
+        if gcs.is_gcs(args[0]):
+            gcs.ensure_writable(args[0], client=gcs.make_client(_PROJECT.value))
+        else:
+            # Local folders go through tf.io.gfile; TensorFlow loads only here.
+            from preprocessing import paths  # pylint: disable=import-outside-toplevel
+
+            paths.ensure_writable(args[0])
+        print(json.dumps({"writable": args[0]}))
+        return 0
+    client = gcs.make_client(_PROJECT.value)
+    if command == "upload":
+        stats = upload(
+            args[0],
+            args[1],
+            client=client,
+            workers=_WORKERS.value,
+            chunk_size=chunk_size,
+            retry_deadline_s=_RETRY_DEADLINE_S.value,
+        )
+        print(json.dumps(stats.summary()))
+    elif command == "download":
+        stats = download(
+            args[0],
+            args[1],
+            client=client,
+            workers=_WORKERS.value,
+            retry_deadline_s=_RETRY_DEADLINE_S.value,
+        )
+        print(json.dumps(stats.summary()))
+    else:
+        problems = verify(args[0], args[1], client=client)
+        for line in problems:
+            print(line)
+        if problems:
+            logging.error("%d problem(s) between %s and %s.", len(problems), *args)
+            return 1
+        logging.info("%s and %s hold the same bytes.", *args)
+    return 0
 
 
 def main(argv):
@@ -571,83 +468,41 @@ def main(argv):
             "Example: dfd-storage upload ./real_vs_fake gs://BUCKET/raw"
         )
     command, args = argv[1], argv[2:]
-    if len(args) != _COMMANDS[command]:
+    if len(args) != _ARITY[command]:
         raise app.UsageError(
-            f"`{command}` takes {_COMMANDS[command]} paths, got {len(args)}: {args!r}."
+            f"`{command}` takes {_ARITY[command]} paths, got {len(args)}: {args!r}."
         )
-    chunk_size = max(
-        CHUNK_ALIGNMENT, round(_CHUNK_MIB.value * MIB / CHUNK_ALIGNMENT) * CHUNK_ALIGNMENT
-    )
-    try:
-        if command == "check-writable":
-            if gcs.is_gcs(args[0]):
-                gcs.ensure_writable(args[0], client=gcs.make_client(_PROJECT.value))
-            else:
-                # Local folders go through tf.io.gfile; TensorFlow loads only here.
-                from preprocessing import paths  # pylint: disable=import-outside-toplevel
+    _check_arguments(command, args)
+    # pylint: disable=import-outside-toplevel
+    from google.api_core import exceptions as api_exceptions
+    from google.auth import exceptions as auth_exceptions
+    import requests
 
-                paths.ensure_writable(args[0])
-            print(json.dumps({"writable": args[0]}))
-            return 0
-        client = gcs.make_client(_PROJECT.value)
-        if command == "upload":
-            stats = upload(
-                args[0],
-                args[1],
-                client=client,
-                workers=_WORKERS.value,
-                chunk_size=chunk_size,
-                resumable_threshold=int(_RESUMABLE_THRESHOLD_MIB.value * MIB),
-                state_dir=_STATE_DIR.value,
-                retry_deadline_s=_RETRY_DEADLINE_S.value,
-            )
-            print(json.dumps(stats.summary()))
-        elif command == "download":
-            stats = download(
-                args[0],
-                args[1],
-                client=client,
-                workers=_WORKERS.value,
-                retry_deadline_s=_RETRY_DEADLINE_S.value,
-            )
-            print(json.dumps(stats.summary()))
-        else:
-            problems = verify(args[0], args[1], client=client)
-            for line in problems:
-                print(line)
-            if problems:
-                logging.error("%d problem(s) between %s and %s.", len(problems), *args)
-                return 1
-            logging.info("%s and %s hold the same bytes.", *args)
+    try:
+        return _run_command(command, args)
     except KeyboardInterrupt:
-        logging.warning(
-            "Interrupted. Rerun the same command: it skips what already arrived "
-            "and continues big files from their last chunk."
-        )
+        logging.warning("Interrupted. Rerun the same command: it skips what already arrived.")
         return 130
-    except (PermissionError, FileNotFoundError, ValueError, ChecksumMismatchError) as error:
-        logging.error("%s", error)
-        return 1
     except auth_exceptions.DefaultCredentialsError as error:
-        logging.error(
-            "No Google credentials (%s). Fix: run `gcloud auth application-default "
-            "login`, or run on a VM or job with a service account.",
-            error,
-        )
-        return 1
+        raise cli.UserError(
+            f"No Google credentials ({cli.one_line(error)}). Fix: run `gcloud auth "
+            "application-default login`, or run on a VM or job with a service account."
+        ) from error
     except (api_exceptions.GoogleAPIError, requests.exceptions.RequestException) as error:
-        logging.error(
-            "Cloud Storage refused the request: %s. Fix: check the gs:// path and "
-            "that your credentials may read/write it (`dfd-storage check-writable "
-            "gs://...`).",
-            error,
-        )
-        return 1
-    return 0
+        raise cli.UserError(
+            f"Cloud Storage refused the request: {cli.one_line(error)}. Fix: check the gs:// "
+            "path and that your credentials may read/write it (`dfd-storage check-writable "
+            "gs://...`)."
+        ) from error
 
 
 def run_main():
-    cli.run(main, module=sys.modules[__name__], prog="dfd-storage")
+    cli.run(
+        main,
+        module=sys.modules[__name__],
+        prog="dfd-storage",
+        extra_user_errors=(ChecksumMismatchError,),
+    )
 
 
 if __name__ == "__main__":

@@ -318,7 +318,7 @@ def run(
                 "Ignoring --beam_pipeline_options with the local runner: %s", pipeline_options
             )
     else:
-        # "project=P" and "--project=P" both work, as with `preprocessing.build` and `tfds build`.
+        # "project=P" and "--project=P" both work, as with `dfd-build-dataset` and `tfds build`.
         options_list = [
             o if o.startswith("--") else f"--{o}"
             for o in (o.strip() for o in pipeline_options)

@@ -41,11 +41,7 @@ def read(path):
 def test_upload_sends_everything_once_and_a_rerun_skips_it(tmp_path, gcs_client, bucket):
     names = make_tree(tmp_path / "src")
     first = storage.upload(
-        str(tmp_path / "src"),
-        f"gs://{bucket}/raw",
-        client=gcs_client,
-        workers=4,
-        state_dir=str(tmp_path / "state"),
+        str(tmp_path / "src"), f"gs://{bucket}/raw", client=gcs_client, workers=4
     )
     assert sorted(first.transferred) == names and not first.skipped
 
@@ -56,76 +52,54 @@ def test_upload_sends_everything_once_and_a_rerun_skips_it(tmp_path, gcs_client,
         assert remote[name].name == f"raw/{name}"
 
     again = storage.upload(
-        str(tmp_path / "src"),
-        f"gs://{bucket}/raw",
-        client=gcs_client,
-        workers=4,
-        state_dir=str(tmp_path / "state"),
+        str(tmp_path / "src"), f"gs://{bucket}/raw", client=gcs_client, workers=4
     )
     assert not again.transferred and sorted(again.skipped) == names
     assert again.bytes_transferred == 0
 
 
-def test_interrupted_upload_sends_only_the_rest_on_rerun(tmp_path, gcs_client, bucket):
+def test_a_partial_upload_is_completed_by_a_rerun(tmp_path, gcs_client, bucket):
     names = make_tree(tmp_path / "src", files=10)
-    done = []
-
-    def stop_after_three(name):
-        done.append(name)
-        if len(done) == 3:
-            raise Interrupted
-
-    with pytest.raises(Interrupted):
-        storage.upload(
-            str(tmp_path / "src"),
-            f"gs://{bucket}/raw",
-            client=gcs_client,
-            workers=1,
-            on_file_done=stop_after_three,
+    for name in names[:3]:  # What an interrupted run had sent.
+        gcs_client.bucket(bucket).blob(f"raw/{name}").upload_from_filename(
+            str(tmp_path / "src" / name)
         )
-    present = set(storage.list_remote(gcs_client, f"gs://{bucket}/raw"))
-    assert 3 <= len(present) < len(names)
-
     rerun = storage.upload(
         str(tmp_path / "src"), f"gs://{bucket}/raw", client=gcs_client, workers=2
     )
-    assert set(rerun.skipped) == present
-    assert set(rerun.transferred) == set(names) - present
+    assert sorted(rerun.skipped) == names[:3]
+    assert sorted(rerun.transferred) == names[3:]
     assert storage.verify(str(tmp_path / "src"), f"gs://{bucket}/raw", client=gcs_client) == []
 
 
-def test_killed_resumable_upload_continues_from_its_last_chunk(tmp_path, gcs_client, bucket):
-    """A big file (the Kaggle zip) resumes mid-file, through the session kept in state_dir."""
-    archive = tmp_path / "archive.zip"
-    payload = os.urandom(4 * 256 * KIB + 1000)  # 4 full chunks and a partial one
-    archive.write_bytes(payload)
-    state_dir = tmp_path / "state"
-    options = dict(
-        client=gcs_client,
-        chunk_size=256 * KIB,
-        resumable_threshold=256 * KIB,
-        state_dir=str(state_dir),
+def test_big_files_go_up_in_resumable_chunks_with_their_checksum(
+    tmp_path, gcs_client, bucket, slow_proxy, monkeypatch
+):
+    """Over 8 MiB the library switches to a resumable upload, one request per chunk."""
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", f"http://127.0.0.1:{slow_proxy.port}")
+    client = gcs.make_client(conftest.PROJECT)
+    payload = os.urandom(9 * 1024 * KIB + 123)
+    (tmp_path / "archive.zip").write_bytes(payload)
+    stats = storage.upload(
+        str(tmp_path / "archive.zip"), f"gs://{bucket}/raw", client=client, chunk_size=4096 * KIB
     )
+    assert stats.transferred == ["archive.zip"] and stats.bytes_transferred == len(payload)
+    assert slow_proxy.count(b"POST /upload/storage/v1/b/") == 1  # One resumable session...
+    assert slow_proxy.count(b"PUT /upload/storage/v1/b/") == 3  # ...sent in 3 chunks.
+    # The emulator computed this CRC32C from the bytes it stored (a 9 MiB read-back takes 10 s).
+    blob = gcs_client.bucket(bucket).get_blob("raw/archive.zip")
+    assert (blob.size, blob.crc32c) == (len(payload), gcs.crc32c_of_bytes(payload))
 
-    def stop_after_two_chunks(name, offset):
-        assert name == "archive.zip"
-        if offset >= 2 * 256 * KIB:
-            raise Interrupted
 
-    with pytest.raises(Interrupted):
-        storage.upload(
-            str(archive), f"gs://{bucket}/raw", on_chunk=stop_after_two_chunks, **options
-        )
-    assert storage.list_remote(gcs_client, f"gs://{bucket}/raw") == {}
-    assert len(os.listdir(state_dir)) == 1  # the session URL waits for the rerun
-
-    rerun = storage.upload(str(archive), f"gs://{bucket}/raw", **options)
-    assert rerun.transferred == ["archive.zip"]
-    assert rerun.resumed == {"archive.zip": 2 * 256 * KIB}
-    assert rerun.bytes_transferred == len(payload) - 2 * 256 * KIB
-    assert os.listdir(state_dir) == []
-    blob = gcs_client.bucket(bucket).blob("raw/archive.zip")
-    assert blob.download_as_bytes() == payload
+def test_a_sources_listing_on_gcs_has_sizes_and_checksums(tmp_path, gcs_client, bucket):
+    names = make_tree(tmp_path / "src", files=4)
+    storage.upload(str(tmp_path / "src"), f"gs://{bucket}/raw", client=gcs_client)
+    listed = gcs.list_folder(f"gs://{bucket}/raw/train/real", client=gcs_client)
+    expected = {n.split("/")[-1] for n in names if n.startswith("train/real/")}
+    assert set(listed) == expected
+    for name, (size, crc) in listed.items():
+        local = tmp_path / "src" / "train" / "real" / name
+        assert (size, crc) == (local.stat().st_size, gcs.crc32c_of_file(str(local)))
 
 
 def test_download_round_trip_and_resume(tmp_path, gcs_client, bucket):
@@ -182,30 +156,6 @@ def test_checksum_mismatches_are_detected(tmp_path, gcs_client, bucket):
     assert not (tmp_path / "dst" / names[2]).exists()
 
 
-def test_cloud_storage_rejects_bytes_that_do_not_match_the_checksum_sent(
-    tmp_path, gcs_client, bucket
-):
-    """The resumable session declares the file's CRC32C; other bytes arriving fail it."""
-    local = tmp_path / "archive.zip"
-    local.write_bytes(os.urandom(300 * KIB))
-    blob = gcs_client.bucket(bucket).blob("raw/archive.zip")
-    declared = gcs.crc32c_of_bytes(b"what the file held when it was checksummed")
-    with pytest.raises(storage.ChecksumMismatchError, match="do not match"):
-        storage._resumable_upload(  # pylint: disable=protected-access
-            blob,
-            str(local),
-            300 * KIB,
-            declared,
-            chunk_size=256 * KIB,
-            state_dir=str(tmp_path / "state"),
-            retry=gcs.make_retry(10),
-            on_chunk=None,
-            relative="archive.zip",
-        )
-    assert not gcs_client.bucket(bucket).get_blob("raw/archive.zip")
-    assert os.listdir(tmp_path / "state") == []  # a rerun starts a fresh session
-
-
 def test_writability_check_reports_what_is_wrong(gcs_client, bucket):
     paths.ensure_writable(f"gs://{bucket}/runs/a")  # the check the trainer and build call
     assert storage.list_remote(gcs_client, f"gs://{bucket}") == {}  # the probe is gone
@@ -214,6 +164,11 @@ def test_writability_check_reports_what_is_wrong(gcs_client, bucket):
         paths.ensure_writable("gs://no-such-bucket-dfd/runs/a")
     with pytest.raises(ValueError, match="gs://BUCKET"):
         gcs.parse_url("gs:///runs")
+    # A bad URL is named as such, before any client (or missing credential) is involved.
+    with pytest.raises(ValueError, match="'My_Bucket' .* is not a valid bucket name"):
+        paths.ensure_writable("gs://My_Bucket/runs")
+    with pytest.raises(ValueError, match="gs:/my-bucket/runs is not a valid Cloud Storage URL"):
+        paths.ensure_writable("gs:/my-bucket/runs")
 
 
 def test_transient_connection_errors_are_retried_with_backoff(tmp_path, monkeypatch):
@@ -249,6 +204,8 @@ def run_cli(*args, env_host, tmp_path):
         XDG_CACHE_HOME=str(tmp_path / "cache"),
         GOOGLE_CLOUD_PROJECT=conftest.PROJECT,
     )
+    if not env_host:  # As on a machine with no emulator and no credentials.
+        del env["STORAGE_EMULATOR_HOST"]
     return subprocess.run(
         [sys.executable, "-m", "deploy.storage", *args],
         cwd=REPO,
@@ -274,7 +231,6 @@ def test_command_line(tmp_path, emulator_host, gcs_client, bucket):
     assert json.loads(up.stdout) == {
         "transferred": 3,
         "skipped": 0,
-        "resumed": 0,
         "bytes_transferred": sum(os.path.getsize(tmp_path / "src" / n) for n in names),
     }
 
@@ -301,6 +257,16 @@ def test_command_line(tmp_path, emulator_host, gcs_client, bucket):
 
     usage = run_cli("uplod", "a", "b", env_host=emulator_host, tmp_path=tmp_path)
     assert usage.returncode != 0 and "upload, download, verify, check-writable" in usage.stderr
+
+    # Mistyped URLs: one line that says so, not "No Google credentials", no traceback.
+    for args, message in [
+        (("download", "gs://My_Bucket/x", str(tmp_path / "d")), "not a valid bucket name"),
+        (("upload", str(tmp_path / "src"), "gs:/my-bucket/raw"), "expects a gs://BUCKET"),
+    ]:
+        bad_url = run_cli(*args, env_host="", tmp_path=tmp_path)
+        assert bad_url.returncode == 1, bad_url.stderr
+        (line,) = bad_url.stderr.strip().splitlines()
+        assert line.startswith("dfd-storage: error:") and message in line
 
 
 def wait_for(condition, process, what, timeout_s=60):
@@ -355,53 +321,13 @@ def test_killed_upload_sends_only_the_rest_on_rerun(tmp_path, gcs_client, bucket
     assert storage.verify(str(tmp_path / "src"), f"gs://{bucket}/raw", client=gcs_client) == []
 
 
-def test_killed_upload_of_a_big_file_resumes_mid_file(tmp_path, gcs_client, bucket, slow_proxy):
-    """SIGKILL during the resumable upload of one big file; the rerun sends the rest."""
-    payload = os.urandom(8 * 256 * KIB + 123)
-    (tmp_path / "archive.zip").write_bytes(payload)
-    argv = [
-        sys.executable,
-        "-m",
-        "deploy.storage",
-        "upload",
-        str(tmp_path / "archive.zip"),
-        f"gs://{bucket}/raw",
-        "--chunk_mib=0.25",
-        "--resumable_threshold_mib=1",
-    ]
-    env = cli_env(f"http://127.0.0.1:{slow_proxy.port}", tmp_path)
-    process = subprocess.Popen(
-        argv, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
-    try:
-        # Chunks go one after the other: when the 4th is sent, 3 were stored.
-        wait_for(
-            lambda: slow_proxy.count(b"PUT /upload/storage/v1/b/") >= 4, process, "the 4th chunk"
-        )
-    finally:
-        process.kill()
-        process.wait()
-    assert storage.list_remote(gcs_client, f"gs://{bucket}/raw") == {}
-    assert len(os.listdir(tmp_path / "cache" / "dfd-storage")) == 1
-
-    rerun = subprocess.run(
-        argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=120, check=False
-    )
-    assert rerun.returncode == 0, rerun.stderr
-    summary = json.loads(rerun.stdout)
-    assert summary["resumed"] == 1 and summary["transferred"] == 1
-    assert summary["bytes_transferred"] <= len(payload) - 3 * 256 * KIB
-    assert gcs_client.bucket(bucket).blob("raw/archive.zip").download_as_bytes() == payload
-    assert os.listdir(tmp_path / "cache" / "dfd-storage") == []
-
-
 @pytest.mark.parametrize("command", ["build", "train"])
 def test_long_jobs_fail_in_seconds_on_an_unwritable_gs_output(command, tmp_path, emulator_host):
     """The dataset build and the trainer run the check before any real work."""
     if command == "build":
         argv = [
             "-m",
-            "preprocessing.build",
+            "tfds_builder.build",
             "--manual_dir="
             + os.path.join(REPO, "tfds_builder", "real_and_fake_faces", "dummy_data"),
             "--data_dir=gs://no-such-bucket-dfd/tfds",

@@ -97,6 +97,34 @@ def test_jpeg_without_its_end_marker_is_rejected():
         images.normalise(whole[:-2])
 
 
+def test_jpeg_that_pillow_reads_but_tensorflow_cannot_is_rejected():
+    data = planted.tf_undecodable_jpeg()
+    Image.open(io.BytesIO(data)).load()  # Pillow: fine.
+    with pytest.raises(tf.errors.InvalidArgumentError, match="jpeg::Uncompress failed"):
+        tf.io.decode_jpeg(data)  # TensorFlow, as the trainer decodes it: not.
+    with pytest.raises(images.TensorFlowDecodeError, match="TensorFlow's decoder") as caught:
+        images.normalise(data)
+    assert caught.value.reason == "tf_decode_failed"
+    assert "{{" not in str(caught.value) and "[Op:" not in str(caught.value)
+
+
+def test_jpeg_with_bytes_after_its_end_marker_is_kept_bit_exact():
+    data = planted.with_trailing_bytes()
+    assert len(data) - data.rindex(b"\xff\xd9") > 4096  # Past the old 4 KiB tail check.
+    stored = images.normalise(data)
+    assert stored.jpeg == data and stored.conversion == ""
+    assert _decode(data).shape == (planted.SIZE, planted.SIZE, 3)
+
+
+def test_rejects_describe_the_bytes_without_quoting_them():
+    with pytest.raises(images.NotAnImageError) as caught:
+        images.normalise(b"my-hostname-secret\n")
+    assert "my-hostname" not in str(caught.value) and "(text)" in str(caught.value)
+    with pytest.raises(images.NotAnImageError) as caught:
+        images.normalise(bytes(range(256)) * 2)
+    assert str(caught.value) == "no image format recognised in 512 bytes"
+
+
 def test_reasons_are_distinct_stable_codes():
     classes = [
         images.EmptyFileError,
@@ -104,7 +132,17 @@ def test_reasons_are_distinct_stable_codes():
         images.NotAnImageError,
         images.ImageTooLargeError,
         images.MissingFileError,
+        images.TensorFlowDecodeError,
+        images.NotARegularFileError,
     ]
     reasons = [cls.reason for cls in classes]
-    assert reasons == ["zero_byte", "truncated", "not_an_image", "too_large", "missing_file"]
+    assert reasons == [
+        "zero_byte",
+        "truncated",
+        "not_an_image",
+        "too_large",
+        "missing_file",
+        "tf_decode_failed",
+        "not_a_regular_file",
+    ]
     assert all(issubclass(cls, images.InvalidImageError) for cls in classes)

@@ -57,6 +57,46 @@ def test_csv_and_folders_are_reconciled(tmp_path):
     assert listed["test/real/not_in_csv.jpg"].problem == sources.NOT_IN_CSV
     assert listed["test/real/not_in_csv.jpg"].label == schema.REAL  # From its folder.
     assert set(expected) <= set(listed)
+    # test.csv starts with a byte-order mark: its rows are read like the others.
+    assert not [s for s in listed.values() if s.split == "test" and s.problem == "missing_file"]
+    # The same file listed twice with both labels is a reject, not a silent drop.
+    conflict = listed["valid/fake/csv_conflict.jpg"]
+    assert conflict.problem == sources.CONFLICTING_CSV_ROWS and "valid.csv lines" in conflict.note
+    # Sizes are recorded for the fingerprint, without opening the files.
+    assert listed["train/fake/trailing_bytes.jpg"].size == len(planted.with_trailing_bytes())
+
+
+def test_only_regular_files_are_inputs_and_each_file_is_read_once(tmp_path):
+    root = str(tmp_path / "raw")
+    planted.make_planted(root)
+    listed = {s.id: s for s in sources.list_sources(sources.find_layout(root))}
+    assert listed["train/real/named_pipe.jpg"].problem == sources.NOT_REGULAR_FILE
+    assert listed["train/fake/loop_a.jpg"].problem == sources.BROKEN_LINK
+    assert listed["test/fake/outside_link.jpg"].problem == sources.LINK_OUTSIDE
+    linked = listed["valid/fake/link_to_train.jpg"]
+    assert linked.problem == sources.LINKED_COPY and linked.note.startswith("same file as train/")
+    assert not listed[linked.note.removeprefix("same file as ")].problem  # The file itself.
+
+    followed = {
+        s.id: s for s in sources.list_sources(sources.find_layout(root), allow_links_outside=True)
+    }
+    assert followed["test/fake/outside_link.jpg"].problem == ""
+    assert followed["test/fake/outside_link.jpg"].size == len(planted.SECRET)
+
+
+def test_folder_links_never_make_a_file_read_twice(tmp_path, kaggle_dir):
+    root = tmp_path / "tree"
+    shutil.copytree(os.path.join(kaggle_dir, "real_vs_fake/real-vs-fake"), root)
+    os.symlink("..", root / "train" / "real" / "loop")  # train/real/loop/real/loop/...
+    shutil.rmtree(root / "test" / "fake")
+    os.symlink(os.path.join("..", "train", "fake"), root / "test" / "fake")
+    listed = {s.id: s for s in sources.list_sources(sources.find_layout(str(root)))}
+    linked = {i: s for i, s in listed.items() if i.startswith("test/fake/")}
+    assert len(linked) == 2
+    assert all(s.problem == sources.LINKED_COPY for s in linked.values())
+    assert not [s for i, s in listed.items() if s.problem and i not in linked]
+    # 2 + 2 train, 1 + 1 valid, 1 test/real, 2 linked: the loop link is a folder, not listed.
+    assert len(listed) == 9
 
 
 def test_label_conflict_between_csv_and_folder_is_a_problem(tmp_path, kaggle_dir):
@@ -94,6 +134,13 @@ def test_zip_is_found_when_there_is_no_extracted_folder(tmp_path, kaggle_dir):
                 archive.write(full, os.path.relpath(full, kaggle_dir))
     layout = sources.find_layout(str(tmp_path))
     assert layout.image_root is None and layout.zip_path == str(zip_path)
+    # The zip itself works as manual_dir too; another file does not.
+    assert sources.find_layout(str(zip_path)).zip_path == str(zip_path)
+    (tmp_path / "notes.txt").write_text("x")
+    with pytest.raises(ValueError, match="is a file, not a folder or a .zip"):
+        sources.find_layout(str(tmp_path / "notes.txt"))
+    with pytest.raises(ValueError, match="not a valid Cloud Storage URL"):
+        sources.find_layout("gs:/bucket/raw")
 
 
 def test_missing_manual_dir_names_it_and_the_fix(tmp_path):
@@ -105,6 +152,22 @@ def test_folder_without_a_dataset_says_what_was_expected(tmp_path):
     (tmp_path / "photos").mkdir()
     with pytest.raises(ValueError, match=r"holds no dataset.*real_vs_fake.*Found: \['photos'\]"):
         sources.find_layout(str(tmp_path))
+
+
+def test_a_csv_saved_with_a_byte_order_mark_is_read(tmp_path, kaggle_dir):
+    """Spreadsheets write UTF-8 with a BOM; with `path` first it used to read '\ufeffpath'."""
+    root = str(tmp_path / "raw")
+    shutil.copytree(kaggle_dir, root)
+    path = os.path.join(root, "train.csv")
+    with open(path, encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    with open(path, "w", encoding="utf-8-sig", newline="") as f:  # BOM first.
+        writer = csv.writer(f, lineterminator="\n")
+        writer.writerow(["path", "label"])
+        writer.writerows([row["path"], row["label"]] for row in rows)
+    listed = sources.list_sources(sources.find_layout(root))
+    train = [s for s in listed if s.split == "train"]
+    assert len(train) == len(rows) and not [s for s in train if s.problem]
 
 
 def test_bad_csv_header_is_named(tmp_path, kaggle_dir):

@@ -1,0 +1,71 @@
+"""preprocessing.archive: zip inputs extracted capped, streamed, all or nothing."""
+
+import os
+import tracemalloc
+import zipfile
+
+import pytest
+
+from preprocessing import archive
+
+MIB = 1 << 20
+
+
+def _zip(path, entries):
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as zipped:
+        for name, data in entries.items():
+            zipped.writestr(name, data)
+    return str(path)
+
+
+def test_a_small_zip_that_expands_past_the_cap_is_refused_before_writing(tmp_path):
+    bomb = _zip(tmp_path / "bomb.zip", {"big.bin": b"\0" * (8 * MIB)})
+    assert os.path.getsize(bomb) < 64 * 1024  # Compresses to almost nothing.
+    destination = str(tmp_path / "out" / "bomb")
+    with pytest.raises(archive.ArchiveTooLargeError, match=r"declares 0\.01 GB.*--max_extract_gb"):
+        archive.extract(bomb, destination, max_bytes=4 * MIB)
+    assert not (tmp_path / "out").exists() or not os.listdir(tmp_path / "out")
+
+
+def test_entries_are_streamed_not_read_whole(tmp_path):
+    big = _zip(tmp_path / "big.zip", {"a/big.bin": b"\0" * (48 * MIB), "a/b.txt": b"b"})
+    tracemalloc.start()
+    try:
+        extracted = archive.extract(big, str(tmp_path / "out" / "big"), max_bytes=64 * MIB)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert extracted.files == 2 and extracted.bytes == 48 * MIB + 1
+    assert peak < 8 * MIB, peak  # A whole-entry read would hold 48 MiB at once.
+    assert os.path.getsize(tmp_path / "out" / "big" / "a" / "big.bin") == 48 * MIB
+
+
+def test_unsafe_names_and_links_are_skipped_and_a_complete_extraction_is_reused(tmp_path):
+    link = zipfile.ZipInfo("train/real/link.jpg")
+    link.external_attr = (0o120777 << 16) | 0  # A symbolic-link entry.
+    path = tmp_path / "odd.zip"
+    with zipfile.ZipFile(path, "w") as zipped:
+        zipped.writestr("train/real/ok.jpg", b"ok")
+        zipped.writestr("../escape.jpg", b"no")
+        zipped.writestr("/abs.jpg", b"no")
+        zipped.writestr(link, "/etc/hostname")
+    destination = str(tmp_path / "out" / "odd")
+    first = archive.extract(str(path), destination, max_bytes=MIB)
+    assert first.files == 1 and len(first.skipped) == 3 and not first.reused
+    assert sorted(os.listdir(tmp_path / "out")) == ["odd"]  # No ../escape.jpg, no staging left.
+    assert not (tmp_path / "escape.jpg").exists()
+    again = archive.extract(str(path), destination, max_bytes=MIB)
+    assert again.reused and again.files == 1
+
+
+def test_an_interrupted_extraction_is_never_taken_for_a_complete_one(tmp_path):
+    path = _zip(tmp_path / "data.zip", {"x/1.jpg": b"1", "x/2.jpg": b"2"})
+    destination = str(tmp_path / "out" / "data")
+    os.makedirs(destination + archive.INCOMPLETE_INFIX + "dead")  # What a kill leaves.
+    extracted = archive.extract(path, destination, max_bytes=MIB)
+    assert extracted.files == 2 and not extracted.reused
+    assert sorted(os.listdir(tmp_path / "out")) == ["data"]
+    with pytest.raises(ValueError, match="not a readable zip"):
+        archive.extract(
+            str(tmp_path / "out" / "data" / "x" / "1.jpg"), str(tmp_path / "o2"), max_bytes=1
+        )
