@@ -14,7 +14,8 @@ import tensorflow as tf
 
 from preprocessing import paths, schema
 
-BACKBONES = ("resnet50", "xception", "efficientnetv2s")
+# "tiny" is a small CNN for tests and smoke runs (see `trainer.model.tiny_backbone`).
+BACKBONES = ("resnet50", "xception", "efficientnetv2s", "tiny")
 STRATEGIES = ("auto", "mirrored", "multi_worker_mirrored", "tpu", "one_device")
 PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
 OPTIMIZERS = ("adamw", "sgd")
@@ -132,6 +133,10 @@ def validate(config: TrainConfig) -> None:
     if config.jpeg_quality_min and not 1 <= config.jpeg_quality_min <= 100:
         raise ValueError(
             f"--jpeg_quality_min={config.jpeg_quality_min} must be 0 (off) or in [1, 100]."
+        )
+    if config.backbone == "tiny" and config.weights.lower() == "imagenet":
+        raise ValueError(
+            "--backbone=tiny has no ImageNet weights; pass --weights=none or a local .weights.h5."
         )
     if config.pretrained and config.head_epochs >= config.epochs:
         raise ValueError(

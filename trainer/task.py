@@ -64,7 +64,13 @@ flags.DEFINE_enum(
 flags.DEFINE_bool("jit_compile", _DEFAULTS.jit_compile, "Compile train steps with XLA.")
 
 # ---- Model.
-flags.DEFINE_enum("backbone", _DEFAULTS.backbone, list(config_lib.BACKBONES), "Backbone.")
+flags.DEFINE_enum(
+    "backbone",
+    _DEFAULTS.backbone,
+    list(config_lib.BACKBONES),
+    "Backbone. tiny: a ~11k-weight CNN with the same stages/contract, for smoke runs and tests "
+    "(fast; not a detector for real data; no ImageNet weights).",
+)
 flags.DEFINE_string(
     "weights",
     _DEFAULTS.weights,
