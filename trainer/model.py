@@ -10,6 +10,8 @@ loads with `safe_mode=True`.
 
 from __future__ import annotations
 
+import os
+
 import keras
 import tensorflow as tf
 
@@ -23,7 +25,7 @@ _TINY_WIDTHS = (8, 8, 16, 16, 32)
 def tiny_backbone(
     *, include_top: bool = False, weights=None, input_shape=(32, 32, 3)
 ) -> keras.Model:
-    """A five-stage CNN (~11k weights) with the keras.applications contract, for tests and smoke runs.
+    """A five-stage CNN (~9k weights), keras.applications contract: for tests and smoke runs.
 
     It goes through every line of the real recipe (preprocessing layer, nested
     backbone, BatchNorm frozen in the head phase, `--fine_tune_from` stages,
@@ -123,6 +125,58 @@ class ImagePreprocessing(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "mode": self.mode}
+
+
+# The no-top ImageNet weights Keras downloads for each backbone: (folder URL, file name).
+_IMAGENET_FILES = {
+    "resnet50": (
+        "https://storage.googleapis.com/tensorflow/keras-applications/resnet/",
+        "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",
+    ),
+    "xception": (
+        "https://storage.googleapis.com/tensorflow/keras-applications/xception/",
+        "xception_weights_tf_dim_ordering_tf_kernels_notop.h5",
+    ),
+    "efficientnetv2s": (
+        "https://storage.googleapis.com/tensorflow/keras-applications/efficientnet_v2/",
+        "efficientnetv2-s_notop.h5",
+    ),
+}
+
+
+def keras_cache_path(file_name: str) -> str:
+    """Where Keras looks for a downloaded weights file before fetching it."""
+    home = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
+    return os.path.join(home, "models", file_name)
+
+
+def ensure_imagenet_weights(backbone: str) -> str:
+    """Makes sure Keras can load `backbone`'s ImageNet weights; returns the cached file's path.
+
+    Run before any heavy work: offline (or behind a proxy) the download fails
+    deep inside the model build with a long traceback. Here it fails in one line
+    naming the file and the three ways out.
+
+    Raises:
+        ValueError: the backbone has no ImageNet weights.
+        FileNotFoundError: the file is neither cached nor downloadable.
+    """
+    if backbone not in _IMAGENET_FILES:
+        raise ValueError(f"--backbone={backbone} has no ImageNet weights; use --weights=none.")
+    folder, file_name = _IMAGENET_FILES[backbone]
+    cached = keras_cache_path(file_name)
+    if os.path.exists(cached):
+        return cached
+    try:
+        return keras.utils.get_file(file_name, folder + file_name, cache_subdir="models")
+    except Exception as error:  # noqa: BLE001  Keras raises a bare Exception for URL failures.
+        reason = " ".join(str(error).split())[:200]
+        raise FileNotFoundError(
+            f"Cannot download the ImageNet weights of --backbone={backbone} ({file_name}: "
+            f"{reason}). Fix: train from scratch with --weights=none; or pass a local no-top "
+            f"file with --weights=/path/to/{file_name}; or copy {file_name} (from "
+            f"{folder + file_name}) to {cached} so Keras finds it in its cache."
+        ) from None
 
 
 def _backbone_weights(weights: str):
