@@ -608,7 +608,7 @@ def check_not_diverged(best_auc: float | None, labels: np.ndarray, split: str) -
 
     A run fails (TrainingDiverged, exit status 1, no export written) when its best
     validation AUC is at most 0.5 + 3 standard errors of a random scorer's AUC on
-    that split (`chance_margin`; 0.509 with 10k examples per class). A split too
+    that split (`chance_margin`; 0.512 with 10k examples per class). A split too
     small for that margin to stay under 0.25 (fewer than ~24 examples per class)
     cannot tell a trained model from chance: the check is skipped with a warning.
     """

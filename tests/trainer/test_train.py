@@ -17,7 +17,9 @@ Wall-clock limits below are generous (a run takes ~30 s on a quiet 2-core
 machine, up to 3-4x that at a load of 6): a limit only catches a hang.
 """
 
+import dataclasses
 import json
+import logging
 import os
 import pathlib
 import re
@@ -31,7 +33,8 @@ import pytest
 import tensorflow as tf
 
 from tests.trainer import tiny_data
-from trainer import callbacks, export, image_ops
+from trainer import callbacks, data, distribution, export, image_ops, multiworker_workaround, train
+from trainer import config as config_lib
 from trainer import model as model_lib
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
@@ -267,3 +270,202 @@ def test_resume_is_exact_with_several_steps_per_execution(tmp_path):
         assert weights["optimizer/vars/0"][()] == 2 * 6
     history = callbacks.read_history(str(model_dir / "history.csv"))
     assert [int(r["epoch"]) for r in history] == [1, 2]
+
+
+# ---------------------------------------------------------------------------- in-process runs
+# MirroredStrategy over conftest's 2 logical CPUs, tiny backbone, one or a few steps.
+
+
+def _config(data_dir, model_dir, **overrides):
+    values = dict(
+        data_dir=data_dir,
+        model_dir=str(model_dir),
+        backbone="tiny",
+        weights="none",
+        image_size=32,
+        global_batch_size=8,
+        epochs=1,
+        steps_per_epoch=1,
+        shuffle_buffer=16,
+        verbose=0,
+    )
+    values.update(overrides)
+    return config_lib.TrainConfig(**values)
+
+
+@pytest.fixture(scope="module")
+def mirrored():
+    return distribution.get_strategy("mirrored")
+
+
+@pytest.fixture(scope="module")
+def one_device():
+    """For runs whose point is not the replicas: tracing one replica is about 2x cheaper."""
+    return distribution.get_strategy("one_device")
+
+
+def test_validation_smaller_than_the_global_batch_counts_every_example_once(
+    mirrored, tmp_path, caplog
+):
+    """Issue 14: 2 replicas, global batch 8, validation splits of 1, 3 and 4 examples.
+
+    Each split fits in replica 0's share of one global batch, so replica 1 gets only
+    padding: the case that crashed with `AddN ... [4,32,32,3] != [0,32,32,3]`. One
+    full run trains and validates on the 1-example split (one class: no EER
+    threshold, said in one line); the compiled model then evaluates the 3- and
+    4-example splits through the same padded pipeline.
+    """
+    data_dir = tiny_data.write(
+        str(tmp_path / "tfds"),
+        train=8,
+        validation=1,
+        test=3,
+        size=40,
+        num_shards=1,
+        extra_splits={"four": 4},
+    )
+    config = _config(data_dir, tmp_path / "model")
+    with caplog.at_level(logging.WARNING):
+        result = train.run(config, strategy=mirrored)
+    assert float(result["history"][0]["val_examples"]) == 1
+    lines = [r.getMessage() for r in caplog.records if "too small for an EER" in r.getMessage()]
+    assert len(lines) == 1 and "\n" not in lines[0] and "1 real and 0 fake" in lines[0]
+    assert result["threshold_source"] == "default"
+
+    run_setup = train.setup(config, strategy=mirrored)
+    with mirrored.scope():
+        train.compile_model(run_setup.model, config, run_setup.phases[0], 1)
+    builder = data.load_builder(data_dir)
+    for split, size in (("validation", 1), ("test", 3), ("four", 4)):
+        steps = data.eval_steps(builder, split, config)
+        dataset = mirrored.distribute_datasets_from_function(
+            lambda context, split=split, steps=steps: data.build_dataset(
+                split, config, context, training=False, builder=builder, eval_steps=steps
+            )
+        )
+        logs = run_setup.model.evaluate(dataset, verbose=0, return_dict=True)
+        assert logs["examples"] == size, split
+
+
+def test_rerun_of_a_finished_run_only_reexports_and_keeps_the_evaluators_threshold(
+    one_device, tmp_path
+):
+    data_dir = tiny_data.write(str(tmp_path / "tfds"), train=8, validation=4, test=2, size=40)
+    config = _config(data_dir, tmp_path / "model")
+    first = train.run(config, strategy=one_device)
+    assert first["status"] == "fresh start" and first["steps_trained"] == 1
+    # dfd-evaluate --write_threshold recorded its own choice.
+    chosen = dataclasses.replace(
+        export.read_metadata(first["export_dir"]), threshold=0.4242, threshold_source="max_f1"
+    )
+    export.write_metadata(first["export_dir"], chosen)
+
+    again = train.run(config, strategy=one_device)
+    assert again["status"].startswith("finished earlier: nothing left to train, only re-exporting")
+    assert again["steps_trained"] == 0
+    kept = export.read_metadata(again["export_dir"])
+    assert (kept.threshold, kept.threshold_source) == (0.4242, "max_f1")
+
+
+def test_status_says_how_a_run_relates_to_its_model_dir():
+    config = config_lib.TrainConfig(data_dir="/d", model_dir="/m", weights="none", epochs=2)
+    phases = train.plan_phases(config)
+    saved = dataclasses.asdict(dataclasses.replace(config, epochs=1, verbose=2))
+    changes = config_lib.changed_settings(saved, config)
+    assert changes == ["epochs 1 -> 2"]  # verbose is not a training setting.
+    state = callbacks.TrainingState(phase=0, epoch=1, step=0)
+    assert train._status(config, phases, state, saved, changes) == (
+        "continuing at phase 0 (full) epoch 1 step 0 with changed settings: epochs 1 -> 2",
+        False,
+    )
+    state = callbacks.TrainingState(phase=0, epoch=2, step=0)
+    assert train._status(config, phases, state, saved, [])[1] is True
+    assert train._status(config, phases, None, None, []) == ("fresh start", False)
+
+
+def test_early_stopping_in_the_fine_tune_phase_of_the_pretrained_recipe(one_device, tmp_path):
+    """A learning rate too small to move any score: val_auc stays at 0.5 and patience 1 stops."""
+    data_dir = tiny_data.write(str(tmp_path / "tfds"), train=8, validation=4, test=2, size=40)
+    weights = str(tmp_path / "tiny.weights.h5")
+    model_lib.tiny_backbone(input_shape=(32, 32, 3)).save_weights(weights)
+    config = _config(
+        data_dir,
+        tmp_path / "model",
+        weights=weights,
+        epochs=5,
+        head_epochs=1,
+        learning_rate=1e-9,
+        fine_tune_learning_rate=1e-9,
+        early_stopping_patience=1,
+    )
+    result = train.run(config, strategy=one_device)
+    phases = [(int(r["epoch"]), r["phase"]) for r in result["history"]]
+    # Fine-tuning starts at epoch 2; epoch 3 does not improve on it: stop.
+    assert phases == [(1, "head"), (2, "fine_tune"), (3, "fine_tune")]
+    assert result["early_stopped"] == ["early stopping ended phase fine_tune after epoch 3"]
+    assert result["epochs_completed"] == 5  # The phase counts as done: a rerun re-exports only.
+
+
+def test_a_run_at_chance_fails_and_exports_nothing(one_device, tmp_path):
+    """Issue 12 item 5: the rule in `train.check_not_diverged`, on 25 real + 25 fake examples."""
+    data_dir = tiny_data.write(str(tmp_path / "tfds"), train=8, validation=50, test=2, size=40)
+    config = _config(data_dir, tmp_path / "model", learning_rate=1e-9)
+    with pytest.raises(train.TrainingDiverged) as error:
+        train.run(config, strategy=one_device)
+    assert re.search(r"at chance \(it must exceed 0\.\d+ on 25 real and 25 fake", str(error.value))
+    assert not (tmp_path / "model" / "export").exists()
+    assert not (tmp_path / "model" / "model.keras").exists()
+    assert train.chance_margin(10_000, 10_000) == pytest.approx(0.0122, abs=1e-4)
+
+
+def test_a_corrupted_shard_is_named_with_the_fix(one_device, tmp_path):
+    """Issue 12 item 8: tf.data's DataLossError names no file; the trainer finds and names it."""
+    data_dir = tiny_data.write(str(tmp_path / "tfds"), train=8, validation=4, test=2, size=40)
+    shard = sorted((tmp_path / "tfds").rglob("*-train.tfrecord-00000-of-*"))[0]
+    raw = bytearray(shard.read_bytes())
+    raw[len(raw) // 2 : len(raw) // 2 + 64] = b"\0" * 64  # Flip bytes inside a record.
+    shard.write_bytes(bytes(raw))
+    with pytest.raises(data.CorruptedDataError) as error:
+        train.run(_config(data_dir, tmp_path / "model"), strategy=one_device)
+    message = str(error.value)
+    assert str(shard) in message and "dfd-build-dataset" in message and "\n" not in message
+
+
+def test_imagenet_weights_offline_fail_in_one_line_before_heavy_work(tmp_path, monkeypatch):
+    """Issue 13 item 3: no network (a proxy on a closed loopback port), empty Keras cache."""
+    data_dir = tiny_data.write(str(tmp_path / "tfds"), train=8, validation=2, test=2, size=40)
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))
+    monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")
+    monkeypatch.setenv("https_proxy", "http://127.0.0.1:9")
+    config = _config(
+        data_dir, tmp_path / "model", backbone="resnet50", weights="imagenet", epochs=3
+    )
+    with pytest.raises(FileNotFoundError) as error:
+        train.run(config)
+    message = str(error.value)
+    file_name = "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"
+    assert "--weights=none" in message and "--weights=/path/to/" + file_name in message
+    assert str(tmp_path / "keras_home" / "models" / file_name) in message
+    assert not (tmp_path / "model" / "config.json").exists()  # Nothing started.
+    # A pre-filled cache is used as is, without any network.
+    cached = tmp_path / "keras_home" / "models" / file_name
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(b"placeholder")
+    assert model_lib.ensure_imagenet_weights("resnet50") == str(cached)
+
+
+def test_multiworker_workaround_private_api():
+    """Fails loudly when Keras changes what `trainer.multiworker_workaround` overrides."""
+    assert multiworker_workaround.private_api_signature() == (
+        multiworker_workaround.OVERRIDDEN_PARAMETERS
+    ), "Keras changed _maybe_symbolic_build: re-check trainer/multiworker_workaround.py"
+    multiworker_workaround.check_keras()  # The pinned Keras is one the work-around was checked on.
+    with pytest.raises(RuntimeError, match="checked on Keras 3.15, not 3.99.0"):
+        multiworker_workaround.check_keras("3.99.0")
+    spec = (
+        tf.TensorSpec([4, 32, 32, 3], tf.uint8),
+        tf.TensorSpec([None, 1], tf.float32),
+    )
+    images, labels = multiworker_workaround.example_batch(spec)
+    assert images.shape == (4, 32, 32, 3) and images.dtype == np.uint8
+    assert labels.shape == (1, 1) and labels.dtype == np.float32
