@@ -179,6 +179,10 @@ def test_export_scores_jpeg_bytes_like_the_keras_model(trained, tmp_path):
     expected = tf.sigmoid(model(pixels, training=False))[:, 0].numpy()
     assert served.shape == (4,) and served.dtype == np.float32
     np.testing.assert_allclose(served, expected, atol=1e-5)
+    # One copy of the weights (issue 13 item 8: it used to hold two).
+    saved = sum(f.stat().st_size for f in (model_dir / "export" / "variables").glob("*.data-*"))
+    weights = sum(w.nbytes for w in model.get_weights())
+    assert saved < 1.25 * weights, (saved, weights)
 
     # TF Serving's loader path: the session-based `saved_model_cli run`.
     inputs = tmp_path / "images.npy"
