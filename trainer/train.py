@@ -14,7 +14,7 @@ strategy or datasets. `run` is three steps, each a function of its own:
 2. `train_phase`, once per phase of the recipe (head, then fine-tune; or one
    `full` phase from scratch), each with its own optimizer and schedule.
 3. `finish`: reload the best checkpoint (by validation AUC), refuse to export a
-   run whose validation AUC is at chance (see `check_not_diverged`), pick the
+   run whose validation AUC is at chance (`trainer.divergence`), pick the
    validation EER threshold, and (chief only) write `export/` and `model.keras`.
 """
 
@@ -23,6 +23,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 import dataclasses
 import math
+import sys
 import warnings
 
 from absl import logging
@@ -30,13 +31,14 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from preprocessing import cli, paths
+from preprocessing import paths
 from trainer import callbacks as callbacks_lib
 from trainer import config as config_lib
 from trainer import data, distribution, export, multiworker_workaround, precision
 from trainer import metrics as metrics_lib
 from trainer import model as model_lib
 from trainer import optimizer as optimizer_lib
+from trainer.divergence import TrainingDiverged, check_not_diverged  # noqa: F401
 
 BACKUP_DIR = "backup"
 CHECKPOINT_DIR = "checkpoints"
@@ -46,14 +48,6 @@ MONITOR = "val_auc"
 # The thresholds `trainer.train` itself writes to detector.json; any other
 # source (dfd-evaluate's) is kept on a re-export that trained nothing new.
 _OWN_THRESHOLD_SOURCES = ("default", "validation EER")
-# Standard errors of a chance AUC a run must beat (see `check_not_diverged`).
-CHANCE_AUC_STANDARD_ERRORS = 3.0
-# A split whose chance margin exceeds this cannot tell a trained model from chance.
-MAX_MEANINGFUL_MARGIN = 0.25
-
-
-class TrainingDiverged(cli.UserError):
-    """The best validation AUC is at chance: the run learned nothing usable."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -482,8 +476,6 @@ def _callbacks(run_setup: RunSetup, phase: Phase, first_step: int) -> tuple[list
 
 
 def _stdout_is_terminal() -> bool:
-    import sys
-
     return sys.stdout.isatty()
 
 
@@ -590,48 +582,6 @@ def _validation_scores(model: keras.Model, dataset: tf.data.Dataset, steps: int 
         scores.append(predict(images).numpy().ravel()[keep])
         labels.append(batch_labels.numpy().ravel()[keep])
     return np.concatenate(labels), np.concatenate(scores)
-
-
-def chance_margin(real: int, fake: int) -> float:
-    """How far above 0.5 an AUC must be to beat chance on `real`/`fake` examples.
-
-    `CHANCE_AUC_STANDARD_ERRORS` standard errors of the AUC of a model that
-    scores at random (the Mann-Whitney null: sqrt((n0 + n1 + 1) / (12 n0 n1))).
-    """
-    if real <= 0 or fake <= 0:
-        return math.inf
-    return CHANCE_AUC_STANDARD_ERRORS * math.sqrt((real + fake + 1) / (12.0 * real * fake))
-
-
-def check_not_diverged(best_auc: float | None, labels: np.ndarray, split: str) -> None:
-    """The rule for a diverged run: its best validation AUC is not above chance by a margin.
-
-    A run fails (TrainingDiverged, exit status 1, no export written) when its best
-    validation AUC is at most 0.5 + 3 standard errors of a random scorer's AUC on
-    that split (`chance_margin`; 0.512 with 10k examples per class). A split too
-    small for that margin to stay under 0.25 (fewer than ~24 examples per class)
-    cannot tell a trained model from chance: the check is skipped with a warning.
-    """
-    real, fake = int(np.sum(labels == 0)), int(np.sum(labels == 1))
-    margin = chance_margin(real, fake)
-    if margin > MAX_MEANINGFUL_MARGIN:
-        logging.warning(
-            "Validation split %r (%d real, %d fake) is too small to tell a diverged run from a "
-            "trained one; the at-chance check is skipped.",
-            split,
-            real,
-            fake,
-        )
-        return
-    if best_auc is None or not math.isfinite(best_auc) or best_auc <= 0.5 + margin:
-        shown = "none" if best_auc is None else f"{best_auc:.4f}"
-        raise TrainingDiverged(
-            f"Training diverged: the best validation AUC ({shown}) is at chance (it must exceed "
-            f"{0.5 + margin:.4f} on {real} real and {fake} fake examples), so no export was "
-            "written (an earlier export/ in model_dir, if any, is left as it was). Fix: lower "
-            "--learning_rate (or --fine_tune_learning_rate), raise --warmup_epochs, and check the "
-            "labels of the training split."
-        )
 
 
 def _threshold(run_setup: RunSetup, labels, scores, export_dir: str) -> tuple[float, str, float]:
