@@ -19,12 +19,13 @@ Choices, and why:
 from __future__ import annotations
 
 import math
+import re
 
 from absl import logging
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from preprocessing import schema
+from preprocessing import paths, schema
 from trainer import config as config_lib
 from trainer import image_ops
 
@@ -38,23 +39,33 @@ class CorruptedDataError(ValueError):
 def load_builder(data_dir: str, dataset: str = schema.DATASET_NAME) -> tfds.core.DatasetBuilder:
     """The TFDS builder of the prepared dataset; needs no builder code, only its files.
 
+    The one "open the prepared dataset" check of the trainer, evaluation and the
+    cross-dataset matrix. `dataset` may carry a config and version as TFDS
+    spells them (`name/config:1.0.0`).
+
     Raises:
         FileNotFoundError: one line naming `data_dir`, what was found there (a
             half-built dataset leaves only `incomplete.*` folders) and how to build it.
     """
-    name = dataset.split(":")[0]
+    name = re.split(r"[/:]", dataset, maxsplit=1)[0]
     fix = (
         f"Fix: build it with `dfd-build-dataset --data_dir={data_dir} ...` (add --overwrite to "
         "replace a half-built one), or point --data_dir at the folder that holds it."
     )
+    folder = paths.join(data_dir, name)
+    if not tf.io.gfile.isdir(folder):
+        raise FileNotFoundError(
+            f"No TFDS dataset {dataset!r} under --data_dir={data_dir} (no {folder}). {fix}"
+        )
     try:
         builder = tfds.builder(dataset, data_dir=data_dir)
     except (tfds.core.registered.DatasetNotFoundError, FileNotFoundError, ValueError) as error:
-        # TFDS's own message lists every dataset it knows (about 1,400 lines): leave it out.
-        del error
+        # TFDS's own message lists every dataset it knows (about 1,400 lines): keep its
+        # first line only.
+        reason = str(error).strip().splitlines()[0][:200] if str(error).strip() else repr(error)
         raise FileNotFoundError(
             f"TFDS dataset {dataset!r} is not built under --data_dir={data_dir}"
-            f"{_found_instead(data_dir, name)}. {fix}"
+            f"{_found_instead(data_dir, name)} ({reason}). {fix}"
         ) from None
     # When the builder code is imported (registered), tfds.builder succeeds even
     # where nothing was built; only the prepared files make a dataset.
