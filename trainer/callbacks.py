@@ -172,6 +172,13 @@ class Backup(keras.callbacks.Callback):
         )
 
 
+def write_state(backup_dir: str, state: TrainingState, *, chief: bool = True) -> None:
+    """Records a new position beside unchanged backed-up weights (e.g. a phase early-stopped)."""
+    directory = _worker_dir(backup_dir, chief)
+    _write_atomic(paths.join(directory, STATE_FILENAME), json.dumps(dataclasses.asdict(state)))
+    _cleanup(backup_dir, chief, directory)
+
+
 def read_state(backup_dir: str) -> TrainingState | None:
     """The last backed-up position, or None for a fresh run."""
     path = paths.join(backup_dir, STATE_FILENAME)

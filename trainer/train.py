@@ -565,7 +565,9 @@ def train_phase(run_setup: RunSetup, index: int) -> None:
             )
             logging.info("%s.", message.capitalize())
             run_setup.early_stopped.append(message)
+            # The phase is over: say so on disk too, or a rerun would train its last epochs.
             state.epoch, state.step = phase.end, 0
+            callbacks_lib.write_state(run_setup.backup_dir, state, chief=run_setup.chief)
             return
 
 
