@@ -615,13 +615,22 @@ def _threshold(run_setup: RunSetup, labels, scores, export_dir: str) -> tuple[fl
         )
     if labels is None:
         return 0.5, "default", math.nan
+    return eer_threshold(labels, scores, config.validation_split)
+
+
+def eer_threshold(labels, scores, split: str) -> tuple[float, str, float]:
+    """(threshold, source, EER) at the validation split's equal-error point.
+
+    A split without both classes has no such point: one warning line says so,
+    and the threshold stays 0.5 ("default").
+    """
     eer, threshold = metrics_lib.equal_error_rate(labels, scores)
     if math.isnan(threshold):
         real, fake = int(np.sum(labels == 0)), int(np.sum(labels == 1))
         logging.warning(
             "Validation split %r has %d real and %d fake examples: too small for an EER "
             "threshold (it needs both classes); keeping 0.5.",
-            config.validation_split,
+            split,
             real,
             fake,
         )

@@ -82,7 +82,8 @@ def _env():
 def trained(tmp_path_factory):
     """Runs, dies mid-epoch in the head phase, resumes; returns what the tests look at."""
     root = tmp_path_factory.mktemp("recipe")
-    data_dir = tiny_data.write(str(root / "tfds"), train=16, validation=8, test=4, size=40)
+    # 3 validation examples on 2 replicas of 2: replica 1 gets 1 example and 1 padding slot.
+    data_dir = tiny_data.write(str(root / "tfds"), train=16, validation=3, test=4, size=40)
     weights = str(root / "tiny_backbone.weights.h5")
     model_lib.tiny_backbone(input_shape=(32, 32, 3)).save_weights(weights)
     model_dir = root / "model"
@@ -135,8 +136,8 @@ def test_killed_run_resumes_across_the_phase_boundary_with_exact_step_count(trai
         (3, "fine_tune"),
     ]
     assert all(np.isfinite(float(row["loss"])) for row in history)
-    # Validation saw each of its 8 examples once per epoch (2 replicas).
-    assert [float(r["val_examples"]) for r in history] == [8.0] * EPOCHS
+    # Validation saw each of its 3 examples once per epoch (2 replicas, per-replica batch 2).
+    assert [float(r["val_examples"]) for r in history] == [3.0] * EPOCHS
     assert all(float(r["images_per_second"]) > 0 for r in history)
     assert re.search(r"best epoch\s+\d by val_auc", stdout)
     saved = json.loads((model_dir / "config.json").read_text())
@@ -280,10 +281,10 @@ def test_validation_smaller_than_the_global_batch_counts_every_example_once(
     """Issue 14: 2 replicas, global batch 8, validation splits of 1, 3 and 4 examples.
 
     Each split fits in replica 0's share of one global batch, so replica 1 gets only
-    padding: the case that crashed with `AddN ... [4,32,32,3] != [0,32,32,3]`. One
-    full run trains and validates on the 1-example split (one class: no EER
-    threshold, said in one line); the compiled model then evaluates the 3- and
-    4-example splits through the same padded pipeline.
+    padding: the case that crashed with `AddN ... [4,32,32,3] != [0,32,32,3]`. The
+    model is compiled as training compiles it and evaluated through the padded
+    pipeline `fit` validates on; the command-line recipe test above trains to the
+    end with a 3-example split on 2 replicas (`val_examples` = 3 each epoch).
     """
     data_dir = tiny_data.write(
         str(tmp_path / "tfds"),
@@ -295,16 +296,9 @@ def test_validation_smaller_than_the_global_batch_counts_every_example_once(
         extra_splits={"four": 4},
     )
     config = _config(data_dir, tmp_path / "model")
-    with caplog.at_level(logging.WARNING):
-        result = train.run(config, strategy=mirrored)
-    assert float(result["history"][0]["val_examples"]) == 1
-    lines = [r.getMessage() for r in caplog.records if "too small for an EER" in r.getMessage()]
-    assert len(lines) == 1 and "\n" not in lines[0] and "1 real and 0 fake" in lines[0]
-    assert result["threshold_source"] == "default"
-
-    run_setup = train.setup(config, strategy=mirrored)
     with mirrored.scope():
-        train.compile_model(run_setup.model, config, run_setup.phases[0], 1)
+        model = model_lib.build_model("tiny", image_size=32, weights="none")
+        train.compile_model(model, config, train.plan_phases(config)[0], 1)
     builder = data.load_builder(data_dir)
     for split, size in (("validation", 1), ("test", 3), ("four", 4)):
         steps = data.eval_steps(builder, split, config)
@@ -313,8 +307,16 @@ def test_validation_smaller_than_the_global_batch_counts_every_example_once(
                 split, config, context, training=False, builder=builder, eval_steps=steps
             )
         )
-        logs = run_setup.model.evaluate(dataset, verbose=0, return_dict=True)
+        logs = model.evaluate(dataset, verbose=0, return_dict=True)
         assert logs["examples"] == size, split
+    # One example, one class: no equal-error point, said in one line.
+    with caplog.at_level(logging.WARNING):
+        assert train.eer_threshold(np.array([0.0]), np.array([0.3]), "validation")[:2] == (
+            0.5,
+            "default",
+        )
+    lines = [r.getMessage() for r in caplog.records if "too small for an EER" in r.getMessage()]
+    assert len(lines) == 1 and "\n" not in lines[0] and "1 real and 0 fake" in lines[0]
 
 
 def test_rerun_of_a_finished_run_only_reexports_and_keeps_the_evaluators_threshold(
@@ -379,7 +381,7 @@ def test_resume_is_exact_with_several_steps_per_execution(one_device, tmp_path):
         data_dir,
         tmp_path / "model",
         global_batch_size=4,
-        epochs=2,
+        epochs=1,
         steps_per_epoch=6,
         steps_per_execution=3,
         backup_every_steps=2,
@@ -390,10 +392,10 @@ def test_resume_is_exact_with_several_steps_per_execution(one_device, tmp_path):
     assert (killed_at.epoch, killed_at.step) == (0, 3)  # The call of steps 1-3 crossed 2.
     result = train.run(config, strategy=one_device)
     assert result["status"] == "resuming at phase 0 (full) epoch 0 step 3"
-    assert result["steps_trained"] == 2 * 6 - 3
+    assert result["steps_trained"] == 6 - 3
     with h5py.File(tmp_path / "model" / "backup" / callbacks.WEIGHTS_FILENAME) as weights:
-        assert weights["optimizer/vars/0"][()] == 2 * 6
-    assert [int(r["epoch"]) for r in result["history"]] == [1, 2]
+        assert weights["optimizer/vars/0"][()] == 6
+    assert [int(r["epoch"]) for r in result["history"]] == [1]
 
 
 def test_pretrained_recipe_at_chance_stops_early_and_exports_nothing(one_device, tmp_path):
