@@ -275,6 +275,7 @@ def one_device():
     return distribution.get_strategy("one_device")
 
 
+@pytest.mark.filterwarnings("ignore:Your input ran out of data")
 def test_validation_smaller_than_the_global_batch_counts_every_example_once(
     mirrored, tmp_path, caplog
 ):
