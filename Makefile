@@ -47,30 +47,30 @@ DEMO_FACES_FLAGS ?= --max_frames=12
 DEMO_TEST_IMAGES = $(DEMO_DIR)/raw -path '*/test/$(1)/*.jpg'
 
 demo: install
-	@echo "== [1/6] $$(date +%T) Synthetic faces in the Kaggle layout -> $(DEMO_DIR)/raw"
+	@echo "== [1/7] $$(date +%T) Synthetic faces in the Kaggle layout -> $(DEMO_DIR)/raw"
 	$(PY) -m preprocessing.synthetic --output_dir=$(DEMO_DIR)/raw $(DEMO_SYNTHETIC_FLAGS)
-	@echo "== [2/6] $$(date +%T) Beam/TFDS build -> $(DEMO_DIR)/data"
+	@echo "== [2/7] $$(date +%T) Beam/TFDS build -> $(DEMO_DIR)/data"
 	$(PY) -m tfds_builder.build --manual_dir=$(DEMO_DIR)/raw --data_dir=$(DEMO_DIR)/data $(DEMO_BUILD_FLAGS)
-	@echo "== [3/6] $$(date +%T) Training ResNet50 from scratch, 2 CPU replicas (MirroredStrategy) -> $(DEMO_DIR)/model"
+	@echo "== [3/7] $$(date +%T) Training ResNet50 from scratch, 2 CPU replicas (MirroredStrategy) -> $(DEMO_DIR)/model"
 	rm -rf $(DEMO_DIR)/model
 	$(PY) -m trainer.task --flagfile=$(DEMO_CONFIG) --data_dir=$(DEMO_DIR)/data --model_dir=$(DEMO_DIR)/model $(DEMO_TRAIN_FLAGS)
-	@echo "== [4/6] $$(date +%T) Evaluation: threshold at the validation EER, report on test"
+	@echo "== [4/7] $$(date +%T) Evaluation: threshold at the validation EER, report on test"
 	$(PY) -m trainer.evaluate --model_dir=$(DEMO_DIR)/model --data_dir=$(DEMO_DIR)/data --threshold=eer \
 		--write_threshold > $(DEMO_DIR)/model/evaluation.txt
-	@echo "== [5/6] $$(date +%T) Predictions with Grad-CAM on $(DEMO_PREDICT_COUNT) real and $(DEMO_PREDICT_COUNT) fake test images"
+	@echo "== [5/7] $$(date +%T) Predictions with Grad-CAM on $(DEMO_PREDICT_COUNT) real and $(DEMO_PREDICT_COUNT) fake test images"
 	$(PY) -m trainer.predict --export_dir=$(DEMO_DIR)/model/export --output=$(DEMO_DIR)/predictions/predictions.csv \
 		--explain --explain_dir=$(DEMO_DIR)/predictions/explanations \
 		$$(find $(call DEMO_TEST_IMAGES,real) | sort | head -n $(DEMO_PREDICT_COUNT)) \
 		$$(find $(call DEMO_TEST_IMAGES,fake) | sort | head -n $(DEMO_PREDICT_COUNT))
 ifeq ($(DEMO_FACES),1)
-	@echo "== [5/6] $$(date +%T) Faces: a composite photo and a generated video (faces found, aligned, tracked)"
+	@echo "== [6/7] $$(date +%T) Faces: a composite photo and a generated video (faces found, aligned, tracked)"
 	$(PY) -m trainer.demo_media --output_dir=$(DEMO_DIR)/media
 	$(PY) -m trainer.predict --export_dir=$(DEMO_DIR)/model/export --output=$(DEMO_DIR)/predictions/faces/faces.jsonl \
 		--annotate --media_dir=$(DEMO_DIR)/predictions/faces \
 		--explain --explain_dir=$(DEMO_DIR)/predictions/faces/explanations $(DEMO_FACES_FLAGS) \
 		$(DEMO_DIR)/media/group_photo.jpg $(DEMO_DIR)/media/walk.mp4
 endif
-	@echo "== [6/6] $$(date +%T) Done. Test-split figures from this run:"
+	@echo "== [7/7] $$(date +%T) Done. Test-split figures from this run:"
 	@$(PY) -m trainer.report --report_dir=$(DEMO_DIR)/model/report
 	@echo "predictions:    $(DEMO_DIR)/predictions/predictions.csv"
 	@echo "Grad-CAM:       $(DEMO_DIR)/predictions/explanations/"

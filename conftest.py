@@ -8,6 +8,8 @@ configuration before its runtime starts: a test that wants MirroredStrategy on
 
 import os
 
+import pytest
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import tensorflow as tf  # noqa: E402
@@ -18,3 +20,19 @@ _cpus = tf.config.list_physical_devices("CPU")
 tf.config.set_logical_device_configuration(
     _cpus[0], [tf.config.LogicalDeviceConfiguration() for _ in range(TEST_CPU_REPLICAS)]
 )
+
+
+@pytest.fixture(autouse=True)
+def _fresh_collective_keys():
+    """Gives every test's MirroredStrategy collective keys of its own.
+
+    Each MirroredStrategy numbers its collective ops from the same group key, and the
+    runtime remembers the shape each (group, instance) key had. Two strategies in one
+    process (one pytest-xdist worker runs many tests) then collide: "Shape mismatch in
+    the collective instance 100 ... expected shape [1] but another member ... [117]".
+    TensorFlow's own tests avoid it the same way (tensorflow/python/distribute/
+    strategy_combinations.py raises the key base before each MirroredStrategy). A
+    training process creates one strategy, so the trainer itself needs nothing of this.
+    """
+    tf.distribute.MirroredStrategy._collective_key_base += 100_000
+    yield

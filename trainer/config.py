@@ -14,7 +14,8 @@ import tensorflow as tf
 
 from preprocessing import paths, schema
 
-BACKBONES = ("resnet50", "xception", "efficientnetv2s")
+# "tiny" is a small CNN for tests and smoke runs (see `trainer.model.tiny_backbone`).
+BACKBONES = ("resnet50", "xception", "efficientnetv2s", "tiny")
 STRATEGIES = ("auto", "mirrored", "multi_worker_mirrored", "tpu", "one_device")
 PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
 OPTIMIZERS = ("adamw", "sgd")
@@ -35,7 +36,10 @@ class TrainConfig:
     cpu_replicas: int = 0
     tpu: str = ""
     precision: str = "auto"
-    jit_compile: bool = False
+    # None: per strategy and device (`trainer.distribution.resolve_jit_compile`).
+    jit_compile: bool | None = None
+    # 0: per device kind (`trainer.distribution.resolve_steps_per_execution`).
+    steps_per_execution: int = 0
     # Model.
     backbone: str = "resnet50"
     weights: str = "imagenet"
@@ -67,8 +71,13 @@ class TrainConfig:
     color_jitter: float = 0.0
     # Outputs and fault tolerance.
     backup_every_steps: int = 0  # 0: back up at the end of each epoch only.
+    backup_every_seconds: float = 0.0  # 0: no time-based backups.
     early_stopping_patience: int = 0  # 0 disables early stopping.
+    # Re-pick the EER threshold even where export/detector.json holds dfd-evaluate's.
+    reset_threshold: bool = False
     verbose: int = 1
+    log_every_steps: int = 0  # 0: no step-based progress lines.
+    log_every_seconds: float = 30.0  # 0: no time-based progress lines.
 
     @property
     def pretrained(self) -> bool:
@@ -113,6 +122,10 @@ def validate(config: TrainConfig) -> None:
         "warmup_epochs": config.warmup_epochs,
         "weight_decay": config.weight_decay,
         "backup_every_steps": config.backup_every_steps,
+        "backup_every_seconds": config.backup_every_seconds,
+        "steps_per_execution": config.steps_per_execution,
+        "log_every_steps": config.log_every_steps,
+        "log_every_seconds": config.log_every_seconds,
         "early_stopping_patience": config.early_stopping_patience,
     }
     for name, value in non_negative.items():
@@ -132,6 +145,10 @@ def validate(config: TrainConfig) -> None:
     if config.jpeg_quality_min and not 1 <= config.jpeg_quality_min <= 100:
         raise ValueError(
             f"--jpeg_quality_min={config.jpeg_quality_min} must be 0 (off) or in [1, 100]."
+        )
+    if config.backbone == "tiny" and config.weights.lower() == "imagenet":
+        raise ValueError(
+            "--backbone=tiny has no ImageNet weights; pass --weights=none or a local .weights.h5."
         )
     if config.pretrained and config.head_epochs >= config.epochs:
         raise ValueError(
@@ -166,6 +183,33 @@ def check_environment(config: TrainConfig, *, write: bool = True) -> None:
         )
     if write:
         paths.ensure_writable(config.model_dir)
+
+
+# Fields that change how a run reports or where it runs, not what it trains.
+_NOT_TRAINING_SETTINGS = frozenset(
+    {"verbose", "log_every_steps", "log_every_seconds", "reset_threshold", "data_dir", "tpu"}
+)
+
+
+def load_saved(model_dir: str) -> dict | None:
+    """The `config.json` an earlier run left in `model_dir`, or None."""
+    path = paths.join(model_dir, CONFIG_FILENAME)
+    if not tf.io.gfile.exists(path):
+        return None
+    with tf.io.gfile.GFile(path) as f:
+        return json.load(f)
+
+
+def changed_settings(saved: dict | None, config: TrainConfig) -> list[str]:
+    """'name old -> new' for each training setting that differs from an earlier run's."""
+    if not saved:
+        return []
+    current = dataclasses.asdict(config)
+    return [
+        f"{name} {saved[name]!r} -> {current[name]!r}"
+        for name in sorted(current)
+        if name in saved and name not in _NOT_TRAINING_SETTINGS and saved[name] != current[name]
+    ]
 
 
 def save(config: TrainConfig) -> str:

@@ -22,18 +22,23 @@ Choices, and why:
 
 from __future__ import annotations
 
+import math
 import re
 
 from absl import logging
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from preprocessing import paths, schema
+from preprocessing import dataset_dirs, paths, schema
 from trainer import augment as augment_lib
 from trainer import config as config_lib
 from trainer import image_ops
 
 AUTOTUNE = tf.data.AUTOTUNE
+
+
+class CorruptedDataError(ValueError):
+    """A TFRecord shard of the prepared dataset cannot be read; the message names the file."""
 
 
 def load_builder(data_dir: str, dataset: str = schema.DATASET_NAME) -> tfds.core.DatasetBuilder:
@@ -44,10 +49,15 @@ def load_builder(data_dir: str, dataset: str = schema.DATASET_NAME) -> tfds.core
     spells them (`name/config:1.0.0`).
 
     Raises:
-        FileNotFoundError: naming `data_dir` and how to build the dataset.
+        FileNotFoundError: one line naming `data_dir`, what was found there (a
+            half-built dataset leaves only `incomplete.*` folders) and how to build it.
     """
-    fix = f"Fix: build it with `dfd-build-dataset --data_dir={data_dir} ...`."
-    folder = paths.join(data_dir, re.split(r"[/:]", dataset, maxsplit=1)[0])
+    name = re.split(r"[/:]", dataset, maxsplit=1)[0]
+    fix = (
+        f"Fix: build it with `dfd-build-dataset --data_dir={data_dir} ...` (add --overwrite to "
+        "replace a half-built one), or point --data_dir at the folder that holds it."
+    )
+    folder = paths.join(data_dir, name)
     if not tf.io.gfile.isdir(folder):
         raise FileNotFoundError(
             f"No TFDS dataset {dataset!r} under --data_dir={data_dir} (no {folder}). {fix}"
@@ -55,19 +65,80 @@ def load_builder(data_dir: str, dataset: str = schema.DATASET_NAME) -> tfds.core
     try:
         builder = tfds.builder(dataset, data_dir=data_dir)
     except (tfds.core.registered.DatasetNotFoundError, FileNotFoundError, ValueError) as error:
-        # TFDS' message goes on to list every dataset it knows; its first line is the useful one.
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
-        raise FileNotFoundError(
-            f"Cannot open TFDS dataset {dataset!r} under --data_dir={data_dir}: {reason} {fix}"
-        ) from error
+        # TFDS's own message lists every dataset it knows (about 1,400 lines): keep its
+        # first line only.
+        reason = str(error).strip().splitlines()[0][:200] if str(error).strip() else repr(error)
+        raise _not_built(dataset, data_dir, name, reason, fix) from None
     # When the builder code is imported (registered), tfds.builder succeeds even
     # where nothing was built; only the prepared files make a dataset.
     if not builder.is_prepared():
-        raise FileNotFoundError(
-            f"TFDS dataset {dataset!r} is not built under --data_dir={data_dir} "
-            f"(no {builder.data_dir}). {fix}"
-        )
+        raise _not_built(dataset, data_dir, name, f"no {builder.data_dir}", fix)
     return builder
+
+
+def _not_built(dataset: str, data_dir: str, name: str, detail: str, fix: str) -> FileNotFoundError:
+    """The one-line error for a dataset that is not (completely) built under `data_dir`.
+
+    A build that was killed or failed leaves only `incomplete.*` folders; the
+    build's own `dataset_dirs.explain_unprepared` recognises them (config
+    folders included) and says so.
+    """
+    half_built = dataset_dirs.explain_unprepared(data_dir, name)
+    if half_built:
+        return FileNotFoundError(half_built)
+    return FileNotFoundError(
+        f"TFDS dataset {dataset!r} is not built under --data_dir={data_dir} ({detail}). {fix}"
+    )
+
+
+def find_corrupted_shards(builder: tfds.core.DatasetBuilder, splits) -> list[str]:
+    """Shards of `splits` that cannot be read to the end, or hold a different record count.
+
+    tf.data's `DataLossError` ("corrupted record at N") names neither the file
+    nor the split; this reads each shard on its own to find which. Each entry
+    is "<path> (<reason>)".
+    """
+    problems = []
+    for split in splits:
+        info = builder.info.splits[split]
+        for path, expected in zip(info.filepaths, info.shard_lengths):
+            path = str(path)
+            try:
+                count = int(
+                    tf.data.TFRecordDataset(path).reduce(
+                        tf.constant(0, tf.int64), lambda n, _: n + 1
+                    )
+                )
+            except (tf.errors.DataLossError, tf.errors.NotFoundError) as error:
+                problems.append(f"{path} ({one_line(error)})")
+                continue
+            if count != expected:
+                problems.append(f"{path} ({count} records, dataset_info.json says {expected})")
+    return problems
+
+
+def corrupted_data_error(
+    builder: tfds.core.DatasetBuilder, splits, error: BaseException
+) -> CorruptedDataError:
+    """A one-line error naming the damaged shard(s) of `splits` and how to rebuild them."""
+    bad = find_corrupted_shards(builder, splits)
+    where = (
+        f"damaged shard(s): {'; '.join(bad)}"
+        if bad
+        else f"no shard of {list(splits)} fails when read alone ({one_line(error)})"
+    )
+    data_dir = builder.data_dir.split("/" + builder.info.name + "/")[0]
+    return CorruptedDataError(
+        f"Reading dataset {builder.info.full_name} at {builder.data_dir} failed: {where}. "
+        f"Fix: rebuild it with `dfd-build-dataset --data_dir={data_dir} "
+        "--overwrite ...` (a copy from gs:// may be re-copied instead); each shard's record count "
+        "is listed in dataset_info.json (shardLengths) to verify a copy."
+    )
+
+
+def one_line(error: BaseException) -> str:
+    text = " ".join(str(error).split())
+    return text[:300] or type(error).__name__
 
 
 def num_examples(builder: tfds.core.DatasetBuilder, split: str) -> int:
@@ -84,6 +155,43 @@ def num_examples(builder: tfds.core.DatasetBuilder, split: str) -> int:
 def num_shards(builder: tfds.core.DatasetBuilder, split: str) -> int:
     """TFRecord files holding `split`."""
     return builder.info.splits[split].num_shards
+
+
+def pipeline_example_counts(
+    builder: tfds.core.DatasetBuilder, split: str, num_input_pipelines: int
+) -> list[int]:
+    """Examples of `split` that each input pipeline reads (the sharding `_read` applies).
+
+    With at least as many shards as pipelines, TFDS gives pipeline i the files
+    i, i+P, i+2P, ...; with fewer, every pipeline keeps one example in P.
+    """
+    info = builder.info.splits[split]
+    if num_input_pipelines <= 1:
+        return [info.num_examples]
+    if info.num_shards >= num_input_pipelines:
+        lengths = list(info.shard_lengths)
+        return [sum(lengths[i::num_input_pipelines]) for i in range(num_input_pipelines)]
+    return [
+        len(range(i, info.num_examples, num_input_pipelines)) for i in range(num_input_pipelines)
+    ]
+
+
+def eval_steps(
+    builder: tfds.core.DatasetBuilder,
+    split: str,
+    config: config_lib.TrainConfig,
+    num_input_pipelines: int = 1,
+) -> int:
+    """Global batches that hold every example of `split` once, on every input pipeline.
+
+    Every pipeline must yield the same number of full per-replica batches, or a
+    replica gets an empty or short batch (and the cross-replica reduction fails);
+    `build_dataset(..., eval_steps=...)` pads each pipeline to this count with
+    zero-weight examples.
+    """
+    per_step = config.global_batch_size // num_input_pipelines
+    counts = pipeline_example_counts(builder, split, num_input_pipelines)
+    return max(1, max(math.ceil(count / per_step) for count in counts))
 
 
 # ----------------------------------------------------------------------------- image ops
@@ -227,8 +335,13 @@ def build_dataset(
     steps_per_epoch: int = 0,
     first_step: int = 0,
     builder: tfds.core.DatasetBuilder | None = None,
+    eval_steps: int = 0,
 ) -> tf.data.Dataset:
     """One input pipeline of `split`: (uint8 images [b, s, s, 3], float32 labels [b, 1]).
+
+    Evaluation pipelines add a third element, float32 sample weights [b, 1]: 1
+    for a real example, 0 for padding (see `eval_steps`), so metrics count every
+    example of the split exactly once whatever the replica count.
 
     Args:
         split: TFDS split name.
@@ -247,6 +360,9 @@ def build_dataset(
             examples are skipped before decoding, so training continues where the
             killed run stopped instead of replaying data.
         builder: an open builder (default: opened from `config.data_dir`).
+        eval_steps: evaluation only: pad this pipeline with zero-weight examples to
+            exactly `eval_steps` global batches of full per-replica batches
+            (`eval_steps(...)` computes it); 0: one pass, last batch partial.
 
     Returns:
         A batched, prefetched `tf.data.Dataset` at the per-replica batch size.
@@ -261,10 +377,20 @@ def build_dataset(
 
         def parse_eval(example):
             image = image_ops.decode_for_eval(example[schema.IMAGE], config.image_size)
-            return image, _label(example)
+            return image, _label(example), tf.ones([1], tf.float32)
 
         dataset = dataset.map(parse_eval, **map_kwargs)
-        return dataset.batch(batch, drop_remainder=False).prefetch(AUTOTUNE)
+        if not eval_steps:
+            return dataset.batch(batch, drop_remainder=False).prefetch(AUTOTUNE)
+        pipelines = input_context.num_input_pipelines if input_context else 1
+        size = config.image_size
+        padding = tf.data.Dataset.from_tensors(
+            (tf.zeros([size, size, 3], tf.uint8), tf.zeros([1]), tf.zeros([1]))
+        ).repeat()
+        dataset = dataset.concatenate(padding).take(
+            eval_steps * (config.global_batch_size // pipelines)
+        )
+        return dataset.batch(batch, drop_remainder=True).prefetch(AUTOTUNE)
 
     pipelines = input_context.num_input_pipelines if input_context else 1
     examples_per_step = config.global_batch_size // pipelines

@@ -138,3 +138,57 @@ def display_name(strategy: tf.distribute.Strategy) -> str:
     if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
         return "MultiWorkerMirroredStrategy"
     return type(strategy).__name__
+
+
+# Steps run per call into the compiled train function, by device kind. On a CPU
+# a step of the real model takes far longer than Keras' return to Python, so 1
+# costs nothing and keeps every callback per-step. A GPU step of ResNet50 at
+# batch 256 takes ~50 ms (~5k img/s on an H100): the host round trip, batch
+# callbacks and logging between steps then idle the device for a measurable
+# share, so several steps run per call; TPUs are driven from a remote host
+# and need longer loops still (not checked here: no TPU).
+STEPS_PER_EXECUTION_BY_DEVICE = {"CPU": 1, "GPU": 8, "TPU": 32}
+
+
+def resolve_steps_per_execution(asked: int, strategy: tf.distribute.Strategy) -> int:
+    """`asked` if > 0, else the default for the strategy's device kind.
+
+    Keras 3.15 cannot run more than one step per call under MirroredStrategy or
+    MultiWorkerMirroredStrategy (keras #19246: "You must feed a value for
+    placeholder tensor ... while/cond", reproduced on 2 logical CPUs), so the
+    default is 1 there and asking for more is refused.
+
+    Raises:
+        ValueError: `asked` > 1 with several replicas on a mirrored strategy.
+    """
+    mirrored = isinstance(
+        strategy, (tf.distribute.MirroredStrategy, tf.distribute.MultiWorkerMirroredStrategy)
+    )
+    if asked > 1 and mirrored and strategy.num_replicas_in_sync > 1:
+        raise ValueError(
+            f"--steps_per_execution={asked} fails under {display_name(strategy)} in Keras 3.15 "
+            "(keras #19246); use --steps_per_execution=1 (0 picks it) with several replicas."
+        )
+    if asked > 0:
+        return asked
+    if mirrored and strategy.num_replicas_in_sync > 1:
+        return 1
+    return STEPS_PER_EXECUTION_BY_DEVICE.get(device_kind(strategy), 1)
+
+
+def resolve_jit_compile(asked: bool | None, strategy: tf.distribute.Strategy) -> bool:
+    """Whether train steps compile with XLA: `asked` if set, else where it is known to work.
+
+    - TPU: always (TPUStrategy compiles with XLA whatever the flag says).
+    - One GPU (OneDeviceStrategy): on; Keras' own "auto" turns it on there too.
+    - Several replicas (MirroredStrategy, MultiWorkerMirroredStrategy): off. Keras 3 +
+      tf.distribute + XLA has open breakages (keras #17187, tensorflow #56423), and on
+      split CPU devices it fails outright ("Trying to access resource ... replica_1").
+    - CPU: off; XLA brings no gain for this model there and compiles slowly.
+    """
+    if asked is not None:
+        return asked
+    kind = device_kind(strategy)
+    if kind == "TPU":
+        return True
+    return kind == "GPU" and strategy.num_replicas_in_sync == 1

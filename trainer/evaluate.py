@@ -528,7 +528,11 @@ def define_flags() -> None:
     flags.DEFINE_string(
         "data_dir", None, "TFDS data_dir holding the prepared dataset (local or gs://)."
     )
-    flags.DEFINE_string("dataset", schema.DATASET_NAME, "TFDS dataset name.")
+    flags.DEFINE_string(
+        "dataset",
+        schema.DATASET_NAME,
+        "TFDS dataset name[/config][:version], e.g. real_and_fake_faces/drop_duplicates.",
+    )
     flags.DEFINE_string("split", "test", "Split to evaluate.")
     flags.DEFINE_string(
         "threshold", "eer", "eer | max_f1 (chosen on --threshold_split) | a number in [0, 1]."

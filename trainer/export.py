@@ -84,7 +84,10 @@ def export_detector(model: keras.Model, export_dir: str, metadata: DetectorMetad
         return {OUTPUT_NAME: tf.sigmoid(logits)}
 
     archive = keras.export.ExportArchive()
-    archive.track(model)
+    # No `archive.track(model)`: `add_endpoint` already saves every variable the
+    # endpoint reads. Tracking the model as well saved each weight twice (Keras'
+    # variable wrappers under `variables/`, and the same tf.Variables under
+    # `_all_variables/`), which made the export twice the size of the weights.
     archive.add_endpoint(name=SIGNATURE_NAME, fn=serve)
     if tf.io.gfile.exists(export_dir):
         tf.io.gfile.rmtree(export_dir)

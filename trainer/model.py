@@ -10,16 +10,63 @@ loads with `safe_mode=True`.
 
 from __future__ import annotations
 
+import os
+
 import keras
 import tensorflow as tf
 
 from trainer import config as config_lib
+
+TINY_BACKBONE = "tiny"
+# Channels of the tiny backbone's five stages (stride 2 each: 32 px -> 1 px).
+_TINY_WIDTHS = (8, 8, 16, 16, 32)
+
+
+def tiny_backbone(
+    *, include_top: bool = False, weights=None, input_shape=(32, 32, 3)
+) -> keras.Model:
+    """A five-stage CNN (~9k weights), keras.applications contract: for tests and smoke runs.
+
+    It goes through every line of the real recipe (preprocessing layer, nested
+    backbone, BatchNorm frozen in the head phase, `--fine_tune_from` stages,
+    local weights files, export) while a step costs milliseconds instead of a
+    ResNet50's seconds. Its stages are named `conv1`..`conv5` like ResNet50's, so
+    the default `--fine_tune_from=conv4` works with it. Not a detector for real
+    data: use it to check that a pipeline runs, never to judge accuracy.
+
+    Args:
+        include_top: must be False (there is no classifier top to include).
+        weights: None (random) or a local `.weights.h5` file of this backbone;
+            there are no ImageNet weights for it.
+        input_shape: (height, width, 3).
+    """
+    if include_top:
+        raise ValueError("The tiny backbone has no top; build it with include_top=False.")
+    if weights == "imagenet":
+        raise ValueError(
+            "--backbone=tiny has no ImageNet weights; use --weights=none or a local .weights.h5 "
+            "saved from a tiny backbone."
+        )
+    inputs = keras.Input(input_shape)
+    x = inputs
+    for stage, width in enumerate(_TINY_WIDTHS, start=1):
+        x = keras.layers.Conv2D(
+            width, 3, strides=2, padding="same", use_bias=False, name=f"conv{stage}_conv"
+        )(x)
+        x = keras.layers.BatchNormalization(name=f"conv{stage}_bn")(x)
+        x = keras.layers.Activation("relu", name=f"conv{stage}_relu")(x)
+    model = keras.Model(inputs, x, name=TINY_BACKBONE)
+    if weights is not None:
+        model.load_weights(weights)
+    return model
+
 
 # Backbone name -> (constructor, preprocessing mode of `ImagePreprocessing`).
 _BACKBONES = {
     "resnet50": (keras.applications.ResNet50, "caffe"),
     "xception": (keras.applications.Xception, "tf"),
     "efficientnetv2s": (keras.applications.EfficientNetV2S, "raw"),
+    TINY_BACKBONE: (tiny_backbone, "tf"),
 }
 # Layer name each constructor gives its model (EfficientNetV2 derives its block
 # layout from the name, so it cannot be renamed).
@@ -27,12 +74,14 @@ _LAYER_NAMES = {
     "resnet50": "resnet50",
     "xception": "xception",
     "efficientnetv2s": "efficientnetv2-s",
+    TINY_BACKBONE: TINY_BACKBONE,
 }
 # The stage names a user can pass to --fine_tune_from, per backbone (layer-name prefixes).
 STAGES = {
     "resnet50": ("conv1", "conv2", "conv3", "conv4", "conv5"),
     "xception": tuple(f"block{i}" for i in range(1, 15)),
     "efficientnetv2s": tuple(f"block{i}" for i in range(1, 7)) + ("top",),
+    TINY_BACKBONE: ("conv1", "conv2", "conv3", "conv4", "conv5"),
 }
 HEAD_PHASE = "head"
 FINE_TUNE_PHASE = "fine_tune"
@@ -76,6 +125,58 @@ class ImagePreprocessing(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "mode": self.mode}
+
+
+# The no-top ImageNet weights Keras downloads for each backbone: (folder URL, file name).
+_IMAGENET_FILES = {
+    "resnet50": (
+        "https://storage.googleapis.com/tensorflow/keras-applications/resnet/",
+        "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",
+    ),
+    "xception": (
+        "https://storage.googleapis.com/tensorflow/keras-applications/xception/",
+        "xception_weights_tf_dim_ordering_tf_kernels_notop.h5",
+    ),
+    "efficientnetv2s": (
+        "https://storage.googleapis.com/tensorflow/keras-applications/efficientnet_v2/",
+        "efficientnetv2-s_notop.h5",
+    ),
+}
+
+
+def keras_cache_path(file_name: str) -> str:
+    """Where Keras looks for a downloaded weights file before fetching it."""
+    home = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
+    return os.path.join(home, "models", file_name)
+
+
+def ensure_imagenet_weights(backbone: str) -> str:
+    """Makes sure Keras can load `backbone`'s ImageNet weights; returns the cached file's path.
+
+    Run before any heavy work: offline (or behind a proxy) the download fails
+    deep inside the model build with a long traceback. Here it fails in one line
+    naming the file and the three ways out.
+
+    Raises:
+        ValueError: the backbone has no ImageNet weights.
+        FileNotFoundError: the file is neither cached nor downloadable.
+    """
+    if backbone not in _IMAGENET_FILES:
+        raise ValueError(f"--backbone={backbone} has no ImageNet weights; use --weights=none.")
+    folder, file_name = _IMAGENET_FILES[backbone]
+    cached = keras_cache_path(file_name)
+    if os.path.exists(cached):
+        return cached
+    try:
+        return keras.utils.get_file(file_name, folder + file_name, cache_subdir="models")
+    except Exception as error:  # noqa: BLE001  Keras raises a bare Exception for URL failures.
+        reason = " ".join(str(error).split())[:200]
+        raise FileNotFoundError(
+            f"Cannot download the ImageNet weights of --backbone={backbone} ({file_name}: "
+            f"{reason}). Fix: train from scratch with --weights=none; or pass a local no-top "
+            f"file with --weights=/path/to/{file_name}; or copy {file_name} (from "
+            f"{folder + file_name}) to {cached} so Keras finds it in its cache."
+        ) from None
 
 
 def _backbone_weights(weights: str):

@@ -12,12 +12,34 @@ Flags live here only: `main` folds them into a `TrainConfig`, and the library
 from __future__ import annotations
 
 import dataclasses
+import logging as std_logging
+import math
+import os
 import sys
+import warnings
 
-from absl import app, flags
 
-from preprocessing import cli, schema
-from trainer import config as config_lib
+def _verbosity_in_argv(argv: list[str]) -> int:
+    """--verbosity/-v as given on the command line (before absl parses it), else 0."""
+    for index, arg in enumerate(argv):
+        for prefix in ("--verbosity=", "-v="):
+            if arg.startswith(prefix):
+                return int(arg[len(prefix) :]) if arg[len(prefix) :].lstrip("-").isdigit() else 0
+        if arg in ("--verbosity", "-v") and index + 1 < len(argv):
+            value = argv[index + 1]
+            return int(value) if value.lstrip("-").isdigit() else 0
+    return 0
+
+
+# TensorFlow's C++ logging ("Local rendezvous is aborting ...", oneDNN notes)
+# reads this once, when TensorFlow loads, which the import below does: decide
+# before it. --verbosity=1 (or an explicit TF_CPP_MIN_LOG_LEVEL) shows them.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if _verbosity_in_argv(sys.argv) > 0 else "2")
+
+from absl import app, flags, logging  # noqa: E402
+
+from preprocessing import cli, schema  # noqa: E402
+from trainer import config as config_lib  # noqa: E402
 
 _DEFAULTS = config_lib.TrainConfig(data_dir="", model_dir="")
 
@@ -32,7 +54,13 @@ flags.DEFINE_string(
     None,
     "Where checkpoints, backup/, logs/, history.csv, export/ and model.keras go (local or gs://).",
 )
-flags.DEFINE_string("dataset", schema.DATASET_NAME, "TFDS dataset name[:version].")
+flags.DEFINE_string(
+    "dataset",
+    schema.DATASET_NAME,
+    "TFDS dataset name[/config][:version]: real_and_fake_faces (its keep_duplicates "
+    "config), real_and_fake_faces/drop_duplicates, video_faces, or ...:1.1.0 to pin a "
+    "version.",
+)
 flags.DEFINE_string("train_split", _DEFAULTS.train_split, "Split to train on.")
 flags.DEFINE_string(
     "validation_split",
@@ -65,10 +93,31 @@ flags.DEFINE_enum(
     "workers), mixed_bfloat16 on TPUs (bfloat16 has float32's range: no loss scaling), "
     "float32 on CPUs (reduced precision is usually slower there, not faster).",
 )
-flags.DEFINE_bool("jit_compile", _DEFAULTS.jit_compile, "Compile train steps with XLA.")
+flags.DEFINE_bool(
+    "jit_compile",
+    _DEFAULTS.jit_compile,
+    "Compile train steps with XLA. Unset: on for TPUs and a single GPU, off with several "
+    "replicas (open Keras 3 + tf.distribute + XLA breakages; it fails on split CPU devices) and "
+    "on CPUs. --jit_compile / --nojit_compile force it.",
+)
+flags.DEFINE_integer(
+    "steps_per_execution",
+    _DEFAULTS.steps_per_execution,
+    "Train steps per call into the compiled step function (Keras returns to Python, and runs "
+    "batch callbacks, once per call). 0: 1 on CPU (a step dwarfs the round trip), 8 on one GPU, "
+    "32 on TPU (a fast device would idle between steps); 1 with several mirrored replicas, where "
+    "Keras 3.15 fails with more (keras #19246). Lowered per phase to a divisor of the epoch "
+    "length.",
+)
 
 # ---- Model.
-flags.DEFINE_enum("backbone", _DEFAULTS.backbone, list(config_lib.BACKBONES), "Backbone.")
+flags.DEFINE_enum(
+    "backbone",
+    _DEFAULTS.backbone,
+    list(config_lib.BACKBONES),
+    "Backbone. tiny: a ~11k-weight CNN with the same stages/contract, for smoke runs and tests "
+    "(fast; not a detector for real data; no ImageNet weights).",
+)
 flags.DEFINE_string(
     "weights",
     _DEFAULTS.weights,
@@ -164,7 +213,32 @@ flags.DEFINE_integer(
     _DEFAULTS.backup_every_steps,
     "Also back up every N steps inside an epoch (mid-epoch resume); 0: epoch ends only.",
 )
-flags.DEFINE_integer("verbose", _DEFAULTS.verbose, "Keras progress: 0 silent, 1 bar, 2 line.")
+flags.DEFINE_float(
+    "backup_every_seconds",
+    _DEFAULTS.backup_every_seconds,
+    "Also back up inside an epoch when this many seconds passed since the last backup (chief "
+    "only); 0: off. Bounds backup cost on fast hardware, where a step count comes every few s.",
+)
+flags.DEFINE_bool(
+    "reset_threshold",
+    _DEFAULTS.reset_threshold,
+    "Re-pick the validation EER threshold even when export/detector.json holds one chosen by "
+    "dfd-evaluate and this run trained nothing new (by default that one is kept).",
+)
+flags.DEFINE_integer(
+    "verbose",
+    _DEFAULTS.verbose,
+    "Progress: 0 silent; 1 Keras' bar on a terminal, else plain lines (step, loss, images/s, "
+    "ETA) every --log_every_seconds/--log_every_steps and one per epoch; 2 one line per epoch.",
+)
+flags.DEFINE_integer(
+    "log_every_steps", _DEFAULTS.log_every_steps, "Progress line every N steps; 0: off."
+)
+flags.DEFINE_float(
+    "log_every_seconds",
+    _DEFAULTS.log_every_seconds,
+    "Progress line every N seconds; 0: off.",
+)
 
 flags.mark_flags_as_required(["data_dir", "model_dir"])
 
@@ -177,20 +251,157 @@ def config_from_flags(flag_values: flags.FlagValues = FLAGS) -> config_lib.Train
     return config_lib.TrainConfig(**{name: flag_values[name].value for name in fields})
 
 
+LOG_FILENAME = "train.log"
+# Modules whose log lines the default console shows; everything else (TensorFlow,
+# TFDS, Keras) goes to <model_dir>/train.log, or to the console with --verbosity=1.
+_PROJECT_PACKAGES = (f"{os.sep}trainer{os.sep}", f"{os.sep}preprocessing{os.sep}")
+
+
+class _ProjectLinesOnly(std_logging.Filter):
+    """Passes the project's own log lines, and anyone's errors."""
+
+    def filter(self, record: std_logging.LogRecord) -> bool:
+        return record.levelno >= std_logging.ERROR or any(
+            part in record.pathname for part in _PROJECT_PACKAGES
+        )
+
+
+def configure_console(model_dir: str, verbosity: int) -> str | None:
+    """Keeps the console for the project's lines; the rest goes to `<model_dir>/train.log`.
+
+    With `verbosity` > 0 nothing is hidden. Returns the log file's path, or None
+    when `model_dir` is not local (gs://: use --verbosity=1 to see everything).
+    """
+    import tensorflow as tf
+
+    std_logging.captureWarnings(True)  # Python warnings become log records (py.warnings).
+    log_file = None
+    try:
+        if "://" not in model_dir:
+            os.makedirs(model_dir, exist_ok=True)
+            log_file = os.path.join(model_dir, LOG_FILENAME)
+            handler = std_logging.FileHandler(log_file)
+    except OSError:
+        log_file = None  # The model_dir check reports it, with the fix.
+    if log_file:
+        handler.setLevel(std_logging.INFO)
+        handler.setFormatter(
+            std_logging.Formatter("%(asctime)s %(levelname)s %(name)s %(filename)s] %(message)s")
+        )
+        std_logging.getLogger().addHandler(handler)
+        std_logging.getLogger("tensorflow").addHandler(handler)
+    if verbosity > 0:
+        return log_file
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    logging.get_absl_handler().addFilter(_ProjectLinesOnly())
+    # TensorFlow's Python logger has its own console handler.
+    tf.get_logger().setLevel("INFO")
+    for handler in tf.get_logger().handlers:
+        if not isinstance(handler, std_logging.FileHandler):
+            handler.setLevel(std_logging.ERROR)
+    return log_file
+
+
+def _table(title: str, rows: list[tuple[str, object]]) -> str:
+    width = max(len(k) for k, _ in rows)
+    return "\n".join([f"== {title}"] + [f"  {k.ljust(width)}  {v}" for k, v in rows])
+
+
+def start_summary(run_setup) -> str:
+    """What is about to run: devices, batch, precision, recipe, and how it relates to model_dir."""
+    from trainer import distribution
+
+    config, strategy = run_setup.config, run_setup.strategy
+    replicas = run_setup.replicas
+    return _table(
+        "Training",
+        [
+            ("devices", ", ".join(strategy.extended.worker_devices)),
+            (
+                "strategy",
+                f"{distribution.display_name(strategy)} ({replicas} replicas, "
+                f"{'chief' if run_setup.chief else 'worker'})",
+            ),
+            ("global batch", config.global_batch_size),
+            ("per-replica batch", config.global_batch_size // replicas),
+            ("precision", run_setup.policy),
+            ("XLA", "on" if run_setup.jit_compile else "off"),
+            ("steps/execution", run_setup.steps_per_execution),
+            ("backbone", f"{config.backbone} (weights={config.weights}, {config.image_size}px)"),
+            (
+                "phases",
+                ", ".join(
+                    f"{p.name} epochs {p.start + 1}-{p.end} lr={p.learning_rate:g}"
+                    for p in run_setup.phases
+                ),
+            ),
+            ("steps per epoch", run_setup.steps_per_epoch),
+            (
+                "examples",
+                f"train={run_setup.train_examples} validation={run_setup.validation_examples}",
+            ),
+            ("run", run_setup.status),
+            ("model_dir", config.model_dir),
+        ],
+    )
+
+
+def done_summary(result: dict) -> str:
+    """What the run produced: epochs, best checkpoint and metrics, threshold, throughput, paths."""
+    metrics = result["best_metrics"]
+    shown = ", ".join(
+        f"{k}={v:.4f}"
+        for k, v in sorted(metrics.items())
+        if k.startswith("val_") and k != "val_examples" and math.isfinite(v)
+    )
+    eer = result["validation_eer"]
+    chief = result["is_chief"]
+    speed = result["images_per_second"]
+    rows = [
+        (
+            "epochs",
+            f"{result['epochs_completed']} of {result['epochs']} "
+            f"({result['steps_per_epoch']} steps each; {result['steps_trained']} trained now)",
+        ),
+        ("best epoch", f"{result['best_epoch']} by {result['monitor']}"),
+        ("its metrics", shown or "n/a"),
+        (
+            "threshold",
+            f"{result['threshold']:.4f} ({result['threshold_source']}"
+            + (f", EER {eer:.4f})" if eer is not None else ")"),
+        ),
+        ("images/s", f"{speed:,.1f} (training steps, measured)" if speed else "n/a"),
+        (
+            "backups",
+            f"{result['backups']} written in {result['backup_seconds']:.1f} s",
+        ),
+        ("export", result["export_dir"] if chief else "written by the chief"),
+        ("keras model", result["keras_model"] if chief else "written by the chief"),
+        ("best checkpoint", result["best_checkpoint"]),
+        ("history", result["history_csv"]),
+        ("TensorBoard", f"tensorboard --logdir {result['log_dir']}"),
+    ]
+    if result["early_stopped"]:
+        rows.insert(1, ("early stopping", "; ".join(result["early_stopped"])))
+    return _table("Done", rows)
+
+
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}; every option is a --flag.")
     config = config_from_flags()
     config_lib.validate(config)
-    import tensorflow as tf
-
     from trainer import train  # Heavy imports after the cheap checks.
 
-    # TensorFlow logs every cross-device reduction at INFO; keep the user's
-    # console for our summary and Keras' progress. Its warnings still show.
-    tf.get_logger().setLevel("WARNING")
+    log_file = configure_console(config.model_dir, FLAGS.verbosity)
 
-    train.run(config)
+    def announce(run_setup) -> None:
+        print(start_summary(run_setup), flush=True)
+        if log_file:
+            print(f"  (TensorFlow/Keras messages: {log_file}; --verbosity=1 shows them here)")
+
+    result = train.run(config, on_setup=announce)
+    print(done_summary(result), flush=True)
 
 
 def run_main():

@@ -1,5 +1,6 @@
 """trainer.callbacks on a tiny Keras model: backups, NaN stops, history rows, best checkpoint."""
 
+import io
 import json
 
 import keras
@@ -56,6 +57,83 @@ def test_nan_loss_raises_and_keeps_the_last_good_backup(tmp_path):
     restored = _model()
     callbacks.restore(restored, backup_dir)
     assert np.all(np.isfinite(restored.get_weights()[0]))
+
+
+def test_nan_before_any_backup_does_not_claim_one(tmp_path):
+    model = _model()
+    x = np.full((4, 3), np.inf, np.float32)
+    with pytest.raises(FloatingPointError) as error:
+        model.fit(
+            x,
+            np.zeros((4, 1)),
+            batch_size=4,
+            verbose=0,
+            callbacks=[callbacks.StopOnNaN(str(tmp_path / "backup"))],
+        )
+    assert "No backup was written before it" in str(error.value)
+    assert "is kept" not in str(error.value)
+
+
+class _Clock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+
+def test_time_based_backups_and_workers_write_nothing_into_model_dir(tmp_path):
+    clock = _Clock()
+    model = _model()
+    saves = []
+
+    class Counting(callbacks.Backup):
+        def save(self):
+            saves.append((self.chief, self.state.step))
+            super().save()
+
+    for chief in (True, False):
+        backup = Counting(
+            str(tmp_path / f"backup_{chief}"),
+            callbacks.TrainingState(),
+            steps_per_epoch=10,
+            every_seconds=60,
+            chief=chief,
+            clock=clock,
+        )
+        backup.set_model(model)
+        backup.on_epoch_begin(0)
+        for batch in range(9):
+            clock.now += 25  # A step every 25 s: a backup every third step (>= 60 s).
+            backup.on_train_batch_end(batch)
+    assert saves == [(True, 3), (True, 6), (True, 9)]  # Time-based: the chief only.
+    backup.on_epoch_end(0)  # Epoch ends: every worker saves, a worker into a throw-away folder.
+    assert saves[-1] == (False, 0) and not (tmp_path / "backup_False").exists()
+
+
+def test_progress_lines_are_plain_and_have_rate_and_eta():
+    clock = _Clock()
+    stream = io.StringIO()
+    progress = callbacks.Progress(
+        total_epochs=2,
+        steps_per_epoch=10,
+        global_batch_size=32,
+        every_steps=4,
+        every_seconds=0,
+        stream=stream,
+        clock=clock,
+    )
+    progress.on_epoch_begin(0)
+    for batch in range(10):
+        clock.now += 0.5
+        progress.on_train_batch_end(batch, {"loss": 0.5})
+    progress.on_epoch_end(0, {"loss": 0.5, "val_auc": 0.75, "images_per_second": 64.0})
+    lines = stream.getvalue().splitlines()
+    assert lines == [
+        "epoch 1/2 step 4/10 loss 0.5000 64 img/s ETA 0m08s",
+        "epoch 1/2 step 8/10 loss 0.5000 64 img/s ETA 0m06s",
+        "epoch 1/2 done: loss 0.5000 val_auc 0.7500 (64 img/s)",
+    ]
 
 
 def test_backup_skips_the_redundant_save_at_the_last_step(tmp_path):

@@ -44,7 +44,8 @@ def test_training_batches_have_the_model_input_contract(data_dir):
 def test_evaluation_pixels_are_the_exports_pixels(data_dir):
     config = _config(data_dir)
     builder = data.load_builder(data_dir)
-    images, labels = next(iter(data.build_dataset("validation", config, training=False)))
+    images, labels, weights = next(iter(data.build_dataset("validation", config, training=False)))
+    assert np.all(weights.numpy() == 1.0)
     raw = builder.as_dataset(
         "validation", shuffle_files=False, decoders={schema.IMAGE: tfds.decode.SkipDecoding()}
     )
@@ -135,9 +136,49 @@ def test_synthetic_dataset_matches_real_shapes():
     assert labels.shape == (4, 1) and labels.dtype == tf.float32
 
 
-def test_missing_dataset_names_the_folder(tmp_path):
-    with pytest.raises(FileNotFoundError, match="dfd-build-dataset"):
+def test_missing_or_half_built_dataset_is_one_line(tmp_path):
+    with pytest.raises(FileNotFoundError, match="dfd-build-dataset") as error:
         data.load_builder(str(tmp_path / "nothing"))
+    # TFDS's own message lists every dataset it knows (~1,400 lines): not repeated.
+    assert "\n" not in str(error.value) and len(str(error.value)) < 800
+    # A killed build leaves only an incomplete.* folder (config folders included): say so,
+    # with the build's own wording (preprocessing.dataset_dirs.explain_unprepared).
+    half = tmp_path / "half" / "real_and_fake_faces" / "keep_duplicates" / "incomplete.ABC_1.1.0"
+    half.mkdir(parents=True)
+    left = r"unfinished build left \(incomplete\.ABC"
+    with pytest.raises(FileNotFoundError, match=left) as error:
+        data.load_builder(str(tmp_path / "half"))
+    assert "\n" not in str(error.value) and "dfd-build-dataset" in str(error.value)
+
+
+def test_padded_evaluation_gives_every_replica_full_batches(data_dir):
+    """Issue 14: every pipeline yields the same number of full batches; padding weighs 0."""
+    config = _config(data_dir, global_batch_size=12)
+    builder = data.load_builder(data_dir)
+    assert data.pipeline_example_counts(builder, "validation", 2) == [5, 5]  # 2 shards of 5.
+    assert data.pipeline_example_counts(builder, "validation", 3) == [4, 3, 3]  # By example.
+    for pipelines in (1, 2, 3):
+        steps = data.eval_steps(builder, "validation", config, pipelines)
+        total = 0.0
+        for pipeline in range(pipelines):
+            context = tf.distribute.InputContext(pipelines, pipeline, 2 * pipelines)
+            batches = list(
+                data.build_dataset("validation", config, context, training=False, eval_steps=steps)
+            )
+            assert len(batches) == 2 * steps  # Two replicas per pipeline, each a full batch.
+            assert all(b[0].shape[0] == 12 // (2 * pipelines) for b in batches)
+            total += sum(float(b[2].numpy().sum()) for b in batches)
+        assert total == 10  # Every example once, whatever the pipeline count.
+
+
+def test_corrupted_shard_is_found_and_named(tmp_path):
+    data_dir = tiny_data.write(str(tmp_path / "tfds"), train=4, validation=4, test=2, size=32)
+    builder = data.load_builder(data_dir)
+    assert data.find_corrupted_shards(builder, ["train", "validation"]) == []
+    shard = sorted((tmp_path / "tfds").rglob("*-validation.tfrecord-00001-of-*"))[0]
+    shard.write_bytes(shard.read_bytes()[:-10])  # Truncated: the last record is cut.
+    problems = data.find_corrupted_shards(builder, ["train", "validation"])
+    assert len(problems) == 1 and problems[0].startswith(str(shard))
 
 
 def test_cache_keeps_epochs_exact(data_dir):

@@ -38,12 +38,34 @@ def test_preprocessing_layer_is_resnet50_preprocess_input():
     )
 
 
-def test_keras_file_round_trips_in_safe_mode(resnet, tmp_path):
+@pytest.fixture(scope="module")
+def tiny():
+    keras.mixed_precision.set_global_policy("float32")
+    return model_lib.build_model("tiny", image_size=32, weights="none")
+
+
+def test_keras_file_round_trips_in_safe_mode(tiny, tmp_path):
     path = str(tmp_path / "m.keras")
-    resnet.save(path)
+    tiny.save(path)
     loaded = keras.models.load_model(path, safe_mode=True, compile=False)
     pixels = np.random.default_rng(2).integers(0, 256, (2, 32, 32, 3), dtype=np.uint8)
-    np.testing.assert_allclose(loaded(pixels), resnet(pixels, training=False), atol=1e-5)
+    np.testing.assert_allclose(loaded(pixels), tiny(pixels, training=False), atol=1e-5)
+
+
+def test_tiny_backbone_has_the_recipe_stages(tiny):
+    base = model_lib.backbone_of(tiny)
+    assert base.name == model_lib.TINY_BACKBONE and tiny.count_params() < 20_000
+    model_lib.set_phase(tiny, model_lib.FINE_TUNE_PHASE)  # Default --fine_tune_from=conv4.
+    assert {layer.name for layer in base.layers if layer.trainable} == {
+        "conv4_conv",
+        "conv4_relu",
+        "conv5_conv",
+        "conv5_relu",
+    }
+    model_lib.set_phase(tiny, model_lib.HEAD_PHASE)
+    assert {v.path for v in tiny.trainable_variables} == {"logit/kernel", "logit/bias"}
+    with pytest.raises(ValueError, match="tiny has no ImageNet weights"):
+        model_lib.tiny_backbone(weights="imagenet")
 
 
 def _trainable(layers):
@@ -71,16 +93,16 @@ def test_phases_freeze_what_the_recipe_says(resnet):
         model_lib.set_phase(resnet, model_lib.FINE_TUNE_PHASE, fine_tune_from="conv9")
 
 
-def test_local_weights_file_is_loaded(resnet, tmp_path):
+def test_local_weights_file_is_loaded(tiny, tmp_path):
     path = str(tmp_path / "backbone.weights.h5")
-    model_lib.backbone_of(resnet).save_weights(path)
-    again = model_lib.build_model("resnet50", image_size=32, weights=path)
+    model_lib.backbone_of(tiny).save_weights(path)
+    again = model_lib.build_model("tiny", image_size=32, weights=path)
     np.testing.assert_array_equal(
         model_lib.backbone_of(again).weights[0].numpy(),
-        model_lib.backbone_of(resnet).weights[0].numpy(),
+        model_lib.backbone_of(tiny).weights[0].numpy(),
     )
     with pytest.raises(FileNotFoundError, match="--weights"):
-        model_lib.build_model("resnet50", image_size=32, weights=str(tmp_path / "missing.h5"))
+        model_lib.build_model("tiny", image_size=32, weights=str(tmp_path / "missing.h5"))
 
 
 @pytest.mark.parametrize("backbone", ["xception", "efficientnetv2s"])

@@ -19,11 +19,13 @@ def test_mixed_float16_trains_under_mirrored_strategy(tmp_path):
     config = config_lib.TrainConfig(
         data_dir=data_dir,
         model_dir=str(tmp_path / "model"),
+        backbone="tiny",
         weights="none",
         image_size=32,
         global_batch_size=4,
         epochs=1,
         steps_per_epoch=2,
+        shuffle_buffer=16,
         precision="mixed_float16",
         verbose=0,
     )
@@ -36,7 +38,7 @@ def test_mixed_float16_trains_under_mirrored_strategy(tmp_path):
     assert len(rows) == 1 and np.isfinite(float(rows[0]["loss"]))
     saved = keras.models.load_model(result["keras_model"], safe_mode=True, compile=False)
     assert saved.get_layer("logit").dtype_policy.name == "float32"
-    assert saved.get_layer("resnet50").get_layer("conv1_conv").dtype_policy.name == "mixed_float16"
+    assert saved.get_layer("tiny").get_layer("conv1_conv").dtype_policy.name == "mixed_float16"
 
 
 @pytest.mark.slow
@@ -50,11 +52,13 @@ def test_jit_compile_opt_in_trains_on_one_device(tmp_path):
     config = config_lib.TrainConfig(
         data_dir=data_dir,
         model_dir=str(tmp_path / "model"),
+        backbone="tiny",
         weights="none",
         image_size=32,
         global_batch_size=4,
         epochs=1,
         steps_per_epoch=2,
+        shuffle_buffer=16,
         jit_compile=True,
         verbose=0,
     )

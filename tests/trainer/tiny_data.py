@@ -35,7 +35,8 @@ def examples(split: str, count: int, size: int = 48):
     """`count` (key, example) pairs of `split`, alternating real and fake."""
     for index in range(count):
         label = index % 2
-        data = jpeg_bytes(label, index + 10_000 * schema.SPLITS.index(split), size)
+        offset = schema.SPLITS.index(split) if split in schema.SPLITS else 3 + len(split)
+        data = jpeg_bytes(label, index + 10_000 * offset, size)
         name = f"{split}_{schema.LABEL_NAMES[label]}_{index:04d}.jpg"
         yield (
             index,
@@ -57,11 +58,16 @@ def write(
     test: int = 8,
     size: int = 48,
     num_shards: int = 2,
+    extra_splits: dict[str, int] | None = None,
 ) -> str:
-    """Writes the dataset under `data_dir`; returns `data_dir`."""
+    """Writes the dataset under `data_dir`; returns `data_dir`.
+
+    `extra_splits` adds splits of other names ({"four": 4}), e.g. several small
+    validation splits in one dataset.
+    """
     import tensorflow_datasets as tfds
 
-    splits = {"train": train, "validation": validation, "test": test}
+    splits = {"train": train, "validation": validation, "test": test, **(extra_splits or {})}
     tfds.dataset_builders.store_as_tfds_dataset(
         name=schema.DATASET_NAME,
         version="1.0.0",

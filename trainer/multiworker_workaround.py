@@ -1,0 +1,128 @@
+"""Keras 3.15 `fit` under a real multi-process MultiWorkerMirroredStrategy: a pinned work-around.
+
+Two Keras bugs stop `fit` when the workers are separate processes (they do
+not show with several replicas inside one process):
+
+1. Before the first step, `fit`/`evaluate` average one input batch across
+   replicas to learn the input shapes (`_maybe_symbolic_build`, a private
+   method of Keras' TensorFlow trainer). Across workers that is a collective
+   all-reduce of the (images, labels, ...) tuple, refused for nested values and
+   for uint8. The shapes are known from the dataset's `element_spec`, so the
+   twin builds itself from a zero batch of that spec instead.
+2. Each step's logs (scalars) are averaged across workers with
+   `strategy.reduce("MEAN", v, axis=0)`, which fails on 0-d values
+   (tensorflow#72388). Returning them as 1-element vectors makes that reduce
+   valid; its result is a scalar again, so callbacks see the usual logs.
+
+The twin shares every layer (and so every weight) with the model that is
+checkpointed and exported; it exists only to call `fit` on.
+
+Removal condition: delete this module and its call in `trainer.train.fit_model`
+when tests/trainer/test_multiworker.py passes with `fit_model` returning the
+plain model on the Keras pinned in setup.py (i.e. Keras no longer all-reduces
+an input batch in `_maybe_symbolic_build`, and tensorflow#72388 is fixed).
+`check_keras()` refuses other Keras versions, so an upgrade cannot silently
+run an override of a private method that changed; the fast test
+tests/trainer/test_train.py::test_multiworker_workaround_private_api fails
+loudly when the overridden method's signature or its call sites change.
+"""
+
+from __future__ import annotations
+
+import inspect
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from trainer import augment
+from trainer import config as config_lib
+
+# Keras versions (major.minor) this work-around was checked against.
+KERAS_VERSIONS_CHECKED = ("3.15",)
+# The private method overridden, and the parameters it must keep.
+OVERRIDDEN_METHOD = "_maybe_symbolic_build"
+OVERRIDDEN_PARAMETERS = ("self", "iterator", "data_batch")
+
+
+def check_keras(version: str = keras.__version__) -> None:
+    """Raises RuntimeError unless `version` is one this work-around was checked against."""
+    if ".".join(version.split(".")[:2]) not in KERAS_VERSIONS_CHECKED:
+        raise RuntimeError(
+            f"trainer/multiworker_workaround.py overrides Keras' private `{OVERRIDDEN_METHOD}` "
+            f"and was checked on Keras {', '.join(KERAS_VERSIONS_CHECKED)}, not {version}. "
+            "Fix: run tests/trainer/test_multiworker.py without the work-around (see its removal "
+            "condition); if it still fails, re-check the override and add the version."
+        )
+
+
+def private_api_signature() -> tuple[str, ...]:
+    """The parameters of the Keras method the twin overrides, as Keras defines it now."""
+    from keras.src.backend.tensorflow.trainer import TensorFlowTrainer
+
+    method = getattr(TensorFlowTrainer, OVERRIDDEN_METHOD, None)
+    if method is None:
+        return ()
+    return tuple(inspect.signature(method).parameters)
+
+
+def example_batch(element_spec) -> object:
+    """A zero batch of one element of a dataset with `element_spec` (unknown dims -> 1).
+
+    Derived from the dataset, not from the data contract, so a change to the
+    pipeline's outputs (a sample-weight column, another image size) needs no
+    change here.
+    """
+
+    def zeros(spec: tf.TensorSpec) -> np.ndarray:
+        shape = [1 if dim is None else dim for dim in spec.shape.as_list()]
+        return np.zeros(shape, spec.dtype.as_numpy_dtype)
+
+    return tf.nest.map_structure(zeros, element_spec)
+
+
+class MultiWorkerTwin(augment.AugmentedModel):
+    """The same layers as a functional model, with the two bugs above worked around.
+
+    An `AugmentedModel`, so its train step augments the batch on the accelerator
+    like the single-worker fit model does (`trainer.augment`).
+    """
+
+    def configure(self, strategy: tf.distribute.Strategy, element_spec) -> None:
+        self._dfd_strategy = strategy
+        self._dfd_example = example_batch(element_spec)
+
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        del iterator, data_batch  # Shapes and dtypes come from the example batch.
+        with self._dfd_strategy.scope():
+            self._symbolic_build(data_batch=self._dfd_example)
+
+    def train_step(self, data):
+        return {k: tf.reshape(v, [1]) for k, v in super().train_step(data).items()}
+
+    def test_step(self, data):
+        return {k: tf.reshape(v, [1]) for k, v in super().test_step(data).items()}
+
+
+def twin(
+    model: keras.Model,
+    strategy: tf.distribute.Strategy,
+    element_spec,
+    config: config_lib.TrainConfig,
+) -> keras.Model:
+    """The multi-worker twin of `model` (same layers and weights), for `fit` only.
+
+    Args:
+        model: a functional model (inputs and outputs known).
+        strategy: the MultiWorkerMirroredStrategy `fit` runs under.
+        element_spec: `element_spec` of one input pipeline's batches (per replica).
+        config: the run's configuration (the train step's augmentation).
+
+    Raises:
+        RuntimeError: on a Keras version the work-around was not checked against.
+    """
+    check_keras()
+    with strategy.scope():
+        result = augment.training_model(model, config, model_class=MultiWorkerTwin)
+    result.configure(strategy, element_spec)
+    return result
