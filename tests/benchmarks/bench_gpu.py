@@ -46,8 +46,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 
 from tests.benchmarks import bench_trainer  # noqa: E402
-from trainer import augment, data, distribution, precision, train  # noqa: E402
 from trainer import config as config_lib  # noqa: E402
+from trainer import data, distribution, precision, train  # noqa: E402
 from trainer import model as model_lib  # noqa: E402
 
 # The 140k flagfiles' augmentation (deploy/configs/140k_resnet50_*.cfg).
@@ -126,21 +126,16 @@ def build(args, config) -> keras.Model:
     return model_lib.build_model("resnet50", image_size=config.image_size, weights="none")
 
 
-def compile_for(fit_model, config, *, steps_per_execution: int) -> None:
-    """`train.compile_model`'s optimizer, loss and metrics, plus steps_per_execution."""
-    fit_model.compile(
-        optimizer=train.make_optimizer(config, config.learning_rate, 1000),
-        loss=keras.losses.BinaryCrossentropy(
-            from_logits=True, label_smoothing=config.label_smoothing
-        ),
-        metrics=[
-            keras.metrics.BinaryAccuracy(threshold=0.0, name="accuracy"),
-            keras.metrics.AUC(from_logits=True, name="auc"),
-            keras.metrics.Precision(thresholds=0.0, name="precision"),
-            keras.metrics.Recall(thresholds=0.0, name="recall"),
-        ],
-        jit_compile=config.jit_compile,
+def compile_for(fit_model, config, phase: str, *, steps_per_execution: int) -> None:
+    """The trainer's own `train.compile_model` (optimizer with its loss scaling, loss,
+    metrics) for `phase`, with `steps_per_execution` and `config.jit_compile`."""
+    train.compile_model(
+        fit_model,
+        config,
+        train.Phase(phase, 0, 1, config.learning_rate),
+        1000,
         steps_per_execution=steps_per_execution,
+        jit_compile=bool(config.jit_compile),
     )
 
 
@@ -288,9 +283,9 @@ def main(argv=None) -> int:
                                 "input": source,
                             }
                             try:
+                                fit_model = train.fit_model(model, strategy, config)
                                 with strategy.scope():
-                                    fit_model = augment.training_model(model, config)
-                                    compile_for(fit_model, config, steps_per_execution=spe)
+                                    compile_for(fit_model, config, phase, steps_per_execution=spe)
                                 row.update(
                                     timed_fit(
                                         fit_model,

@@ -47,9 +47,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 import tensorflow as tf  # noqa: E402
-import tensorflow_datasets as tfds  # noqa: E402
 
 from preprocessing import schema  # noqa: E402
+from tests.trainer import tiny_data  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -114,13 +114,11 @@ def prepare(
                     },
                 )
 
-        tfds.dataset_builders.store_as_tfds_dataset(
-            name=schema.DATASET_NAME,
-            version="1.0.0",
-            features=schema.features(),
-            split_datasets={"train": examples(), "validation": examples()},
-            data_dir=data_dir,
-            download_config=tfds.download.DownloadConfig(num_shards=num_shards),
+        tiny_data.store(
+            data_dir,
+            {"train": examples(), "validation": examples()},
+            num_shards=num_shards,
+            description="Benchmark copy of real_and_fake_faces.",
         )
     return folder, data_dir, jpegs
 

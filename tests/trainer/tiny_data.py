@@ -1,8 +1,11 @@
 """A tiny TFDS dataset in the exact format of the project's builder, for trainer tests.
 
 Written with `tfds.dataset_builders.store_as_tfds_dataset` and the features of
-`preprocessing.schema`, so the trainer reads it through the same
-`tfds.builder(name, data_dir=...)` call it uses for the real dataset. "Fake"
+`preprocessing.schema`, under the real builder's default config and version
+(`<data_dir>/real_and_fake_faces/keep_duplicates/1.1.0`), so the trainer reads it
+through the same `tfds.builder(name, data_dir=...)` call it uses for the real
+dataset, whether or not the builder code is imported in the process (once it is,
+TFDS looks for exactly that folder). "Fake"
 images carry high-frequency noise and "real" ones are smooth gradients: a
 model can tell them apart in a few steps, as with the synthetic demo data.
 """
@@ -50,6 +53,24 @@ def examples(split: str, count: int, size: int = 48):
         )
 
 
+def store(data_dir: str, split_datasets: dict, *, num_shards: int, description: str) -> None:
+    """Stores {split: [(key, example), ...]} as the project's dataset under `data_dir`."""
+    import tensorflow_datasets as tfds
+
+    from tfds_builder.real_and_fake_faces import real_and_fake_faces_dataset_builder as builder
+
+    tfds.dataset_builders.store_as_tfds_dataset(
+        name=schema.DATASET_NAME,
+        version=str(builder.Builder.VERSION),
+        config=builder.Builder.BUILDER_CONFIGS[0].name,
+        features=schema.features(),
+        split_datasets=split_datasets,
+        data_dir=data_dir,
+        description=description,
+        download_config=tfds.download.DownloadConfig(num_shards=num_shards),
+    )
+
+
 def write(
     data_dir: str,
     *,
@@ -65,18 +86,11 @@ def write(
     `extra_splits` adds splits of other names ({"four": 4}), e.g. several small
     validation splits in one dataset.
     """
-    import tensorflow_datasets as tfds
-
     splits = {"train": train, "validation": validation, "test": test, **(extra_splits or {})}
-    tfds.dataset_builders.store_as_tfds_dataset(
-        name=schema.DATASET_NAME,
-        version="1.0.0",
-        features=schema.features(),
-        split_datasets={
-            split: list(examples(split, count, size)) for split, count in splits.items()
-        },
-        data_dir=data_dir,
+    store(
+        data_dir,
+        {split: list(examples(split, count, size)) for split, count in splits.items()},
+        num_shards=num_shards,
         description="Tiny test copy of real_and_fake_faces.",
-        download_config=tfds.download.DownloadConfig(num_shards=num_shards),
     )
     return data_dir
