@@ -153,26 +153,13 @@ STEPS_PER_EXECUTION_BY_DEVICE = {"CPU": 1, "GPU": 8, "TPU": 32}
 def resolve_steps_per_execution(asked: int, strategy: tf.distribute.Strategy) -> int:
     """`asked` if > 0, else the default for the strategy's device kind.
 
-    Keras 3.15 cannot run more than one step per call under MirroredStrategy or
-    MultiWorkerMirroredStrategy (keras #19246: "You must feed a value for
-    placeholder tensor ... while/cond", reproduced on 2 logical CPUs), so the
-    default is 1 there and asking for more is refused.
-
-    Raises:
-        ValueError: `asked` > 1 with several replicas on a mirrored strategy.
+    1 on CPUs (a step dwarfs Keras' return to Python), 8 on GPUs, 32 on TPUs (a
+    fast device would idle between steps while Python runs callbacks). Under the
+    mirrored strategies the steps run in `trainer.multi_step`'s loop (Keras 3.15's
+    own fails there, keras #19246).
     """
-    mirrored = isinstance(
-        strategy, (tf.distribute.MirroredStrategy, tf.distribute.MultiWorkerMirroredStrategy)
-    )
-    if asked > 1 and mirrored and strategy.num_replicas_in_sync > 1:
-        raise ValueError(
-            f"--steps_per_execution={asked} fails under {display_name(strategy)} in Keras 3.15 "
-            "(keras #19246); use --steps_per_execution=1 (0 picks it) with several replicas."
-        )
     if asked > 0:
         return asked
-    if mirrored and strategy.num_replicas_in_sync > 1:
-        return 1
     return STEPS_PER_EXECUTION_BY_DEVICE.get(device_kind(strategy), 1)
 
 

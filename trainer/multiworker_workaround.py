@@ -35,7 +35,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from trainer import augment
+from trainer import augment, multi_step
 from trainer import config as config_lib
 
 # Keras versions (major.minor) this work-around was checked against.
@@ -81,11 +81,12 @@ def example_batch(element_spec) -> object:
     return tf.nest.map_structure(zeros, element_spec)
 
 
-class MultiWorkerTwin(augment.AugmentedModel):
+class MultiWorkerTwin(multi_step.MultiStepModel):
     """The same layers as a functional model, with the two bugs above worked around.
 
-    An `AugmentedModel`, so its train step augments the batch on the accelerator
-    like the single-worker fit model does (`trainer.augment`).
+    A `MultiStepModel`, like the single-worker fit model: its train step augments
+    the batch on the accelerator (`trainer.augment`) and several steps run per
+    call (`trainer.multi_step`).
     """
 
     def configure(self, strategy: tf.distribute.Strategy, element_spec) -> None:

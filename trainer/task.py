@@ -105,9 +105,9 @@ flags.DEFINE_integer(
     _DEFAULTS.steps_per_execution,
     "Train steps per call into the compiled step function (Keras returns to Python, and runs "
     "batch callbacks, once per call). 0: 1 on CPU (a step dwarfs the round trip), 8 on one GPU, "
-    "32 on TPU (a fast device would idle between steps); 1 with several mirrored replicas, where "
-    "Keras 3.15 fails with more (keras #19246). Lowered per phase to a divisor of the epoch "
-    "length.",
+    "32 on TPU (a fast device would idle between steps). Under (multi-worker) MirroredStrategy "
+    "the steps run in the trainer's own loop (trainer/multi_step.py: Keras 3.15's fails there, "
+    "keras #19246). Lowered per phase to a divisor of the epoch length.",
 )
 
 # ---- Model.

@@ -32,7 +32,15 @@ import numpy as np
 import tensorflow as tf
 
 from preprocessing import paths
-from trainer import augment, data, distribution, export, multiworker_workaround, precision
+from trainer import (
+    augment,
+    data,
+    distribution,
+    export,
+    multi_step,
+    multiworker_workaround,
+    precision,
+)
 from trainer import callbacks as callbacks_lib
 from trainer import config as config_lib
 from trainer import metrics as metrics_lib
@@ -150,12 +158,12 @@ def fit_model(
     """The model `fit` runs; the one place that builds it.
 
     `model`'s twin that augments each batch in its train step on the
-    accelerator (`trainer.augment.training_model`; `model` itself when nothing
-    is augmented there), with the multi-worker work-arounds under
-    MultiWorkerMirroredStrategy (`trainer.multiworker_workaround`). Same layers
-    and weights as `model`. Backups restore into it, while the best checkpoint,
-    `model.keras` and the export always save `model`, the inference model, which
-    holds no augmentation.
+    accelerator (`trainer.augment.training_model`) and runs several steps per
+    call under the mirrored strategies (`trainer.multi_step`), with the
+    multi-worker work-arounds under MultiWorkerMirroredStrategy
+    (`trainer.multiworker_workaround`). Same layers and weights as `model`.
+    Backups restore into it, while the best checkpoint, `model.keras` and the
+    export always save `model`, the inference model, which holds no augmentation.
 
     Args:
         model: the inference model from `trainer.model.build_model`.
@@ -167,7 +175,7 @@ def fit_model(
     if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
         return multiworker_workaround.twin(model, strategy, element_spec, config)
     with strategy.scope():
-        return augment.training_model(model, config)
+        return augment.training_model(model, config, model_class=multi_step.MultiStepModel)
 
 
 @dataclasses.dataclass

@@ -370,12 +370,13 @@ class _CrashAfterStep(keras.callbacks.Callback):
             raise _Crash(f"after step {batch + 1}")
 
 
-def test_resume_is_exact_with_several_steps_per_execution(one_device, tmp_path):
+def test_resume_is_exact_with_several_steps_per_execution(mirrored, tmp_path):
     """Keras calls batch callbacks once per execution: backups must still land on exact steps.
 
-    One device (Keras 3.15 refuses steps_per_execution > 1 under MirroredStrategy,
-    keras #19246); 3 steps per execution, backups every 2 steps: a backup happens
-    whenever a call crosses a multiple of 2, and epochs of 6 steps end on call boundaries.
+    Under MirroredStrategy on 2 replicas, where the steps of a call run in
+    trainer.multi_step's loop (Keras 3.15's own fails there, keras #19246); 3 steps
+    per execution, backups every 2 steps: a backup happens whenever a call crosses a
+    multiple of 2, and epochs of 6 steps end on call boundaries.
     """
     data_dir = tiny_data.write(str(tmp_path / "tfds"), train=16, validation=4, test=2, size=40)
     config = _config(
@@ -388,10 +389,10 @@ def test_resume_is_exact_with_several_steps_per_execution(one_device, tmp_path):
         backup_every_steps=2,
     )
     with pytest.raises(_Crash):
-        train.run(config, strategy=one_device, extra_callbacks=[_CrashAfterStep(3)])
+        train.run(config, strategy=mirrored, extra_callbacks=[_CrashAfterStep(3)])
     killed_at = callbacks.read_state(str(tmp_path / "model" / "backup"))
     assert (killed_at.epoch, killed_at.step) == (0, 3)  # The call of steps 1-3 crossed 2.
-    result = train.run(config, strategy=one_device)
+    result = train.run(config, strategy=mirrored)
     assert result["status"] == "resuming at phase 0 (full) epoch 0 step 3"
     assert result["steps_trained"] == 6 - 3
     with h5py.File(tmp_path / "model" / "backup" / callbacks.WEIGHTS_FILENAME) as weights:
