@@ -152,6 +152,7 @@ def main() -> None:
     parser.add_argument("--cpu_steps", type=int, default=3)
     parser.add_argument("--backbones", default="resnet50,xception,efficientnetv2s")
     parser.add_argument("--skip_disk", action="store_true")
+    parser.add_argument("--output_dir", default="", help="Also write results.json here.")
     args = parser.parse_args()
     workdir = tempfile.mkdtemp(prefix="bench_backup-")
     try:
@@ -161,6 +162,10 @@ def main() -> None:
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     print(json.dumps(report, indent=2))
+    if args.output_dir:
+        os.makedirs(args.output_dir, exist_ok=True)
+        with open(os.path.join(args.output_dir, "results.json"), "w") as f:
+            json.dump(report, f, indent=2)
 
 
 if __name__ == "__main__":
