@@ -49,7 +49,7 @@ demo: install
 	@echo "== [1/6] $$(date +%T) Synthetic faces in the Kaggle layout -> $(DEMO_DIR)/raw"
 	$(PY) -m preprocessing.synthetic --output_dir=$(DEMO_DIR)/raw $(DEMO_SYNTHETIC_FLAGS)
 	@echo "== [2/6] $$(date +%T) Beam/TFDS build -> $(DEMO_DIR)/data"
-	$(PY) -m preprocessing.build --manual_dir=$(DEMO_DIR)/raw --data_dir=$(DEMO_DIR)/data $(DEMO_BUILD_FLAGS)
+	$(PY) -m tfds_builder.build --manual_dir=$(DEMO_DIR)/raw --data_dir=$(DEMO_DIR)/data $(DEMO_BUILD_FLAGS)
 	@echo "== [3/6] $$(date +%T) Training ResNet50 from scratch, 2 CPU replicas (MirroredStrategy) -> $(DEMO_DIR)/model"
 	rm -rf $(DEMO_DIR)/model
 	$(PY) -m trainer.task --flagfile=$(DEMO_CONFIG) --data_dir=$(DEMO_DIR)/data --model_dir=$(DEMO_DIR)/model $(DEMO_TRAIN_FLAGS)

@@ -96,7 +96,7 @@ setuptools.setup(
     },
     entry_points={
         "console_scripts": [
-            "dfd-build-dataset=preprocessing.build:run_main",
+            "dfd-build-dataset=tfds_builder.build:run_main",
             "dfd-synthetic=preprocessing.synthetic:run_main",
             "dfd-train=trainer.task:run_main",
             "dfd-evaluate=trainer.evaluate:run_main",

@@ -1,4 +1,5 @@
-"""Beam transforms and launchers that turn face images into the TFDS dataset.
+"""Input checks, Beam transforms and build machinery that turn face images into datasets.
 
-Imports neither `tfds_builder` nor `trainer`: both build on this package.
+Imports neither `tfds_builder` nor `trainer`: both build on this package. The
+dataset launcher, which imports the builder, is `tfds_builder.build`.
 """

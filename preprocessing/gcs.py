@@ -16,6 +16,7 @@ on a laptop, the service account on a VM or Vertex AI). Nothing here reads a key
 from __future__ import annotations
 
 import base64
+import re
 import uuid
 
 GCS_PREFIX = "gs://"
@@ -32,18 +33,50 @@ def is_gcs(path: str) -> bool:
     return path.startswith(GCS_PREFIX)
 
 
+# Cloud Storage bucket names: 3-63 characters (up to 222 with dots), lowercase letters,
+# digits, '-', '_' and '.', starting and ending with a letter or digit.
+_BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]$")
+
+
 def parse_url(url: str) -> tuple[str, str]:
     """Splits `gs://bucket/some/prefix/` into `("bucket", "some/prefix")`.
 
+    Checked before any client is made, so that a mistyped URL is reported as such
+    and not as a missing credential or a refused request.
+
     Raises:
-        ValueError: naming the URL when it is not of the form gs://BUCKET[/PATH].
+        ValueError: naming the URL when it is not of the form gs://BUCKET[/PATH] or
+            the bucket name breaks Cloud Storage's naming rules.
     """
     if not is_gcs(url):
         raise ValueError(f"Expected a gs://BUCKET[/PATH] URL, got {url!r}.")
     bucket, _, path = url[len(GCS_PREFIX) :].partition("/")
     if not bucket:
         raise ValueError(f"No bucket name in {url!r}; write it as gs://BUCKET[/PATH].")
+    if not _BUCKET_NAME.match(bucket) or ".." in bucket or (len(bucket) > 63 and "." not in bucket):
+        raise ValueError(
+            f"{bucket!r} in {url!r} is not a valid bucket name: use 3-63 lowercase letters, "
+            "digits, '-', '_' or '.', starting and ending with a letter or digit."
+        )
     return bucket, path.strip("/")
+
+
+def list_folder(url: str, *, client=None) -> dict[str, tuple[int, str]]:
+    """The objects directly under the folder-like prefix `url`: name -> (size, CRC32C).
+
+    One listing request per 1,000 objects, with sizes and checksums included:
+    what a `tf.io.gfile.stat` per object would cost 140k requests for.
+    """
+    bucket_name, prefix = parse_url(url)
+    client = client or make_client()
+    prefix = f"{prefix}/" if prefix else ""
+    found = {}
+    blobs = client.list_blobs(bucket_name, prefix=prefix, delimiter="/", retry=make_retry())
+    for blob in blobs:
+        name = blob.name[len(prefix) :]
+        if name and "/" not in name:
+            found[name] = (int(blob.size), blob.crc32c or "")
+    return found
 
 
 def make_client(project: str | None = None):

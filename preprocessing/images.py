@@ -10,7 +10,19 @@ exception whose class names the reason, so the Beam job can catch the whole
 family with `with_exception_handling(exc_class=InvalidImageError)` and still
 count each reason apart.
 
-Pure Python + Pillow: no TensorFlow, so it is cheap to import in Beam workers.
+Kept bytes are also decoded with TensorFlow's JPEG decoder, the one the trainer
+and the exported model use, in full and through a crop window
+(`decode_and_crop_jpeg` skips scanlines, a different code path): Pillow
+tolerates some damage that TensorFlow does not (a marker inside the scan data
+is one), and such a file would otherwise pass the build and stop training at a
+random step. Conversely, bytes after the end-of-image marker are accepted when
+both decoders read the image.
+
+Messages never quote the file's bytes: reports must not leak what an input
+(or a link target) holds.
+
+Importing this module costs Pillow only; TensorFlow is imported by the check
+that needs it, so tools that never call `normalise` stay light.
 """
 
 from __future__ import annotations
@@ -18,6 +30,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import io
+import re
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
@@ -69,6 +82,18 @@ class MissingFileError(InvalidImageError):
     reason = "missing_file"
 
 
+class TensorFlowDecodeError(InvalidImageError):
+    """Pillow reads the JPEG but TensorFlow's decoder (the trainer's) does not."""
+
+    reason = "tf_decode_failed"
+
+
+class NotARegularFileError(InvalidImageError):
+    """A named pipe, socket or device where a file was listed: never opened for reading."""
+
+    reason = "not_a_regular_file"
+
+
 @dataclasses.dataclass(frozen=True)
 class StoredImage:
     """The bytes to store for one input, and what was done to get them.
@@ -95,19 +120,21 @@ def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def normalise(data: bytes) -> StoredImage:
+def normalise(data: bytes, *, check_with_tensorflow: bool = True) -> StoredImage:
     """Validates `data` and returns the JPEG bytes to store.
 
     Args:
         data: the raw bytes of one input file.
+        check_with_tensorflow: decode kept JPEG bytes with TensorFlow too (see the
+            module docstring); False only where TensorFlow is not available.
 
     Returns:
         The original bytes when they are a complete, upright RGB JPEG; otherwise
         the image converted once to an upright RGB JPEG.
 
     Raises:
-        EmptyFileError, NotAnImageError, TruncatedImageError, ImageTooLargeError:
-            all subclasses of InvalidImageError.
+        EmptyFileError, NotAnImageError, TruncatedImageError, ImageTooLargeError,
+            TensorFlowDecodeError: all subclasses of InvalidImageError.
     """
     if not data:
         raise EmptyFileError("the file is empty (0 bytes)")
@@ -117,9 +144,10 @@ def normalise(data: bytes) -> StoredImage:
         source_format = image.format
         image.load()
     except UnidentifiedImageError as error:
-        # Pillow's own message names a memory address; the first bytes say more.
+        # Pillow's own message names a memory address; say what kind of bytes these are
+        # without quoting them (a report must not copy an input's content).
         raise NotAnImageError(
-            f"no image format recognised in {len(data)} bytes starting {data[:16]!r}"
+            f"no image format recognised in {len(data)} bytes{_describe_kind(data)}"
         ) from error
     except Image.DecompressionBombError as error:
         raise ImageTooLargeError(str(error)) from error
@@ -133,11 +161,8 @@ def normalise(data: bytes) -> StoredImage:
     orientation = image.getexif().get(_EXIF_ORIENTATION, 1)
     rotated = orientation in range(2, 9)  # 1 is upright; 0 and junk values are ignored.
     if source_format == "JPEG" and image.mode == "RGB" and not rotated:
-        # Pillow decodes a JPEG that lost its tail as long as the scan data it
-        # needs is there; TensorFlow's decoder is stricter, so require the
-        # end-of-image marker (possibly followed by padding) before keeping bytes.
-        if _JPEG_END_OF_IMAGE not in data[-4096:]:
-            raise TruncatedImageError("JPEG has no end-of-image marker: the file was cut short")
+        if check_with_tensorflow:
+            check_tensorflow_decodes(data, image.width, image.height)
         return StoredImage(
             jpeg=data, sha256=sha256_hex(data), width=image.width, height=image.height
         )
@@ -163,6 +188,52 @@ def normalise(data: bytes) -> StoredImage:
         height=image.height,
         conversion="+".join(conversions),
     )
+
+
+def _describe_kind(data: bytes) -> str:
+    """' (text, e.g. an HTML error page)', ' (text)' or '': a category, never the bytes."""
+    # A multi-byte character cut at the 512th byte is not a reason to call it binary.
+    text = data[:512].decode("utf-8", errors="replace").rstrip("\ufffd")
+    if "\ufffd" in text or not all(c.isprintable() or c.isspace() for c in text):
+        return ""
+    return " (text, e.g. an HTML error page)" if "<" in text else " (text)"
+
+
+def crop_window(width: int, height: int) -> list[int]:
+    """[y, x, h, w] of the centre half: skips scanlines above, columns left, rows below."""
+    return [height // 4, width // 4, max(1, height // 2), max(1, width // 2)]
+
+
+def _tensorflow_message(error: Exception) -> str:
+    """TensorFlow's op error without the function-node and op-name decorations."""
+    text = str(error).splitlines()[0] if str(error) else type(error).__name__
+    text = re.sub(r"\{\{[^}]*\}\}\s*", "", text)
+    return re.sub(r"\s*\[Op:[^\]]*\].*$", "", text).strip()
+
+
+def check_tensorflow_decodes(jpeg: bytes, width: int, height: int) -> None:
+    """Decodes `jpeg` with TensorFlow in full and through a centre crop window.
+
+    Raises:
+        TruncatedImageError: TensorFlow fails and the data has no end-of-image marker.
+        TensorFlowDecodeError: TensorFlow fails on data Pillow accepted.
+    """
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel  (see module docstring)
+
+    try:
+        tf.io.decode_jpeg(jpeg, channels=3)
+        tf.io.decode_and_crop_jpeg(jpeg, crop_window(width, height), channels=3)
+    except (tf.errors.InvalidArgumentError, tf.errors.UnknownError) as error:
+        if _JPEG_END_OF_IMAGE not in jpeg:
+            raise TruncatedImageError(
+                "JPEG has no end-of-image marker and TensorFlow cannot decode it: "
+                "the file was cut short"
+            ) from error
+        raise TensorFlowDecodeError(
+            "Pillow reads this JPEG but TensorFlow's decoder, which the trainer and the "
+            f"exported model use, fails on it ({_tensorflow_message(error)}): its scan data "
+            "is damaged"
+        ) from error
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:

@@ -12,6 +12,18 @@ import os
 import uuid
 
 
+def looks_like_gcs_typo(path: str) -> bool:
+    """Whether `path` was meant as a gs:// URL but is mistyped (gs:/b, gs:b, gcs://b, GS://b).
+
+    Such a path would otherwise be taken for a local one, and a folder named `gs:`
+    created in the working directory.
+    """
+    if not isinstance(path, str) or path.startswith("gs://"):
+        return False
+    lowered = path.lower()
+    return lowered.startswith(("gs:", "gcs:", "gs//")) or lowered.startswith("gs://")
+
+
 def join(base: str, *parts: str) -> str:
     """Joins path parts with '/', which both POSIX paths and gs:// URLs use."""
     return (
@@ -29,8 +41,11 @@ def ensure_writable(path: str) -> None:
     honours STORAGE_EMULATOR_HOST and so is tested against a local GCS emulator.
 
     Raises:
+        ValueError: `path` is a mistyped gs:// URL, or names an invalid bucket.
         PermissionError: naming the path and the likely fix.
     """
+    if looks_like_gcs_typo(path):
+        raise ValueError(f"{path} is not a valid Cloud Storage URL: write gs://BUCKET/PATH.")
     if path.startswith("gs://"):
         from preprocessing import gcs  # pylint: disable=import-outside-toplevel
 

@@ -42,6 +42,15 @@ _LIKELY_CAUSES = {
     "or extra images copied into the folders)",
     "label_conflict": "the CSV labels disagree with the real/fake folders (CSVs from another "
     "dataset version)",
+    "conflicting_csv_rows": "the split CSVs list files twice with both labels (CSVs merged "
+    "from two sources?)",
+    "tf_decode_failed": "the JPEGs are damaged in a way Pillow tolerates but TensorFlow does not "
+    "(a broken copy or a tool that rewrote them)",
+    "not_a_regular_file": "--manual_dir holds named pipes, sockets or devices instead of files",
+    "link_outside_input": "the inputs are symbolic links to files outside --manual_dir (pass "
+    "--allow_links_outside_input if that is intended)",
+    "broken_link": "the inputs are symbolic links whose targets are missing",
+    "linked_copy": "the folders link to the same files several times",
 }
 
 
@@ -113,7 +122,11 @@ def format_table(summary: dict) -> str:
 
 def finalise(ledger_pattern: str, output_dir: str) -> dict:
     """Writes rejects.jsonl and build_summary.json to `output_dir`; returns the summary."""
-    records = read_ledger(ledger_pattern)
+    return finalise_records(read_ledger(ledger_pattern), output_dir)
+
+
+def finalise_records(records: list[dict], output_dir: str) -> dict:
+    """`finalise` for ledger records already read."""
     summary = summarise(records)
     rejects = "".join(
         json.dumps(
@@ -131,7 +144,12 @@ def finalise(ledger_pattern: str, output_dir: str) -> dict:
         f.write(rejects)  # Written even when empty: "no rejects" is an answer too.
     with tf.io.gfile.GFile(paths.join(output_dir, SUMMARY_FILENAME), "w") as f:
         f.write(json.dumps(summary, indent=2, sort_keys=True))
-    logging.info("Build summary (%s):\n%s", output_dir, format_table(summary))
+    logging.info(
+        "Build summary: %d read, %d written, %d rejected.",
+        summary["total"]["read"],
+        summary["total"]["written"],
+        summary["total"]["rejected"],
+    )
     return summary
 
 

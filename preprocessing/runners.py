@@ -7,11 +7,16 @@ FnApiRunner ourselves, in `multi_processing` mode with one worker process per
 core, which is also the fastest local choice for CPU-bound image decoding.
 Any other runner (DataflowRunner, FlinkRunner, SparkRunner, PrismRunner,
 DirectRunner) is passed to Beam by name with the user's pipeline options.
+
+The local runner's worker processes are started through
+`preprocessing.beam_worker`, so they end when the build's process ends (even by
+SIGKILL) and can send their own console noise to the build's log file.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 
 from absl import logging
 
@@ -27,8 +32,40 @@ def default_num_workers() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def _owned_workers_runner(worker_log: str | None):
+    """An FnApiRunner whose multi-processing workers are started by preprocessing.beam_worker.
+
+    FnApiRunner writes its worker command (`<python> -m
+    apache_beam.runners.worker.sdk_worker_main`) into the pipeline's environment
+    proto; this subclass swaps that command, and only that one, before running.
+    """
+    from apache_beam.portability import python_urns
+    from apache_beam.runners.portability.fn_api_runner import FnApiRunner
+
+    from preprocessing import beam_worker
+
+    class OwnedWorkersFnApiRunner(FnApiRunner):
+        """FnApiRunner whose worker processes end with the process that runs it."""
+
+        def run_via_runner_api(self, pipeline_proto, options):
+            beams_own = f"{sys.executable} -m apache_beam.runners.worker.sdk_worker_main"
+            ours = beam_worker.command(worker_log).encode()
+            for environment in pipeline_proto.components.environments.values():
+                if (
+                    environment.urn == python_urns.SUBPROCESS_SDK
+                    and environment.payload.decode(errors="replace") == beams_own
+                ):
+                    environment.payload = ours
+            return super().run_via_runner_api(pipeline_proto, options)
+
+    return OwnedWorkersFnApiRunner()
+
+
 def local_runner(
-    num_workers: int | None = None, running_mode: str = "multi_processing", options=None
+    num_workers: int | None = None,
+    running_mode: str = "multi_processing",
+    options=None,
+    worker_log: str | None = None,
 ):
     """The local FnApiRunner and its options.
 
@@ -37,6 +74,8 @@ def local_runner(
         running_mode: one of RUNNING_MODES; "in_memory" runs in this process
             (fastest start, for tests and tiny builds).
         options: Beam PipelineOptions to extend (they are modified); default: new ones.
+        worker_log: a local file that worker processes append their stderr to;
+            None: they share this process' stderr.
 
     Returns:
         (runner, PipelineOptions) to hand to TFDS' DownloadConfig.
@@ -45,7 +84,6 @@ def local_runner(
         ValueError: unknown running_mode or num_workers < 1.
     """
     from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, WorkerOptions
-    from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 
     if running_mode not in RUNNING_MODES:
         raise ValueError(f"running_mode={running_mode!r} is not one of {list(RUNNING_MODES)}.")
@@ -68,7 +106,7 @@ def local_runner(
         num_workers,
         "s" if num_workers > 1 else "",
     )
-    return FnApiRunner(), options
+    return _owned_workers_runner(worker_log), options
 
 
 def named_runner(runner: str, pipeline_options: list[str] | None = None):

@@ -5,7 +5,8 @@ Accepted layouts (local paths or gs:// URLs, everything through tf.io.gfile):
 - the extracted Kaggle "140k Real and Fake Faces" download:
   `real_vs_fake/real-vs-fake/{train,valid,test}/{real,fake}/*.jpg` plus
   `train.csv`, `valid.csv`, `test.csv` beside `real_vs_fake/`;
-- the Kaggle zip itself (the builder extracts it, then calls `find_layout` again);
+- the Kaggle zip itself, as `manual_dir` or inside it (the builder extracts it with
+  `preprocessing.archive`, then calls `find_layout` on the extracted folder);
 - any `<split>/{real,fake}/` tree, split being `train`, `valid`/`validation`, `test`.
 
 When a split has its CSV, the CSV is the list of inputs and the source of the
@@ -14,6 +15,16 @@ only place that does it); the folders are reconciled with it, and every
 mismatch becomes an input with a `problem`, which the Beam job reports as a
 reject instead of dropping it silently. Without a CSV the folders decide.
 
+Only regular files are inputs. On local disks each entry is looked at without
+opening it: a named pipe, socket or device is rejected (`not_a_regular_file`;
+reading a FIFO would hang the job), a symbolic link that leads out of
+`manual_dir` is rejected (`link_outside_input`) unless allowed, a dangling or
+looping link is rejected (`broken_link`), and a link to a file that is already
+an input is rejected as `linked_copy`, so no file is read twice. Sizes are
+recorded for the input fingerprint (`preprocessing.fingerprint`); on gs:// the
+listing comes from google-cloud-storage, one request per folder page, with sizes
+and CRC32C.
+
 This is plain Python run once by the launcher: listing is a handful of
 directory calls even for 140k files, and doing it up front lets the job fail
 in seconds on a wrong `--manual_dir`.
@@ -21,9 +32,13 @@ in seconds on a wrong `--manual_dir`.
 
 from __future__ import annotations
 
+import collections
 import csv
 import dataclasses
+import io
 import json
+import os
+import stat
 
 from absl import logging
 import tensorflow as tf
@@ -36,6 +51,24 @@ KAGGLE_IMAGE_ROOTS = ("real_vs_fake/real-vs-fake", "real-vs-fake", "real_vs_fake
 MISSING_FILE = "missing_file"  # In the CSV, not on disk.
 NOT_IN_CSV = "not_in_csv"  # On disk, not in the CSV.
 LABEL_CONFLICT = "label_conflict"  # The CSV label and the class folder disagree.
+CONFLICTING_CSV_ROWS = "conflicting_csv_rows"  # The CSV lists the file twice, with both labels.
+NOT_REGULAR_FILE = "not_a_regular_file"  # A FIFO, socket or device: never opened.
+LINK_OUTSIDE = "link_outside_input"  # A symbolic link leading out of manual_dir.
+BROKEN_LINK = "broken_link"  # A link to nothing, or a loop of links.
+LINKED_COPY = "linked_copy"  # A link to a file that is already an input.
+# What each problem means, for rejects.jsonl (SourceFile.note adds the specifics).
+PROBLEM_DETAILS = {
+    MISSING_FILE: "listed in the split CSV but not on disk",
+    NOT_IN_CSV: "on disk but not listed in the split CSV",
+    LABEL_CONFLICT: "the CSV label disagrees with the class folder",
+    CONFLICTING_CSV_ROWS: "the split CSV lists this file twice, once as real and once as fake",
+    NOT_REGULAR_FILE: "not a regular file (a named pipe, socket or device); not read",
+    LINK_OUTSIDE: "a symbolic link to a file outside --manual_dir; not followed "
+    "(--allow_links_outside_input follows it)",
+    BROKEN_LINK: "a symbolic link that leads nowhere (missing target or a loop of links)",
+    LINKED_COPY: "a symbolic link to a file that is already an input; read once, under the "
+    "other name",
+}
 
 
 @dataclasses.dataclass(frozen=True, order=True)
@@ -49,7 +82,10 @@ class SourceFile:
         split: TFDS split name ("train", "validation", "test").
         label: label id (schema.REAL or schema.FAKE).
         problem: "" when the input is to be read, else why it cannot be
-            (MISSING_FILE, NOT_IN_CSV, LABEL_CONFLICT).
+            (one of PROBLEM_DETAILS' keys).
+        size: bytes when listed (-1: unknown); part of the input fingerprint.
+        crc32c: base64 CRC32C when the listing gives it for free (gs://), else "".
+        note: specifics of the problem, e.g. which input a linked copy repeats.
     """
 
     id: str
@@ -57,6 +93,9 @@ class SourceFile:
     split: str
     label: int
     problem: str = ""
+    size: int = -1
+    crc32c: str = ""
+    note: str = ""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,7 +107,8 @@ class Layout:
         image_root: folder holding the split folders; None when only a zip was found.
         split_folders: TFDS split name -> folder name under image_root ("valid", ...).
         csvs: TFDS split name -> CSV path, for the splits that have one.
-        zip_path: the Kaggle zip, when there is no extracted folder.
+        zip_path: the Kaggle zip, when there is no extracted folder (or when
+            manual_dir is the zip itself).
     """
 
     manual_dir: str
@@ -114,16 +154,35 @@ def _split_folders(folder: str) -> dict[str, str]:
 def find_layout(manual_dir: str) -> Layout:
     """Locates the image folders, the split CSVs and, failing those, a zip.
 
+    `manual_dir` may also be the Kaggle zip itself.
+
     Raises:
         FileNotFoundError: manual_dir does not exist.
         ValueError: nothing under manual_dir looks like the dataset; the message
             lists what was expected.
     """
+    if paths.looks_like_gcs_typo(manual_dir):
+        raise ValueError(
+            f"--manual_dir={manual_dir} is not a valid Cloud Storage URL: write gs://BUCKET/PATH."
+        )
     if not tf.io.gfile.exists(manual_dir):
         raise FileNotFoundError(
             f"--manual_dir={manual_dir} does not exist. Fix: point it at the extracted Kaggle "
             "'140k Real and Fake Faces' folder (the one holding real_vs_fake/ and train.csv), "
-            "at its zip's folder, or at a <split>/{real,fake}/ tree."
+            "at the Kaggle zip (or its folder), or at a <split>/{real,fake}/ tree."
+        )
+    if not _is_dir(manual_dir):
+        if manual_dir.lower().endswith(".zip"):
+            return Layout(
+                manual_dir=manual_dir,
+                image_root=None,
+                split_folders={},
+                csvs={},
+                zip_path=manual_dir,
+            )
+        raise ValueError(
+            f"--manual_dir={manual_dir} is a file, not a folder or a .zip. Fix: pass the "
+            "Kaggle zip, the folder it was extracted to, or a <split>/{real,fake}/ tree."
         )
     candidates = [manual_dir] + [paths.join(manual_dir, sub) for sub in KAGGLE_IMAGE_ROOTS]
     # One or two unknown levels down as well, e.g. manual_dir/my_copy/real_vs_fake/...
@@ -152,7 +211,7 @@ def find_layout(manual_dir: str) -> Layout:
         if len(zips) > 1:
             raise ValueError(
                 f"--manual_dir={manual_dir} holds several zips {zips} and no extracted dataset; "
-                "keep only the Kaggle download's zip there, or extract it."
+                "pass the Kaggle zip itself as --manual_dir, or extract it."
             )
         if not zips:
             raise ValueError(
@@ -171,9 +230,53 @@ def find_layout(manual_dir: str) -> Layout:
     )
 
 
-def _files_on_disk(image_root: str, split_folder: str) -> dict[str, int]:
-    """Relative path -> label id for every file in `<split_folder>/{real,fake}/`."""
-    files: dict[str, int] = {}
+@dataclasses.dataclass(frozen=True)
+class _Entry:
+    """One name in a class folder, as the listing saw it (nothing was opened)."""
+
+    relative: str
+    label: int
+    problem: str = ""
+    size: int = -1
+    crc32c: str = ""
+    file_key: tuple | None = None  # (device, inode) of the file read, local disks only.
+    is_link: bool = False
+    note: str = ""
+
+
+def _is_within(path: str, root: str) -> bool:
+    return os.path.commonpath([root, path]) == root
+
+
+def _local_entry(
+    path: str, relative: str, label: int, root_real: str, allow_links_outside: bool
+) -> _Entry | None:
+    """Classifies one local directory entry by lstat/stat; None for folders."""
+    info = os.lstat(path)
+    is_link = stat.S_ISLNK(info.st_mode)
+    if is_link:
+        try:
+            info = os.stat(path)  # Follows the link; ELOOP or ENOENT when it leads nowhere.
+        except OSError:
+            return _Entry(relative, label, BROKEN_LINK, is_link=True)
+        if not allow_links_outside and not _is_within(os.path.realpath(path), root_real):
+            return _Entry(relative, label, LINK_OUTSIDE, is_link=True)
+    if stat.S_ISDIR(info.st_mode):
+        return None
+    if not stat.S_ISREG(info.st_mode):
+        return _Entry(relative, label, NOT_REGULAR_FILE, is_link=is_link)
+    return _Entry(
+        relative,
+        label,
+        size=info.st_size,
+        file_key=(info.st_dev, info.st_ino),
+        is_link=is_link,
+    )
+
+
+def _class_folders(image_root: str, split_folder: str) -> list[tuple[str, int]]:
+    """(class folder path, label) under one split folder; warns about other names."""
+    found = []
     split_dir = paths.join(image_root, split_folder)
     for class_name in _listdir(split_dir):
         if class_name.lower() not in schema.LABEL_NAMES:
@@ -184,89 +287,197 @@ def _files_on_disk(image_root: str, split_folder: str) -> dict[str, int]:
             )
             continue
         class_dir = paths.join(split_dir, class_name)
-        if not _is_dir(class_dir):
+        if _is_dir(class_dir):
+            found.append((class_name, schema.label_from_name(class_name)))
+    return found
+
+
+def _entries_on_disk(
+    image_root: str, split_folder: str, root_real: str | None, allow_links_outside: bool
+) -> list[_Entry]:
+    """Every name in `<split_folder>/{real,fake}/`, classified, sorted by relative path."""
+    entries = []
+    for class_name, label in _class_folders(image_root, split_folder):
+        class_dir = paths.join(image_root, split_folder, class_name)
+        prefix = f"{split_folder}/{class_name}/"
+        if root_real is not None:  # A local disk.
+            with os.scandir(class_dir) as names:
+                for item in sorted(names, key=lambda e: e.name):
+                    # Dot files are file-system litter (.DS_Store, ._x.jpg), not inputs.
+                    if item.name.startswith("."):
+                        continue
+                    entry = _local_entry(
+                        item.path, prefix + item.name, label, root_real, allow_links_outside
+                    )
+                    if entry is not None:
+                        entries.append(entry)
+        elif class_dir.startswith("gs://"):
+            from preprocessing import gcs  # pylint: disable=import-outside-toplevel
+
+            for name, (size, crc32c) in sorted(gcs.list_folder(class_dir).items()):
+                if not name.startswith("."):
+                    entries.append(_Entry(prefix + name, label, size=size, crc32c=crc32c))
+        else:  # Another tf.io.gfile file system: names only.
+            for name in _listdir(class_dir):
+                if not name.startswith(".") and not _is_dir(paths.join(class_dir, name)):
+                    entries.append(_Entry(prefix + name, label))
+    return entries
+
+
+def _mark_linked_copies(entries: list[_Entry]) -> list[_Entry]:
+    """Each local file is read once: a link to a file that is already an input is a reject.
+
+    Among the names of one file, the input is the first name that is not a link
+    (the file's own place), else the first link, in (split, path) order. Hard
+    links are not treated specially: they are separate names of equal bytes,
+    which the SHA-256 duplicate check reports.
+    """
+    by_file: dict[tuple, list[int]] = collections.defaultdict(list)
+    for index, entry in enumerate(entries):
+        if entry.file_key is not None and not entry.problem:
+            by_file[entry.file_key].append(index)
+    result = list(entries)
+    for indices in by_file.values():
+        if len(indices) < 2:
             continue
-        label = schema.label_from_name(class_name)
-        for name in _listdir(class_dir):
-            # Dot files are file-system litter (.DS_Store, ._x.jpg), not inputs.
-            if name.startswith("."):
-                continue
-            relative = f"{split_folder}/{class_name}/{name}"
-            if not _is_dir(paths.join(class_dir, name)):
-                files[relative] = label
-    return files
+        owner = next((i for i in indices if not entries[i].is_link), indices[0])
+        for index in indices:
+            if index != owner and entries[index].is_link:
+                result[index] = dataclasses.replace(
+                    entries[index],
+                    problem=LINKED_COPY,
+                    note=f"same file as {entries[owner].relative}",
+                )
+    return result
 
 
-def _read_csv(csv_path: str) -> list[tuple[str, int]]:
-    """(path relative to the image root, our label id) for each row of a Kaggle split CSV."""
-    with tf.io.gfile.GFile(csv_path, "r") as f:
-        reader = csv.DictReader(f)
-        missing = {"path", "label"} - set(reader.fieldnames or ())
-        if missing:
-            raise ValueError(
-                f"{csv_path} has no {sorted(missing)} column(s) (columns: {reader.fieldnames}); "
-                "expected the Kaggle CSV header ',original_path,id,label,label_str,path'."
-            )
-        rows = []
-        for line, row in enumerate(reader, start=2):
-            try:
-                label = schema.label_from_kaggle_csv(row["label"])
-            except ValueError as error:
-                raise ValueError(f"{csv_path}, line {line}: {error}") from error
-            rows.append((row["path"].strip().lstrip("/"), label))
+def _read_csv(csv_path: str) -> list[tuple[str, int, int]]:
+    """(path relative to the image root, our label id, line number) per row of a split CSV."""
+    with tf.io.gfile.GFile(csv_path, "rb") as f:
+        raw = f.read()
+    # "utf-8-sig": spreadsheet programs save CSVs with a byte-order mark, which would
+    # otherwise become part of the first column's name ('\ufeffpath').
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise ValueError(
+            f"{csv_path} is not UTF-8 text ({error}); expected the Kaggle split CSV."
+        ) from error
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    missing = {"path", "label"} - set(reader.fieldnames or ())
+    if missing:
+        raise ValueError(
+            f"{csv_path} has no {sorted(missing)} column(s) (columns: {reader.fieldnames}); "
+            "expected the Kaggle CSV header ',original_path,id,label,label_str,path'."
+        )
+    rows = []
+    for line, row in enumerate(reader, start=2):
+        try:
+            label = schema.label_from_kaggle_csv(row["label"])
+        except ValueError as error:
+            raise ValueError(f"{csv_path}, line {line}: {error}") from error
+        rows.append(((row["path"] or "").strip().lstrip("/"), label, line))
     return rows
 
 
-def list_sources(layout: Layout) -> list[SourceFile]:
+def _source(layout: Layout, entry_or_rel, split: str, label: int, problem: str, note: str = ""):
+    entry = entry_or_rel if isinstance(entry_or_rel, _Entry) else None
+    relative = entry.relative if entry else entry_or_rel
+    return SourceFile(
+        id=relative,
+        path=paths.join(layout.image_root, relative),
+        split=split,
+        label=label,
+        problem=problem,
+        size=entry.size if entry else -1,
+        crc32c=entry.crc32c if entry else "",
+        note=note,
+    )
+
+
+def list_sources(layout: Layout, *, allow_links_outside: bool = False) -> list[SourceFile]:
     """Every input of every split, sorted by id, each with its label and any problem.
 
+    Args:
+        layout: what `find_layout` found.
+        allow_links_outside: follow symbolic links that lead out of manual_dir
+            (local disks); by default they are rejected as LINK_OUTSIDE.
+
     Raises:
-        ValueError: the layout has no image folder (extract the zip first).
+        ValueError: the layout has no image folder (extract the zip first), or a
+            CSV is unreadable.
     """
     if layout.image_root is None:
         raise ValueError(f"{layout.manual_dir} holds only {layout.zip_path}; extract it first.")
-    sources: list[SourceFile] = []
+    local = "://" not in layout.image_root
+    root_real = os.path.realpath(layout.manual_dir) if local else None
     splits = sorted(set(layout.split_folders) | set(layout.csvs), key=schema.SPLITS.index)
+    folders = {
+        split: layout.split_folders.get(split, schema.KAGGLE_SPLIT_FOLDERS[split])
+        for split in splits
+    }
+    scanned: list[tuple[str, _Entry]] = []
     for split in splits:
-        folder = layout.split_folders.get(split, schema.KAGGLE_SPLIT_FOLDERS[split])
-        on_disk = _files_on_disk(layout.image_root, folder) if split in layout.split_folders else {}
+        if split in layout.split_folders:
+            scanned.extend(
+                (split, entry)
+                for entry in _entries_on_disk(
+                    layout.image_root, folders[split], root_real, allow_links_outside
+                )
+            )
+    checked = _mark_linked_copies([entry for _, entry in scanned])
+    on_disk: dict[str, dict[str, _Entry]] = {split: {} for split in splits}
+    for (split, _), entry in zip(scanned, checked):
+        on_disk[split][entry.relative] = entry
+
+    sources: list[SourceFile] = []
+    for split in splits:
+        files = on_disk[split]
         if split not in layout.csvs:
             sources.extend(
-                SourceFile(
-                    id=rel, path=paths.join(layout.image_root, rel), split=split, label=label
-                )
-                for rel, label in on_disk.items()
+                _source(layout, entry, split, entry.label, entry.problem, entry.note)
+                for entry in files.values()
             )
-            logging.info("Split %s: %d files from folder %s (no CSV).", split, len(on_disk), folder)
+            logging.info(
+                "Split %s: %d files from folder %s (no CSV).", split, len(files), folders[split]
+            )
             continue
-        listed = _read_csv(layout.csvs[split])
-        seen = set()
-        for rel, label in listed:
-            if rel in seen:
-                continue  # A repeated CSV row is the same input, not a second one.
-            seen.add(rel)
-            problem = ""
-            if rel not in on_disk:
-                problem = MISSING_FILE
-            elif on_disk[rel] != label:
-                problem = LABEL_CONFLICT
-            sources.append(
-                SourceFile(
-                    id=rel,
-                    path=paths.join(layout.image_root, rel),
-                    split=split,
-                    label=label,
-                    problem=problem,
-                )
-            )
-        unlisted = sorted(set(on_disk) - seen)
+        labels: dict[str, set[int]] = collections.defaultdict(set)
+        lines: dict[str, list[int]] = collections.defaultdict(list)
+        for rel, label, line in _read_csv(layout.csvs[split]):
+            labels[rel].add(label)
+            lines[rel].append(line)
+        repeated = sum(len(v) > 1 for v in lines.values())
+        if repeated:
+            logging.warning("%s lists %d file(s) more than once.", layout.csvs[split], repeated)
+        for rel in labels:  # CSV order; the final list is sorted by id.
+            entry = files.get(rel)
+            if len(labels[rel]) > 1:
+                label = entry.label if entry else min(labels[rel])
+                problem = CONFLICTING_CSV_ROWS
+                note = f"{layout.csvs[split]} lines {', '.join(map(str, lines[rel]))}"
+            else:
+                (label,) = labels[rel]
+                note = ""
+                if entry is None:
+                    problem = MISSING_FILE
+                elif entry.problem:
+                    problem, note = entry.problem, entry.note
+                elif entry.label != label:
+                    problem = LABEL_CONFLICT
+                else:
+                    problem = ""
+            sources.append(_source(layout, entry or rel, split, label, problem, note))
+        unlisted = sorted(set(files) - set(labels))
+        # A file-level problem (a FIFO, a bad link) says more than "not in the CSV".
         sources.extend(
-            SourceFile(
-                id=rel,
-                path=paths.join(layout.image_root, rel),
-                split=split,
-                label=on_disk[rel],
-                problem=NOT_IN_CSV,
+            _source(
+                layout,
+                files[rel],
+                split,
+                files[rel].label,
+                files[rel].problem or NOT_IN_CSV,
+                files[rel].note,
             )
             for rel in unlisted
         )
@@ -274,11 +485,11 @@ def list_sources(layout: Layout) -> list[SourceFile]:
             "Split %s: %d rows in %s, %d files in folder %s, %d listed but missing, "
             "%d on disk but not listed.",
             split,
-            len(seen),
+            len(labels),
             layout.csvs[split],
-            len(on_disk),
-            folder,
-            len(seen - set(on_disk)),
+            len(files),
+            folders[split],
+            len(set(labels) - set(files)),
             len(unlisted),
         )
     ids = [source.id for source in sources]

@@ -25,8 +25,12 @@ steps are reusable (e.g. by a Dataflow template) and testable with TestPipeline.
 from __future__ import annotations
 
 import dataclasses
+import errno
+import hashlib
 import json
+import os
 import posixpath
+import stat
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
@@ -45,10 +49,11 @@ DUPLICATE_WITHIN_SPLIT = "duplicate_within_split"
 
 @dataclasses.dataclass(frozen=True)
 class ValidImage:
-    """An input that decoded, with the bytes to store."""
+    """An input that decoded, with the bytes to store and the hash of the bytes read."""
 
     source: sources_lib.SourceFile
     image: images.StoredImage
+    source_sha256: str = ""
 
 
 def ledger_record(
@@ -61,8 +66,13 @@ def ledger_record(
     conversion: str = "",
     duplicate: str = "",
     duplicate_of: str = "",
+    source_sha256: str = "",
 ) -> dict:
-    """The one JSON-able record each input gets; rejects.jsonl is the `rejected` ones."""
+    """The one JSON-able record each input gets; rejects.jsonl is the `rejected` ones.
+
+    `source_sha256` is the hash of the bytes read (before any conversion): what the
+    input fingerprint records as the dataset's content.
+    """
     return {
         "id": source.id,
         "path": source.path,
@@ -75,7 +85,30 @@ def ledger_record(
         "conversion": conversion,
         "duplicate": duplicate,
         "duplicate_of": duplicate_of,
+        "source_sha256": source_sha256,
     }
+
+
+def _read_local(path: str) -> bytes:
+    """The bytes of a local regular file; anything else is rejected without being read.
+
+    Opened non-blocking and checked with fstat on the open descriptor, so a file
+    replaced by a named pipe after listing cannot hang the worker.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except FileNotFoundError as error:
+        raise images.MissingFileError(f"{path} vanished after listing") from error
+    except OSError as error:
+        if error.errno in (errno.ELOOP, errno.ENXIO):
+            raise images.NotARegularFileError(f"{path} cannot be opened as a file") from error
+        raise
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+            raise images.NotARegularFileError(
+                f"{path} is not a regular file (a named pipe, socket or device)"
+            )
+        return f.read()
 
 
 def read_and_validate(source: sources_lib.SourceFile) -> ValidImage:
@@ -86,12 +119,19 @@ def read_and_validate(source: sources_lib.SourceFile) -> ValidImage:
         become an example. I/O errors other than "not found" propagate, so the
         runner retries them instead of silently rejecting a readable file.
     """
-    try:
-        with tf.io.gfile.GFile(source.path, "rb") as f:
-            data = f.read()
-    except tf.errors.NotFoundError as error:
-        raise images.MissingFileError(f"{source.path} vanished after listing: {error}") from error
-    return ValidImage(source=source, image=images.normalise(data))
+    if "://" not in source.path:
+        data = _read_local(source.path)
+    else:
+        try:
+            with tf.io.gfile.GFile(source.path, "rb") as f:
+                data = f.read()
+        except tf.errors.NotFoundError as error:
+            raise images.MissingFileError(f"{source.path} vanished after listing") from error
+    return ValidImage(
+        source=source,
+        image=images.normalise(data),
+        source_sha256=hashlib.sha256(data).hexdigest(),
+    )
 
 
 def _reject_invalid(failure) -> dict:
@@ -103,21 +143,17 @@ def _reject_invalid(failure) -> dict:
 
 
 def _reject_listed(source: sources_lib.SourceFile) -> dict:
-    """A reject found while listing (missing on disk, not in the CSV, label conflict)."""
+    """A reject found while listing (missing, not in the CSV, a link or pipe, ...)."""
     Metrics.counter(METRICS_NAMESPACE, f"rejected_{source.problem}").inc()
-    details = {
-        sources_lib.MISSING_FILE: "listed in the split CSV but not on disk",
-        sources_lib.NOT_IN_CSV: "on disk but not listed in the split CSV",
-        sources_lib.LABEL_CONFLICT: "the CSV label disagrees with the class folder",
-    }
-    return ledger_record(
-        source, REJECTED, reason=source.problem, detail=details.get(source.problem, "")
-    )
+    detail = sources_lib.PROBLEM_DETAILS.get(source.problem, "")
+    if source.note:
+        detail = f"{detail} ({source.note})" if detail else source.note
+    return ledger_record(source, REJECTED, reason=source.problem, detail=detail)
 
 
 def _fingerprint(valid: ValidImage):
-    """(sha256, (source, conversion)): what duplicate detection needs, without the bytes."""
-    return valid.image.sha256, (valid.source, valid.image.conversion)
+    """(sha256, (source, conversion, source_sha256)): what duplicate detection needs."""
+    return valid.image.sha256, (valid.source, valid.image.conversion, valid.source_sha256)
 
 
 def _to_example(valid: ValidImage):
@@ -152,7 +188,7 @@ class ResolveDuplicatesFn(beam.DoFn):
         sha256, members = element
         members = sorted(members, key=lambda m: (schema.SPLITS.index(m[0].split), m[0].id))
         first = members[0][0]
-        for index, (source, conversion) in enumerate(members):
+        for index, (source, conversion, source_sha256) in enumerate(members):
             duplicate = ""
             if index:
                 duplicate = (
@@ -174,6 +210,7 @@ class ResolveDuplicatesFn(beam.DoFn):
                     conversion=conversion,
                     duplicate=duplicate,
                     duplicate_of=duplicate_of,
+                    source_sha256=source_sha256,
                 )
                 continue
             Metrics.counter(METRICS_NAMESPACE, f"written_{source.split}").inc()
@@ -186,6 +223,7 @@ class ResolveDuplicatesFn(beam.DoFn):
                 conversion=conversion,
                 duplicate=duplicate,
                 duplicate_of=duplicate_of,
+                source_sha256=source_sha256,
             )
 
 

@@ -1,0 +1,1 @@
+"""TFDS builders of the project, their shared base (`beam_builder`) and launcher (`build`)."""

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs the dataset build (python -m preprocessing.build) on Dataflow: reads the raw
+# Runs the dataset build (python -m tfds_builder.build) on Dataflow: reads the raw
 # images from MANUAL_DIR on GCS, writes the TFDS dataset under DATA_DIR.
 #
 #   PROJECT=my-project REGION=europe-west4 \
@@ -17,7 +17,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/../common.bash"
 
 usage() {
     cat <<'USAGE'
-Usage: [variables] deploy/dataflow/launch_build.sh [--dry-run] [more preprocessing.build flags]
+Usage: [variables] deploy/dataflow/launch_build.sh [--dry-run] [more tfds_builder.build flags]
 
 Required:
   PROJECT              Google Cloud project
@@ -35,7 +35,7 @@ Optional:
                        without it workers pip-install deploy/dataflow/requirements.txt
   SERVICE_ACCOUNT      worker service account e-mail
   PYTHON               default python3
-Arguments are passed to preprocessing.build (e.g. --overwrite, --target_shard_size_mb=200).
+Arguments are passed to tfds_builder.build (e.g. --overwrite, --target_shard_size_mb=200).
 --dry-run prints the command instead of running it.
 USAGE
 }
@@ -86,7 +86,7 @@ if [[ -n "${SERVICE_ACCOUNT:-}" ]]; then
     beam_options+=(--service_account_email="$SERVICE_ACCOUNT")
 fi
 
-cmd=("$PYTHON" -m preprocessing.build
+cmd=("$PYTHON" -m tfds_builder.build
      --manual_dir="$MANUAL_DIR" --data_dir="$DATA_DIR" --runner=DataflowRunner
      "${build_args[@]}" -- "${beam_options[@]}")
 

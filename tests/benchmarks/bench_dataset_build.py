@@ -11,7 +11,7 @@ reused from --output_dir):
   encodes the TFDS example with the dataset's own features and writes one
   TFRecord file per split. The same work as the job, without Beam or TFDS'
   shuffle: the baseline;
-- beam: `preprocessing.build.run` on the local FnApiRunner in multi_processing
+- beam: `tfds_builder.build.run` on the local FnApiRunner in multi_processing
   mode with N worker processes: listing, validation, duplicate grouping, TFDS'
   shuffle and sharded writing, rejects.jsonl and the summary; wall clock from
   start to finished dataset, worker start-up included.
@@ -47,7 +47,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import tensorflow as tf  # noqa: E402
 import tensorflow_datasets as tfds  # noqa: E402
 
-from preprocessing import build, images, schema, sources, synthetic  # noqa: E402
+from preprocessing import images, schema, sources, synthetic  # noqa: E402
+from tfds_builder import build  # noqa: E402
 
 
 def parse_args(argv=None):

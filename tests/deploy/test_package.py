@@ -72,7 +72,7 @@ def test_pip_wheel_builds_with_packages_flagfiles_and_console_scripts(source_cop
     for line in (
         "dfd-storage = deploy.storage:run_main",
         "dfd-train = trainer.task:run_main",
-        "dfd-build-dataset = preprocessing.build:run_main",
+        "dfd-build-dataset = tfds_builder.build:run_main",
     ):
         assert line in scripts
     assert not any(n.startswith("tests/") for n in names)

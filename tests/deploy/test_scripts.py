@@ -124,7 +124,7 @@ def test_non_gcs_paths_are_refused_with_the_reason():
 # --------------------------------------------------------------------------- flag parsers
 
 # Runs in a subprocess: absl's FLAGS is process-wide, and importing trainer.task or
-# defining preprocessing.build's flags here would leak into other tests' FLAGS.
+# defining tfds_builder.build's flags here would leak into other tests' FLAGS.
 _PARSE_TRAINER = r"""
 import json, sys
 from absl import flags
@@ -144,7 +144,7 @@ print(json.dumps(results))
 _PARSE_BUILD = r"""
 import json, sys
 from absl import flags
-import preprocessing.build as build
+import tfds_builder.build as build
 build.define_flags()
 rest = flags.FLAGS(["dfd-build-dataset", *json.loads(sys.argv[1])])
 print(json.dumps({"manual_dir": flags.FLAGS.manual_dir, "data_dir": flags.FLAGS.data_dir,
@@ -284,7 +284,7 @@ def test_dataflow_launch_command_is_accepted_by_the_build_and_by_beam(tmp_path):
     result = run_script("deploy/dataflow/launch_build.sh", "--dry-run", "--overwrite", env=env)
     assert result.returncode == 0, result.stderr
     command = shlex.split(result.stdout)
-    assert command[:3] == [sys.executable, "-m", "preprocessing.build"]
+    assert command[:3] == [sys.executable, "-m", "tfds_builder.build"]
 
     parsed = parse_in_subprocess(_PARSE_BUILD, command[3:])
     assert parsed["manual_dir"] == "gs://b/raw" and parsed["data_dir"] == "gs://b/tfds"

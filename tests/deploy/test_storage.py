@@ -401,7 +401,7 @@ def test_long_jobs_fail_in_seconds_on_an_unwritable_gs_output(command, tmp_path,
     if command == "build":
         argv = [
             "-m",
-            "preprocessing.build",
+            "tfds_builder.build",
             "--manual_dir="
             + os.path.join(REPO, "tfds_builder", "real_and_fake_faces", "dummy_data"),
             "--data_dir=gs://no-such-bucket-dfd/tfds",

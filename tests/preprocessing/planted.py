@@ -9,7 +9,6 @@ from __future__ import annotations
 import csv
 import io
 import os
-import shutil
 
 import numpy as np
 from PIL import Image
@@ -36,6 +35,28 @@ def rotated_jpeg() -> bytes:
     exif = Image.Exif()
     exif[0x0112] = 6
     return encode(Image.fromarray(_pixels(3, height=24, width=40)), exif=exif.tobytes())
+
+
+def tf_undecodable_jpeg(seed: int = 9) -> bytes:
+    """A JPEG Pillow reads but TensorFlow cannot (`jpeg::Uncompress failed`).
+
+    A comment marker (0xFFFE) in the middle of the entropy-coded scan data: Pillow's
+    decoder skips it and carries on, TensorFlow's stops there.
+    """
+    base = encode(Image.fromarray(_pixels(seed)))
+    sos = base.index(b"\xff\xda")
+    scan_start = sos + 2 + int.from_bytes(base[sos + 2 : sos + 4], "big")
+    middle = (scan_start + len(base) - 2) // 2
+    return base[:middle] + b"\xff\xfe" + base[middle:]
+
+
+def with_trailing_bytes(seed: int = 10) -> bytes:
+    """A valid JPEG with 5,000 bytes after its end-of-image marker (both decoders read it)."""
+    return encode(Image.fromarray(_pixels(seed))) + b"\x00" * 4990 + b"trailer123"
+
+
+# Written outside manual_dir, reached through a link: must never appear in a report.
+SECRET = b"SECRET-CONTENT-never-in-reports"
 
 
 def _append_csv(root: str, folder: str, relative: str, label: int) -> None:
@@ -108,13 +129,52 @@ def make_planted(root: str) -> dict[str, tuple[str, str, str]]:
             True,
         ),
     }
+    planted["train/real/tf_undecodable.jpg"] = (tf_undecodable_jpeg(), schema.REAL, True)
+    planted["train/fake/trailing_bytes.jpg"] = (with_trailing_bytes(), schema.FAKE, True)
+    planted["valid/fake/csv_conflict.jpg"] = (
+        encode(Image.fromarray(_pixels(12))),
+        schema.FAKE,
+        True,
+    )
     for relative, (data, label, listed) in planted.items():
         if data is not None:
             with open(os.path.join(image_root, relative), "wb") as f:
                 f.write(data)
         if listed:
             _append_csv(root, relative.split("/")[0], relative, label)
+    # The same file listed again with the other label: neither label can be trusted.
+    _append_csv(root, "valid", "valid/fake/csv_conflict.jpg", schema.REAL)
+    # Things that are not regular files, listed in the CSV like the others.
+    os.mkfifo(os.path.join(image_root, "train/real/named_pipe.jpg"))
+    _append_csv(root, "train", "train/real/named_pipe.jpg", schema.REAL)
+    os.symlink("loop_b.jpg", os.path.join(image_root, "train/fake/loop_a.jpg"))
+    os.symlink("loop_a.jpg", os.path.join(image_root, "train/fake/loop_b.jpg"))
+    for name in ("loop_a.jpg", "loop_b.jpg"):
+        _append_csv(root, "train", f"train/fake/{name}", schema.FAKE)
+    outside = os.path.join(os.path.dirname(os.path.abspath(root)), "outside_secret.jpg")
+    with open(outside, "wb") as f:
+        f.write(SECRET)
+    os.symlink(outside, os.path.join(image_root, "test/fake/outside_link.jpg"))
+    _append_csv(root, "test", "test/fake/outside_link.jpg", schema.FAKE)
+    # A link to an input of another split: the file is read once, under its own name.
+    linked = os.path.join("..", "..", "train", "fake", fake_train[1])
+    os.symlink(linked, os.path.join(image_root, "valid/fake/link_to_train.jpg"))
+    _append_csv(root, "valid", "valid/fake/link_to_train.jpg", schema.FAKE)
+    # A spreadsheet-saved CSV: UTF-8 with a byte-order mark before the header.
+    test_csv = os.path.join(root, "test.csv")
+    with open(test_csv, "rb") as f:
+        content = f.read()
+    with open(test_csv, "wb") as f:
+        f.write(b"\xef\xbb\xbf" + content)
     return {
+        "train/real/tf_undecodable.jpg": ("rejected", "tf_decode_failed", ""),
+        "train/fake/trailing_bytes.jpg": ("written", "", ""),
+        "valid/fake/csv_conflict.jpg": ("rejected", "conflicting_csv_rows", ""),
+        "train/real/named_pipe.jpg": ("rejected", "not_a_regular_file", ""),
+        "train/fake/loop_a.jpg": ("rejected", "broken_link", ""),
+        "train/fake/loop_b.jpg": ("rejected", "broken_link", ""),
+        "test/fake/outside_link.jpg": ("rejected", "link_outside_input", ""),
+        "valid/fake/link_to_train.jpg": ("rejected", "linked_copy", ""),
         "train/real/zero.jpg": ("rejected", "zero_byte", ""),
         "train/fake/truncated.jpg": ("rejected", "truncated", ""),
         "train/real/not_an_image.jpg": ("rejected", "not_an_image", ""),
@@ -128,8 +188,3 @@ def make_planted(root: str) -> dict[str, tuple[str, str, str]]:
         "test/real/leaked_copy.jpg": ("written", "", "duplicate_across_splits"),
         "train/fake/copy_in_train.jpg": ("written", "", "duplicate_within_split"),
     }
-
-
-def copy_tree(source: str, destination: str) -> str:
-    shutil.copytree(source, destination)
-    return destination

@@ -8,14 +8,17 @@ what became of every single input.
 import json
 import os
 import shutil
+import subprocess
+import sys
 import zipfile
 
 import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from preprocessing import build, report, schema, sources
+from preprocessing import archive, fingerprint, report, schema, sources
 from tests.preprocessing import planted
+from tfds_builder import build
 
 
 def _build(manual_dir, data_dir, **overrides):
@@ -140,30 +143,70 @@ def test_summary_reports_duplicates_and_conversions(planted_build):
     assert "| train | real |" in table and "missing_file: 1" in table
 
 
-def test_same_inputs_same_examples_in_same_order_with_two_worker_processes(planted_build, tmp_path):
-    """The default local runner (2 processes) gives what the in-process run gave."""
+def test_reports_never_copy_file_contents(planted_build):
+    """A link to a file outside manual_dir is not followed, and nothing quotes its bytes."""
     root, _, result = planted_build
-    again = _build(root / "raw", tmp_path / "data", running_mode="multi_processing", num_workers=2)
-    assert again["runner"] == "FnApiRunner"
-    assert _examples(again["dataset_dir"]) == _examples(result["dataset_dir"])
-    assert _rejects(again["dataset_dir"]) == _rejects(result["dataset_dir"])
+    rejects = _rejects(result["dataset_dir"])
+    assert rejects["test/fake/outside_link.jpg"]["reason"] == "link_outside_input"
+    assert "--allow_links_outside_input" in rejects["test/fake/outside_link.jpg"]["detail"]
+    assert "same file as train/fake/" in rejects["valid/fake/link_to_train.jpg"]["detail"]
+    # Text that is not an image is described, not quoted.
+    assert "404" not in rejects["train/real/not_an_image.jpg"]["detail"]
+    for name in os.listdir(result["dataset_dir"]):
+        if name.endswith((".json", ".jsonl")):
+            text = (root / "data").joinpath(result["dataset_dir"], name).read_bytes()
+            assert planted.SECRET not in text, name
+            assert b"<html>" not in text, name
 
 
-def test_duplicates_drop_removes_the_leaked_copy_only(planted_build, tmp_path):
+def test_content_variants_are_configs_with_their_own_folders(planted_build, tmp_path):
+    """--duplicates=drop builds config drop_duplicates beside keep_duplicates; both open by name."""
     root, _, kept = planted_build
-    dropped = _build(root / "raw", tmp_path / "data", duplicates="drop")
+    data_dir = tmp_path / "data"
+    shutil.copytree(root / "data", data_dir)
+    kept_dir = data_dir / os.path.relpath(kept["dataset_dir"], root / "data")
+    dropped = _build(root / "raw", data_dir, duplicates="drop")
+    assert dropped["dataset_dir"] == str(
+        data_dir / schema.DATASET_NAME / "drop_duplicates" / "1.1.0"
+    )
+    assert kept_dir.parent.name == "keep_duplicates"
     rejects = _rejects(dropped["dataset_dir"])
     leak = rejects["test/real/leaked_copy.jpg"]
     assert leak["reason"] == "duplicate_across_splits"
     assert leak["duplicate_of"].startswith("train/real/")
-    before, after = _examples(kept["dataset_dir"]), _examples(dropped["dataset_dir"])
+    before, after = _examples(kept_dir), _examples(dropped["dataset_dir"])
     assert after["train"] == before["train"]  # The within-split copy stays.
     assert after["test"] == [e for e in before["test"] if e[0] != "test/real/leaked_copy.jpg"]
     assert dropped["summary"]["total"]["rejected"] == kept["summary"]["total"]["rejected"] + 1
 
+    # What the trainer does: tfds.builder(name[/config], data_dir), without the builder's code.
+    program = (
+        "import sys, tensorflow_datasets as tfds\n"
+        "for name in sys.argv[2:]:\n"
+        "    b = tfds.builder(name, data_dir=sys.argv[1])\n"
+        "    print(name, b.info.full_name, b.info.splits['test'].num_examples)\n"
+    )
+    opened = subprocess.run(
+        [sys.executable, "-c", program, str(data_dir), "real_and_fake_faces"]
+        + ["real_and_fake_faces/drop_duplicates", "real_and_fake_faces/keep_duplicates:1.1.0"],
+        cwd=tmp_path,  # Not the repository: the builder's code cannot be imported.
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=""),
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert opened.returncode == 0, opened.stderr[-2000:]
+    assert opened.stdout.splitlines() == [
+        f"real_and_fake_faces real_and_fake_faces/keep_duplicates/1.1.0 {len(before['test'])}",
+        "real_and_fake_faces/drop_duplicates real_and_fake_faces/drop_duplicates/1.1.0 "
+        f"{len(after['test'])}",
+        "real_and_fake_faces/keep_duplicates:1.1.0 real_and_fake_faces/keep_duplicates/1.1.0 "
+        f"{len(before['test'])}",
+    ]
 
-def test_too_many_rejects_fail_with_the_likely_cause_and_keep_the_rejects(tmp_path):
-    tree = tmp_path / "raw"
+
+def _all_bad_but_one_per_class(tree):
     for split in ("train", "test"):
         for class_name in ("real", "fake"):
             folder = tree / split / class_name
@@ -173,15 +216,43 @@ def test_too_many_rejects_fail_with_the_likely_cause_and_keep_the_rejects(tmp_pa
             (folder / "ok.jpg").write_bytes(
                 planted.encode(planted.Image.fromarray(planted._pixels(index)))
             )
+    return tree
+
+
+def test_failed_overwrite_keeps_the_previous_dataset_and_its_rejects(planted_build, tmp_path):
+    root, _, kept = planted_build
+    data_dir = tmp_path / "data"
+    shutil.copytree(root / "data", data_dir)
+    dataset_dir = data_dir / os.path.relpath(kept["dataset_dir"], root / "data")
+    before = _examples(dataset_dir)
+    bad = _all_bad_but_one_per_class(tmp_path / "bad")
     with pytest.raises(
         report.RejectFractionExceededError,
         match=r"75\.0% of 16 inputs.*not_an_image.*Likely cause: --manual_dir",
     ):
-        _build(tree, tmp_path / "data", max_reject_fraction=0.5)
-    dataset_parent = tmp_path / "data" / schema.DATASET_NAME
-    assert not (dataset_parent / "1.0.0").exists()  # No suspect dataset left to train on.
-    failed = (dataset_parent / "1.0.0.failed-rejects.jsonl").read_text().splitlines()
+        _build(bad, data_dir, max_reject_fraction=0.5, overwrite=True)
+    assert _examples(dataset_dir) == before  # The previous version is still there, unchanged.
+    config_dir = dataset_dir.parent
+    failed = (config_dir / "1.1.0.failed-rejects.jsonl").read_text().splitlines()
     assert len(failed) == 12
+    assert sorted(os.listdir(config_dir)) == ["1.1.0", "1.1.0.failed-rejects.jsonl"]
+
+    # Without --overwrite, other inputs are refused, naming what differs; the same are reused.
+    with pytest.raises(
+        fingerprint.InputsChangedError,
+        match=r"other inputs.*built from .*raw, now .*bad.*inputs then, 16 now.*--overwrite",
+    ):
+        _build(bad, data_dir)
+    again = _build(root / "raw", data_dir)
+    assert again["action"] == "reused" and _examples(dataset_dir) == before
+
+
+def test_first_build_that_fails_leaves_no_dataset(tmp_path):
+    bad = _all_bad_but_one_per_class(tmp_path / "bad")
+    with pytest.raises(report.RejectFractionExceededError):
+        _build(bad, tmp_path / "data", max_reject_fraction=0.5)
+    config_dir = tmp_path / "data" / schema.DATASET_NAME / "keep_duplicates"
+    assert sorted(os.listdir(config_dir)) == ["1.1.0.failed-rejects.jsonl"]
 
 
 def test_wrong_manual_dir_fails_before_any_beam_work(tmp_path):
@@ -191,7 +262,7 @@ def test_wrong_manual_dir_fails_before_any_beam_work(tmp_path):
     assert not (tmp_path / "data").exists()
 
 
-def test_builds_from_the_kaggle_zip(tmp_path):
+def _kaggle_zip(tmp_path):
     from preprocessing import synthetic  # pylint: disable=import-outside-toplevel
 
     raw = tmp_path / "extracted"
@@ -204,10 +275,27 @@ def test_builds_from_the_kaggle_zip(tmp_path):
                 full = os.path.join(folder, name)
                 archive.write(full, os.path.relpath(full, raw))
     shutil.rmtree(raw)
-    result = _build(manual, tmp_path / "data")
+    return manual / "archive.zip"
+
+
+def test_builds_from_the_kaggle_zip_given_as_manual_dir(tmp_path):
+    zip_path = _kaggle_zip(tmp_path)
+    with pytest.raises(archive.ArchiveTooLargeError, match="--max_extract_gb"):
+        _build(zip_path, tmp_path / "data", max_extract_gb=1e-6)
+    assert not list((tmp_path / "data").rglob("*.jpg"))  # Refused before extracting.
+
+    result = _build(zip_path, tmp_path / "data")
     info = tfds.builder_from_directory(result["dataset_dir"]).info
     assert {k: v.num_examples for k, v in info.splits.items()} == {
         "train": 4,
         "validation": 2,
         "test": 2,
     }
+    extraction = result["extraction"]
+    assert extraction.folder.startswith(str(tmp_path / "data" / "downloads" / "extracted"))
+    with zipfile.ZipFile(zip_path) as zipped:
+        assert extraction.files == len(zipped.namelist()) and not extraction.reused
+    assert os.path.isdir(extraction.folder)  # Kept for rebuilds; the build said where.
+    # The folder holding the zip works too, and reuses the extraction.
+    again = _build(zip_path.parent, tmp_path / "data")
+    assert again["action"] == "reused" and again["extraction"].reused

@@ -44,7 +44,7 @@ def test_synthetic_then_build(tmp_path):
         [
             sys.executable,
             "-m",
-            "preprocessing.build",
+            "tfds_builder.build",
             f"--manual_dir={raw}",
             f"--data_dir={data}",
             "--running_mode=in_memory",

@@ -4,7 +4,8 @@ from apache_beam.options.pipeline_options import DirectOptions, GoogleCloudOptio
 from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 import pytest
 
-from preprocessing import build, runners, sources, synthetic
+from preprocessing import runners, sources, synthetic
+from tfds_builder import build
 
 
 def test_local_runner_is_the_fn_api_runner_with_every_core_by_default():

@@ -1,60 +1,84 @@
 """real_and_fake_faces: real (FFHQ) and StyleGAN-generated face photos, as TFDS.
 
-Build it with the launcher (`python -m preprocessing.build`), with
-`tfds build tfds_builder/real_and_fake_faces --manual_dir=... --data_dir=...`, or
-with `tfds.builder("real_and_fake_faces", ...).download_and_prepare(...)`; all
-three run the same Beam pipeline from `preprocessing/`. Besides the TFRecord
-shards, the version folder gets `rejects.jsonl` (every input not written, and
-why) and `build_summary.json` (counts per split and label).
+Build it with the launcher (`dfd-build-dataset`, or `python -m tfds_builder.build`),
+with `tfds build tfds_builder/real_and_fake_faces --manual_dir=... --data_dir=...
+[--config=drop_duplicates]`, or with `tfds.builder("real_and_fake_faces/<config>",
+...).download_and_prepare(...)`; all of them run the same Beam pipeline from
+`preprocessing/`, through `tfds_builder.beam_builder.LedgerBuilder` (staged
+builds, input fingerprint, ledger). Besides the TFRecord shards, the version
+folder gets `rejects.jsonl` (every input not written, and why),
+`build_summary.json` (counts per split and label) and the input record
+(`build_fingerprint.json`, `build_inputs.jsonl.gz`).
+
+Content variants are builder configs, as in TFDS' own builders, each in its own
+folder `<data_dir>/real_and_fake_faces/<config>/<version>/`:
+
+- `keep_duplicates` (the default, what `real_and_fake_faces` opens): byte-identical
+  copies across splits are written and reported;
+- `drop_duplicates`: copies of an image already in an earlier split (train <
+  validation < test) are left out, as `duplicate_across_splits` rejects.
 """
 
 from __future__ import annotations
 
-import os
+import dataclasses
 
-import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from preprocessing import paths, report, schema, sources
+from preprocessing import schema, sources
+from tfds_builder import beam_builder
 
-_LEDGER_FOLDER = "_ledger"
+
+@dataclasses.dataclass(eq=False)
+class RealAndFakeFacesConfig(tfds.core.BuilderConfig):
+    """A content variant; `duplicates` is what `preprocessing.transforms.BuildExamples` takes."""
+
+    duplicates: str = "keep"
 
 
-class Builder(tfds.core.GeneratorBasedBuilder):
+CONFIGS = {
+    "keep": RealAndFakeFacesConfig(
+        name="keep_duplicates",
+        description="Every input image; byte-identical copies across splits are reported.",
+        duplicates="keep",
+    ),
+    "drop": RealAndFakeFacesConfig(
+        name="drop_duplicates",
+        description="Copies of an image already in an earlier split are left out.",
+        duplicates="drop",
+    ),
+}
+
+
+def config_name(duplicates: str) -> str:
+    """The config of a `--duplicates` value: "keep" -> "keep_duplicates"."""
+    if duplicates not in CONFIGS:
+        raise ValueError(f"--duplicates={duplicates!r} is not one of {sorted(CONFIGS)}.")
+    return CONFIGS[duplicates].name
+
+
+class Builder(beam_builder.LedgerBuilder):
     """DatasetBuilder for real_and_fake_faces (Beam-based, manual download)."""
 
-    VERSION = tfds.core.Version("1.0.0")
+    VERSION = tfds.core.Version("1.1.0")
     RELEASE_NOTES = {
         "1.0.0": "Initial release: Kaggle layout or <split>/{real,fake}/ trees, CSV "
         "reconciliation, normalised JPEGs, SHA-256 leakage check, rejects.jsonl.",
+        "1.1.0": "Configs keep_duplicates (default) and drop_duplicates; JPEGs validated with "
+        "TensorFlow's decoder too (tf_decode_failed); bytes after the end-of-image marker "
+        "accepted; only regular files read (links out of manual_dir, pipes rejected); "
+        "input fingerprint recorded.",
     }
+    BUILDER_CONFIGS = list(CONFIGS.values())
+    DEFAULT_BUILDER_CONFIG_NAME = CONFIGS["keep"].name
     MANUAL_DOWNLOAD_INSTRUCTIONS = """
     Download "140k Real and Fake Faces" from
     https://www.kaggle.com/datasets/xhlulu/140k-real-and-fake-faces (a Kaggle
-    account is needed) and put either the zip or its extracted content
-    (real_vs_fake/ and train.csv, valid.csv, test.csv) in `manual_dir`. Any
-    <split>/{real,fake}/ tree (split: train, valid or validation, test) works too,
-    e.g. what `python -m preprocessing.synthetic` writes.
+    account is needed) and pass the zip itself as `manual_dir`, or the folder
+    holding it, or its extracted content (real_vs_fake/ and train.csv,
+    valid.csv, test.csv). Any <split>/{real,fake}/ tree (split: train, valid or
+    validation, test) works too, e.g. what `python -m preprocessing.synthetic` writes.
     """
-
-    def __init__(
-        self, *, duplicates: str = "keep", max_reject_fraction: float | None = None, **kwargs
-    ):
-        """Args beyond TFDS' own:
-
-        duplicates: "keep" or "drop" inputs whose bytes also occur in an earlier
-            split (train < validation < test); either way they are reported.
-        max_reject_fraction: fail the build when a larger fraction of inputs is
-            rejected for bad input; None: never fail for rejects.
-        """
-        if duplicates not in ("keep", "drop"):
-            raise ValueError(f"duplicates={duplicates!r} is not 'keep' or 'drop'.")
-        if max_reject_fraction is not None and not 0.0 <= max_reject_fraction <= 1.0:
-            raise ValueError(f"max_reject_fraction={max_reject_fraction} is not in [0, 1].")
-        self._duplicates = duplicates
-        self._max_reject_fraction = max_reject_fraction
-        self._final_data_dir = None
-        super().__init__(**kwargs)
 
     def _info(self) -> tfds.core.DatasetInfo:
         return self.dataset_info_from_configs(
@@ -63,92 +87,21 @@ class Builder(tfds.core.GeneratorBasedBuilder):
             homepage="https://www.kaggle.com/datasets/xhlulu/140k-real-and-fake-faces",
         )
 
-    def download_and_prepare(self, *args, download_config=None, **kwargs):
-        """Picks the local Beam runner when none was asked for; remembers the final folder.
-
-        Without a runner, Beam's DirectRunner would first try to download Prism
-        (see preprocessing/runners.py); a build should not depend on that.
-        """
-        from preprocessing import runners  # Lazy: imports apache_beam.
-
-        download_config = download_config or tfds.download.DownloadConfig()
-        if download_config.beam_runner is None and not runners.has_runner(
-            download_config.beam_options
-        ):
-            options = download_config.beam_options
-            # Options the user spelled out, even when equal to Beam's defaults
-            # (e.g. `tfds build --beam_pipeline_options=direct_running_mode=in_memory`).
-            given = " ".join(getattr(options, "_flags", None) or []) if options else ""
-            explicit = options.get_all_options() if options else {}
-            explicit = {key: value for key, value in explicit.items() if f"--{key}" in given}
-            download_config.beam_runner, download_config.beam_options = runners.local_runner(
-                num_workers=explicit.get("direct_num_workers"),
-                running_mode=explicit.get("direct_running_mode", "multi_processing"),
-                options=options,
-            )
-        self._final_data_dir = self.data_dir
-        return super().download_and_prepare(*args, download_config=download_config, **kwargs)
-
-    def _split_generators(self, dl_manager: tfds.download.DownloadManager, pipeline):
-        from preprocessing import transforms  # Lazy: imports apache_beam.
-
-        manual_dir = os.fspath(dl_manager.manual_dir)
+    def _list_inputs(self, manual_dir: str) -> list[sources.SourceFile]:
         layout = sources.find_layout(manual_dir)
         if layout.image_root is None:
-            extracted = os.fspath(dl_manager.extract(layout.zip_path))
+            extracted = self._extract_zip(layout.zip_path)
             layout = sources.find_layout(extracted)
             if layout.image_root is None:
                 raise ValueError(
                     f"{layout.zip_path} holds no real_vs_fake/ folders once extracted "
                     f"to {extracted}; is it the Kaggle download?"
                 )
-        source_files = sources.list_sources(layout)
-        if not source_files:
-            raise ValueError(f"No input images under {layout.image_root}.")
-        work_dir = paths.join(self.data_dir, _LEDGER_FOLDER)
-        tf.io.gfile.makedirs(work_dir)
-        input_list = sources.write_source_list(paths.join(work_dir, "inputs.jsonl"), source_files)
-        built = (
-            pipeline
-            | "ReadInputList" >> transforms.ReadSourceList(input_list)
-            | "RealAndFakeFaces" >> transforms.BuildExamples(duplicates=self._duplicates)
+        return sources.list_sources(
+            layout, allow_links_outside=self._options["allow_links_outside_input"]
         )
-        _ = built["ledger"] | "WriteLedger" >> transforms.WriteLedger(
-            paths.join(work_dir, "ledger")
-        )
-        splits = [split for split in schema.SPLITS if any(s.split == split for s in source_files)]
-        return {
-            split: built["examples"] | split >> self._generate_examples(split) for split in splits
-        }
 
-    def _generate_examples(self, split: str):
-        """The PTransform that selects one split's (id, example) pairs from the shared stage."""
+    def _build_examples(self):
         from preprocessing import transforms  # Lazy: imports apache_beam.
 
-        return transforms.SelectSplit(split)
-
-    def _download_and_prepare(self, dl_manager, download_config):
-        """Runs the pipeline, then turns its ledger into rejects.jsonl and the summary."""
-        super()._download_and_prepare(dl_manager, download_config)
-        ledger_dir = paths.join(self.data_dir, _LEDGER_FOLDER)
-        if not tf.io.gfile.exists(ledger_dir):
-            return  # max_examples_per_split=0: no pipeline ran.
-        summary = report.finalise(paths.join(ledger_dir, "ledger-*.jsonl"), self.data_dir)
-        tf.io.gfile.rmtree(ledger_dir)
-        try:
-            report.check_reject_fraction(
-                summary, self._max_reject_fraction, self._failed_rejects_path()
-            )
-        except report.RejectFractionExceededError:
-            # TFDS deletes the unfinished version folder on error: keep the rejects.
-            tf.io.gfile.copy(
-                paths.join(self.data_dir, report.REJECTS_FILENAME),
-                self._failed_rejects_path(),
-                overwrite=True,
-            )
-            raise
-
-    def _failed_rejects_path(self) -> str:
-        """Where rejects.jsonl survives a failed build: beside the version folder."""
-        final = os.fspath(self._final_data_dir or self.data_dir)
-        return f"{final.rstrip('/')}.failed-rejects.jsonl"
+        return transforms.BuildExamples(duplicates=self.builder_config.duplicates)

@@ -1,0 +1,358 @@
+"""What every Beam-built, manually-downloaded dataset of this project does the same way.
+
+`LedgerBuilder` is a TFDS `GeneratorBasedBuilder` that subclasses give three
+things: the inputs (`_list_inputs`, a list of `sources.SourceFile`), the Beam
+composite that turns them into examples and ledger records (`_build_examples`),
+and the options that change the content (`_content_options`). It provides:
+
+- the local Beam runner when none is asked for (not Beam's Prism download);
+- a zip as input: extracted once, capped (`max_extract_gb`), streamed, kept for
+  rebuilds (`preprocessing.archive`);
+- staged builds: the new version is built in a staging root beside the current
+  one and installed only when complete, so a failed or killed build, with or
+  without `--overwrite`, leaves the previous version readable; leftovers of
+  killed builds are cleaned up or reported by the next build
+  (`preprocessing.dataset_dirs`);
+- the input fingerprint: an existing version is reused only when it was built
+  from the same inputs and options, otherwise the build stops and says what
+  differs (`preprocessing.fingerprint`);
+- the ledger: every input ends as one record, "written" or "rejected" with its
+  reason; `rejects.jsonl`, `build_summary.json` and the reject-rate check
+  (`preprocessing.report`).
+
+All of it works the same from `tfds build`, `tfds.builder(...).download_and_prepare()`
+and the project's launcher (`tfds_builder.build`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import io
+import json
+import os
+
+from absl import logging
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+from preprocessing import (
+    archive,
+    build_logging,
+    dataset_dirs,
+    fingerprint,
+    paths,
+    report,
+    schema,
+    sources,
+)
+
+LEDGER_FOLDER = "_ledger"
+
+
+@dataclasses.dataclass(frozen=True)
+class BuildOutcome:
+    """What `download_and_prepare` did, for the launcher to report.
+
+    Attributes:
+        action: "built", "reused" or "reused_unrecorded" (a dataset built before
+            fingerprints were recorded).
+        dataset_dir: the version folder readers open.
+        leftovers: one message per leftover of a killed build handled or found.
+        extraction: the zip extraction used, if the input was a zip.
+    """
+
+    action: str
+    dataset_dir: str
+    leftovers: tuple[str, ...] = ()
+    extraction: archive.Extraction | None = None
+
+
+class LedgerBuilder(tfds.core.GeneratorBasedBuilder):
+    """Base class; see the module docstring. Subclasses set VERSION, configs and the hooks."""
+
+    def __init__(
+        self,
+        *,
+        max_reject_fraction: float | None = None,
+        allow_links_outside_input: bool = False,
+        max_extract_gb: float = archive.DEFAULT_MAX_EXTRACT_GB,
+        worker_log: str | None = None,
+        **kwargs,
+    ):
+        """Args beyond TFDS' own:
+
+        max_reject_fraction: fail the build when a larger fraction of inputs is
+            rejected for bad input; None: never fail for rejects.
+        allow_links_outside_input: follow symbolic links out of manual_dir.
+        max_extract_gb: cap on what a zip input may expand to.
+        worker_log: local file Beam worker processes append their stderr to.
+        """
+        if max_reject_fraction is not None and not 0.0 <= max_reject_fraction <= 1.0:
+            raise ValueError(f"max_reject_fraction={max_reject_fraction} is not in [0, 1].")
+        if max_extract_gb <= 0:
+            raise ValueError(f"max_extract_gb={max_extract_gb} must be positive.")
+        self._options = {
+            "max_reject_fraction": max_reject_fraction,
+            "allow_links_outside_input": allow_links_outside_input,
+            "max_extract_gb": max_extract_gb,
+            "worker_log": worker_log,
+        }
+        self._staged_inputs = None  # Set on the staging builder by the outer one.
+        self._final_data_dir = None
+        self._extraction = None
+        self.outcome: BuildOutcome | None = None
+        super().__init__(**kwargs)
+
+    # ------------------------------------------------------------------ hooks
+
+    def _list_inputs(self, manual_dir: str) -> list[sources.SourceFile]:
+        """Every input, with split, label and listing problem (see `_extract_zip`)."""
+        raise NotImplementedError
+
+    def _build_examples(self):
+        """A PTransform: SourceFiles -> {"examples": (split, id, example), "ledger": dicts}."""
+        raise NotImplementedError
+
+    def _content_options(self) -> dict:
+        """Options that change the examples, recorded in the fingerprint."""
+        return {
+            "config": self.builder_config.name if self.builder_config else "",
+            "allow_links_outside_input": self._options["allow_links_outside_input"],
+        }
+
+    # ------------------------------------------------------------ for the hooks
+
+    def _extract_zip(self, zip_path: str) -> str:
+        """Extracts the input zip under `<data_dir root>/downloads/extracted/`; its folder."""
+        extract_root = paths.join(os.fspath(self.data_dir_root), "downloads", "extracted")
+        destination = archive.destination_for(zip_path, extract_root)
+        extraction = archive.extract(
+            zip_path,
+            destination,
+            max_bytes=int(self._options["max_extract_gb"] * archive.GB),
+        )
+        self._extraction = extraction
+        if extraction.reused:
+            logging.info(
+                "Using %s, extracted earlier from %s (%d files, %.2f GB).",
+                extraction.folder,
+                zip_path,
+                extraction.files,
+                extraction.bytes / archive.GB,
+            )
+        else:
+            logging.info(
+                "Extracted %s: %d files, %.2f GB in %s. It stays there so that rebuilds skip "
+                "this step; delete it when you no longer need it.",
+                zip_path,
+                extraction.files,
+                extraction.bytes / archive.GB,
+                extraction.folder,
+            )
+        return extraction.folder
+
+    # ------------------------------------------------------------------ build
+
+    @property
+    def _config_dir(self) -> str:
+        return os.path.dirname(os.fspath(self.data_dir).rstrip("/"))
+
+    def _manual_dir(self, download_dir, download_config) -> str:
+        given = os.fspath(download_config.manual_dir) if download_config.manual_dir else ""
+        if given and tf.io.gfile.exists(given) and not tf.io.gfile.isdir(given):
+            return given  # A zip; TFDS' manager accepts only folders.
+        manager = tfds.download.DownloadManager(
+            download_dir=download_dir or paths.join(os.fspath(self.data_dir_root), "downloads"),
+            manual_dir=download_config.manual_dir,
+            manual_dir_instructions=self.MANUAL_DOWNLOAD_INSTRUCTIONS,
+            dataset_name=self.name,
+        )
+        return os.fspath(manager.manual_dir)
+
+    def _choose_runner(self, download_config) -> None:
+        """The local Beam runner when none was asked for (see preprocessing/runners.py)."""
+        from preprocessing import runners  # pylint: disable=import-outside-toplevel
+
+        if download_config.beam_runner is not None or runners.has_runner(
+            download_config.beam_options
+        ):
+            return
+        options = download_config.beam_options
+        # Options the user spelled out, even when equal to Beam's defaults
+        # (e.g. `tfds build --beam_pipeline_options=direct_running_mode=in_memory`).
+        given = " ".join(getattr(options, "_flags", None) or []) if options else ""
+        explicit = options.get_all_options() if options else {}
+        explicit = {key: value for key, value in explicit.items() if f"--{key}" in given}
+        download_config.beam_runner, download_config.beam_options = runners.local_runner(
+            num_workers=explicit.get("direct_num_workers"),
+            running_mode=explicit.get("direct_running_mode", "multi_processing"),
+            options=options,
+            worker_log=self._options["worker_log"],
+        )
+
+    def download_and_prepare(self, *, download_dir=None, download_config=None, **kwargs):
+        """Builds beside the current version and installs the result (module docstring)."""
+        download_config = download_config or tfds.download.DownloadConfig()
+        if self._staged_inputs is not None:  # The staging builder: TFDS' own build.
+            return super().download_and_prepare(
+                download_dir=download_dir, download_config=download_config, **kwargs
+            )
+        if download_config.download_mode == tfds.download.GenerateMode.UPDATE_DATASET_INFO:
+            return super().download_and_prepare(
+                download_dir=download_dir, download_config=download_config, **kwargs
+            )
+        final = os.fspath(self.data_dir)
+        self._extraction = None
+        leftovers = tuple(dataset_dirs.handle_leftovers(self._config_dir, str(self.version)))
+        for message in leftovers:
+            logging.warning("%s", message)
+        manual_dir = self._manual_dir(download_dir, download_config)
+        source_files = self._list_inputs(manual_dir)
+        if not source_files:
+            raise ValueError(f"No inputs found under {manual_dir}.")
+        current = fingerprint.make(
+            source_files,
+            builder=f"{self.name}/{self.builder_config.name}:{self.version}"
+            if self.builder_config
+            else f"{self.name}:{self.version}",
+            options=self._content_options(),
+            manual_dir=manual_dir,
+        )
+        if dataset_dirs.is_complete(final) and not download_config.download_mode.overwrite_dataset:
+            status, found = fingerprint.check(final, current, source_files)
+            if status == "different":
+                raise fingerprint.changed_error(final, found)
+            if status == "unrecorded":
+                logging.warning(
+                    "Reusing %s, built before inputs were recorded: whether it matches %s is "
+                    "unknown. Pass --overwrite to rebuild it with a record.",
+                    final,
+                    manual_dir,
+                )
+            else:
+                logging.info("Reusing %s: built from the same inputs and options.", final)
+            self.outcome = BuildOutcome(
+                "reused" if status == "same" else "reused_unrecorded",
+                final,
+                leftovers,
+                self._extraction,
+            )
+            return None
+        self._choose_runner(download_config)
+        staging = dataset_dirs.start_staging(self._config_dir)
+        try:
+            staged = self._staging_builder(staging, source_files, current, final)
+            staged_config = dataclasses.replace(
+                download_config,
+                manual_dir=manual_dir,
+                download_mode=tfds.download.GenerateMode.REUSE_DATASET_IF_EXISTS,
+            )
+            printed = io.StringIO()  # TFDS prints the staging path: log it, do not show it.
+            try:
+                with contextlib.redirect_stdout(printed):
+                    staged.download_and_prepare(
+                        download_dir=download_dir, download_config=staged_config, **kwargs
+                    )
+            finally:
+                for line in printed.getvalue().splitlines():
+                    if line.strip():
+                        build_logging.details().info("tfds: %s", line)
+            dataset_dirs.install(os.fspath(staged.data_dir), final)
+            self._record_default_config()
+        finally:
+            if tf.io.gfile.exists(staging):
+                tf.io.gfile.rmtree(staging)
+        self.info.read_from_directory(final)
+        self.outcome = BuildOutcome("built", final, leftovers, self._extraction)
+        return None
+
+    def _staging_builder(self, staging_root: str, source_files, current, final: str):
+        """The same builder writing under `staging_root`, with the inputs listed already."""
+        options = dict(self._options)
+        staged = type(self)(
+            data_dir=staging_root,
+            config=self.builder_config,
+            version=str(self.version),
+            **options,
+        )
+        staged._staged_inputs = (source_files, current)  # pylint: disable=protected-access
+        staged._final_data_dir = final  # pylint: disable=protected-access
+        return staged
+
+    def _record_default_config(self) -> None:
+        """`<name>/.config/metadata.json`: what `tfds.builder(name)` opens without this code.
+
+        TFDS writes it next to the version it builds, which is inside the staging
+        root here; readers that have only the files need it beside the configs.
+        """
+        if not self.BUILDER_CONFIGS:
+            return
+        folder = paths.join(os.path.dirname(self._config_dir), ".config")
+        tf.io.gfile.makedirs(folder)
+        with tf.io.gfile.GFile(paths.join(folder, "metadata.json"), "w") as f:
+            f.write(json.dumps({"default_config_name": self.get_default_builder_config().name}))
+
+    # ------------------------------------------------------- inside the staging
+
+    def _split_generators(self, dl_manager, pipeline):
+        del dl_manager  # The inputs were listed (and any zip extracted) by the outer builder.
+        from preprocessing import transforms  # pylint: disable=import-outside-toplevel
+
+        source_files, _ = self._staged_inputs
+        work_dir = paths.join(os.fspath(self.data_dir), LEDGER_FOLDER)
+        tf.io.gfile.makedirs(work_dir)
+        input_list = sources.write_source_list(paths.join(work_dir, "inputs.jsonl"), source_files)
+        built = (
+            pipeline
+            | "ReadInputList" >> transforms.ReadSourceList(input_list)
+            | "BuildExamples" >> self._build_examples()
+        )
+        _ = built["ledger"] | "WriteLedger" >> transforms.WriteLedger(
+            paths.join(work_dir, "ledger")
+        )
+        known = list(schema.SPLITS)
+        splits = sorted(
+            {source.split for source in source_files},
+            key=lambda split: (known.index(split) if split in known else len(known), split),
+        )
+        return {
+            split: built["examples"] | split >> self._generate_examples(split) for split in splits
+        }
+
+    def _generate_examples(self, split: str):
+        """The PTransform that selects one split's (id, example) pairs from the shared stage."""
+        from preprocessing import transforms  # pylint: disable=import-outside-toplevel
+
+        return transforms.SelectSplit(split)
+
+    def _download_and_prepare(self, dl_manager, download_config):
+        """Runs the pipeline, then the ledger becomes rejects.jsonl, the summary, the record."""
+        super()._download_and_prepare(dl_manager, download_config)
+        data_dir = os.fspath(self.data_dir)
+        ledger_dir = paths.join(data_dir, LEDGER_FOLDER)
+        if not tf.io.gfile.exists(ledger_dir):
+            return  # max_examples_per_split=0: no pipeline ran.
+        records = report.read_ledger(paths.join(ledger_dir, "ledger-*.jsonl"))
+        summary = report.finalise_records(records, data_dir)
+        source_files, current = self._staged_inputs
+        fingerprint.write(
+            data_dir,
+            current,
+            source_files,
+            {record["id"]: record.get("source_sha256", "") for record in records},
+        )
+        tf.io.gfile.rmtree(ledger_dir)
+        failed_rejects = f"{self._final_data_dir.rstrip('/')}.failed-rejects.jsonl"
+        try:
+            report.check_reject_fraction(
+                summary, self._options["max_reject_fraction"], failed_rejects
+            )
+        except report.RejectFractionExceededError:
+            # The staged build is discarded: keep its rejects beside the version folder.
+            tf.io.gfile.copy(
+                paths.join(data_dir, report.REJECTS_FILENAME), failed_rejects, overwrite=True
+            )
+            raise
+        if tf.io.gfile.exists(failed_rejects):
+            tf.io.gfile.remove(failed_rejects)  # From an earlier failed build; this one passed.
