@@ -1,4 +1,4 @@
-"""Builds the `video_faces` TFDS dataset from a folder of videos: face crops of sampled frames.
+r"""Builds the `video_faces` TFDS dataset from a folder of videos: face crops of sampled frames.
 
     dfd-build-video-dataset --manual_dir=<videos> --data_dir=<output root>   # local Beam runner
     python -m tfds_builder.build_videos ...                                 # the same
@@ -11,15 +11,18 @@
 Celeb-DF (`--layout=auto` tells them apart; see `preprocessing.video_sources`).
 Writes `<data_dir>/video_faces/<layout>/1.0.0/`: TFRecord shards per split (one
 example per face crop), dataset_info.json, rejects.jsonl (every video not
-written, and why), build_summary.json and the input record; prints the summary
+written, and why), build_summary.json, face_crops.png (a few videos' crops per
+split, to look at) and the input record; prints the summary
 table (per split and label: videos read, written, rejected, duplicates, frames,
 faces, tracks). Train on it with `dfd-train --dataset=video_faces/<layout>`.
 
 The same flags run on this machine's cores and on Dataflow: the heavy step
 (decode + detect) runs per chunk of frames, on any worker. Staged builds,
 reuse only for the same inputs and options, the reject-rate check and the
-console/log split are the image build's (`tfds_builder.build`,
-`tfds_builder.beam_builder`).
+console/log split are the image build's (`tfds_builder.beam_builder`,
+`preprocessing.build_logging`). This module does not import the image launcher:
+that would register the `real_and_fake_faces` builder in every process that
+builds videos.
 """
 
 from __future__ import annotations
@@ -50,11 +53,13 @@ with build_logging.capture_native_stderr() as _IMPORT_STDERR:
         video_sources,
         video_transforms,
     )
-    from tfds_builder import build  # noqa: E402
     from tfds_builder.video_faces import video_faces_dataset_builder as vf  # noqa: E402
 
 FLAGS = flags.FLAGS
-PROJECT_DIRS = build.PROJECT_DIRS
+PROJECT_DIRS = (
+    os.path.dirname(os.path.abspath(build_logging.__file__)),
+    os.path.dirname(os.path.abspath(__file__)),
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -127,7 +132,7 @@ def run(config: VideoBuildConfig, *, beam_runner=None, beam_options=None, worker
     Returns:
         {"dataset_dir", "dataset" (the name to train on, `video_faces/<layout>`),
         "layout", "summary", "runner", "action" ("built", "reused", "reused_unrecorded"),
-        "leftovers"}.
+        "leftovers", "contact_sheet" (face_crops.png in the dataset folder, or None)}.
 
     Raises:
         ValueError, FileNotFoundError: bad flags or inputs, naming them
@@ -142,7 +147,12 @@ def run(config: VideoBuildConfig, *, beam_runner=None, beam_options=None, worker
     layout = video_sources.find_video_layout(config.manual_dir, config.layout)
     logging.info("Layout: %s at %s.", layout.kind, layout.root)
     paths.ensure_writable(config.data_dir)
-    extra = build.beam_flags(config.beam_pipeline_options)
+    # "project=P" and "--project=P" both work, as with the image build and `tfds build`.
+    extra = [
+        option if option.startswith("--") else f"--{option}"
+        for option in (o.strip() for o in config.beam_pipeline_options)
+        if option
+    ]
     if beam_runner is None and beam_options is None:
         if config.runner == runners.LOCAL:
             from apache_beam.options.pipeline_options import PipelineOptions  # pylint: disable=import-outside-toplevel
@@ -176,6 +186,9 @@ def run(config: VideoBuildConfig, *, beam_runner=None, beam_options=None, worker
     if tf.io.gfile.exists(summary_path):
         with tf.io.gfile.GFile(summary_path) as f:
             summary = json.load(f)
+    sheet = paths.join(outcome.dataset_dir, video_report.CONTACT_SHEET_FILENAME)
+    if outcome.action == "built" and summary and summary["total"]["written"]:
+        video_report.write_contact_sheet(outcome.dataset_dir, sheet)
     return {
         "dataset_dir": outcome.dataset_dir,
         "dataset": f"{vf.DATASET_NAME}/{layout.kind}",
@@ -184,6 +197,7 @@ def run(config: VideoBuildConfig, *, beam_runner=None, beam_options=None, worker
         "runner": runner_name,
         "action": outcome.action,
         "leftovers": list(outcome.leftovers),
+        "contact_sheet": sheet if tf.io.gfile.exists(sheet) else None,
     }
 
 
@@ -351,6 +365,8 @@ def _print_result(result: dict, log_file: str) -> None:
     print(f"Dataset: {result['dataset_dir']} ({how})")
     print(f"Train on it with: dfd-train --dataset={result['dataset']} ...")
     print(f"Log: {log_file}")
+    if result["contact_sheet"]:
+        print(f"Face crops of a few videos per split: {result['contact_sheet']}")
     if result["summary"]:
         print(video_report.format_table(result["summary"]))
 
@@ -380,8 +396,14 @@ def run_main():
         main,
         module=sys.modules[__name__],
         prog="dfd-build-video-dataset",
-        extra_user_errors=build._user_errors(),  # pylint: disable=protected-access
+        extra_user_errors=_user_errors(),
     )
+
+
+def _user_errors():
+    from preprocessing import dataset_dirs  # pylint: disable=import-outside-toplevel
+
+    return (report.RejectFractionExceededError, dataset_dirs.BuildInProgressError)
 
 
 if __name__ == "__main__":
