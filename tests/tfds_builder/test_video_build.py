@@ -23,11 +23,9 @@ import pytest
 import tensorflow_datasets as tfds
 
 from preprocessing import (
-    faces,
     fingerprint,
     report,
     schema,
-    video,
     video_report,
     video_sources,
     video_transforms,
@@ -36,7 +34,7 @@ from tests.tfds_builder import video_clips
 from tests.trainer import tiny_data, tiny_detector
 from tfds_builder import build_videos
 from trainer import config as config_lib
-from trainer import evaluate, matrix
+from trainer import evaluate, matrix, media
 
 FRAME_OPTIONS = video_transforms.FrameOptions(
     frames_per_video=video_clips.FRAMES_PER_VIDEO,
@@ -44,6 +42,7 @@ FRAME_OPTIONS = video_transforms.FrameOptions(
     chunk_frames=video_clips.CHUNK_FRAMES,
 )
 DATASET = "video_faces/folders"
+IMAGES = "tiny_image_faces"
 
 
 def _config(raw, data_dir, **overrides):
@@ -169,21 +168,27 @@ def test_examples_have_the_image_schema_plus_video_features(built):
 
 
 def test_crops_are_cut_as_prediction_cuts_them(built):
-    """Same sampling, detector, TEMPLATE and size as at inference: byte-identical crops."""
+    """dfd-predict's own stage on the same video gives byte-identical crops: same sampling,
+    detector, TEMPLATE, and size (its crop for a 224-px model is the build's 256 px)."""
     root, _, result = built
     examples = _examples(result["dataset_dir"])["test"]
     video_id = "test/real/walk_g.mp4"
     stored = {
-        int(e[schema.FRAME_INDEX]): e[schema.IMAGE]
+        (int(e[schema.FRAME_INDEX]), 0): e[schema.IMAGE]
         for e in examples
         if e[schema.VIDEO_ID].decode() == video_id
     }
+    options = media.MediaOptions(max_faces=1, max_frames=video_clips.FRAMES_PER_VIDEO)
     path = str(root / "raw" / video_id)
-    times = video.plan_times(video.probe(path), max_frames=video_clips.FRAMES_PER_VIDEO)
-    frame = next(f for f in video.read_frames(path, times) if f.index in stored)
-    face = faces.FaceDetector(max_faces=1).detect(frame.image).faces[0]
-    crop = faces.align(frame.image, face.landmarks, 256)
-    assert video_transforms.encode_jpeg(crop) == stored[frame.index]
+    _, chunks = media.plan_video(path, options)
+    crops = {}
+    for times in chunks:
+        _, found = media.inspect_video_chunk(
+            path, times, options, options.face_detector(), media.crop_size(224)
+        )
+        crops.update(found)
+    assert media.crop_size(224) == FRAME_OPTIONS.image_size
+    assert stored and crops == stored
 
 
 def test_no_video_has_frames_in_two_splits(built):
@@ -290,13 +295,20 @@ def test_the_trainer_trains_on_it_with_todays_flags(built, tmp_path):
 def test_evaluate_and_matrix_report_video_level_figures(built, tmp_path):
     root, _, _ = built
     videos_dir = str(root / "data")
-    images_dir = tiny_data.write(str(tmp_path / "images"), train=2, validation=4, test=8, size=40)
+    # The tiny image set under a name of its own: `real_and_fake_faces` means the registered
+    # builder (configs, 1.1.0) in any process that imported it, not tiny_data's 1.0.0.
+    images_dir = str(tmp_path / "images")
+    tfds.dataset_builders.store_as_tfds_dataset(
+        name=IMAGES,
+        version="1.0.0",
+        features=schema.features(),
+        split_datasets={"test": list(tiny_data.examples("test", 8, size=40))},
+        data_dir=images_dir,
+        download_config=tfds.download.DownloadConfig(num_shards=1),
+    )
     export_dir = tiny_detector.export_tiny_detector(str(tmp_path / "tiny"))
     reports = {}
-    for label, data_dir, name in (
-        ("faces", images_dir, schema.DATASET_NAME),
-        ("clips", videos_dir, DATASET),
-    ):
+    for label, data_dir, name in (("faces", images_dir, IMAGES), ("clips", videos_dir, DATASET)):
         reports[label] = evaluate.run(
             export_dir=export_dir,
             data_dir=data_dir,
@@ -310,7 +322,7 @@ def test_evaluate_and_matrix_report_video_level_figures(built, tmp_path):
     result = matrix.run(
         [matrix.parse_model(export_dir)],
         [
-            matrix.parse_dataset(f"faces={images_dir}"),
+            matrix.parse_dataset(f"label=faces,data_dir={images_dir},dataset={IMAGES}"),
             matrix.parse_dataset(f"label=clips,data_dir={videos_dir},dataset={DATASET}"),
         ],
         str(tmp_path / "matrix"),
