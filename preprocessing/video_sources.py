@@ -239,7 +239,12 @@ def find_video_layout(manual_dir: str, layout: str = "auto") -> VideoLayout:
             if _DETECTORS[kind](candidate):
                 return VideoLayout(kind=kind, root=candidate, manual_dir=manual_dir)
     others = [k for k in LAYOUTS if k not in kinds and any(_DETECTORS[k](c) for c in candidates)]
-    hint = f" It looks like the {others[0]} layout: pass --layout={others[0]}." if others else ""
+    hint = (
+        f" It looks like the {others[0]} layout: pass --layout={others[0]} (with `tfds build`: "
+        f"--config={others[0]})."
+        if others
+        else ""
+    )
     raise ValueError(
         f"--manual_dir={manual_dir} holds no "
         f"{' or '.join(_EXPECTED[k] for k in kinds)}.{hint} Found: {_listdir(manual_dir)[:20]}."
