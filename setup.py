@@ -34,6 +34,7 @@ setuptools.setup(
             "dummy_data/**/*",
             "dummy_data/*",
         ],
+        "tfds_builder.video_faces": ["*.bib", "*.md", "*.txt", "*.tsv"],
         "deploy": ["configs/*.cfg"],
     },
     include_package_data=True,
@@ -97,6 +98,7 @@ setuptools.setup(
     entry_points={
         "console_scripts": [
             "dfd-build-dataset=tfds_builder.build:run_main",
+            "dfd-build-video-dataset=tfds_builder.build_videos:run_main",
             "dfd-synthetic=preprocessing.synthetic:run_main",
             "dfd-train=trainer.task:run_main",
             "dfd-evaluate=trainer.evaluate:run_main",

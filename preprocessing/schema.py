@@ -46,6 +46,9 @@ SOURCE = "source"  # Source or generator name (e.g. "youtube", "Deepfakes", "sty
 # The Kaggle CSVs: `,original_path,id,label,label_str,path`, label 1 = real.
 KAGGLE_CSV_REAL = 1
 KAGGLE_CSV_FAKE = 0
+# Celeb-DF's List_of_testing_videos.txt: `<label> <folder>/<video>`, label 1 = real (as Kaggle).
+CELEB_DF_LIST_REAL = 1
+CELEB_DF_LIST_FAKE = 0
 
 
 def label_from_kaggle_csv(value: int | str) -> int:
@@ -65,6 +68,23 @@ def label_from_kaggle_csv(value: int | str) -> int:
     raise ValueError(
         f"Kaggle CSV label {value!r} is not 0 (fake) or 1 (real); is this the "
         "'140k Real and Fake Faces' CSV?"
+    )
+
+
+def label_from_celeb_df_list(value: int | str) -> int:
+    """Converts a label of Celeb-DF's test list (1 = real, 0 = fake) to ours (real = 0, fake = 1).
+
+    Raises:
+        ValueError: naming the value, when it is neither 0 nor 1.
+    """
+    number = int(value) if str(value).strip() in ("0", "1") else None
+    if number == CELEB_DF_LIST_REAL:
+        return REAL
+    if number == CELEB_DF_LIST_FAKE:
+        return FAKE
+    raise ValueError(
+        f"Celeb-DF test-list label {value!r} is not 1 (real) or 0 (fake); is this "
+        "List_of_testing_videos.txt?"
     )
 
 
@@ -95,5 +115,26 @@ def features():
             ID: tfds.features.Text(),
             FILENAME: tfds.features.Text(),
             SHA256: tfds.features.Text(),
+        }
+    )
+
+
+def video_features():
+    """The `FeaturesDict` of a dataset cut from videos: `features()` plus the video keys.
+
+    Each example is one aligned face crop of one sampled frame; the image features
+    are the image dataset's, so the trainer reads both alike (it reads only image and
+    label), and evaluation aggregates per track and video from the extra keys.
+    """
+    import numpy as np  # pylint: disable=import-outside-toplevel
+    import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
+
+    return tfds.features.FeaturesDict(
+        {
+            **features(),
+            VIDEO_ID: tfds.features.Text(),
+            FRAME_INDEX: np.int32,
+            TRACK_ID: np.int32,
+            SOURCE: tfds.features.Text(),
         }
     )

@@ -174,19 +174,30 @@ def make_image(rng: np.random.Generator, size: int, label: int) -> bytes:
     if size < 8 or size % 2:
         raise ValueError(f"image_size={size} must be an even number >= 8.")
     face = render_face(rng, size)
-    low = _downsample2(face)
     if label == schema.REAL:
-        pixels = _transposed_conv_up2(low, 0.5)  # Phase-balanced: no checkerboard.
+        pixels = _transposed_conv_up2(_downsample2(face), 0.5)  # Phase-balanced: no checkerboard.
         pixels += rng.normal(0, rng.uniform(1.5, 3.0), pixels.shape)
         return _jpeg(pixels, rng.integers(88, 97))
     if label != schema.FAKE:
         raise ValueError(f"label={label} is not {schema.REAL} (real) or {schema.FAKE} (fake).")
+    return _jpeg(generator_fingerprint(face, rng), rng.integers(88, 97))
+
+
+def generator_fingerprint(pixels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The "fake" class's traces applied to any picture: float32 [h, w, 3] in [0, 255] out.
+
+    Noise at half resolution (spatially correlated), the uneven transposed-convolution
+    upsampling of a generator's decoder (the checkerboard) and a first, lower-quality JPEG
+    compression; the caller's final encode makes it double JPEG. Used on the cartoon faces
+    here and, by the video tests, on frames of real photographs (whose faces MTCNN still
+    finds). `pixels` is [h, w, 3] with even h and w, uint8 or float in [0, 255].
+    """
+    low = _downsample2(np.asarray(pixels, dtype=np.float32))
     low = low + rng.normal(0, rng.uniform(1.0, 2.0), low.shape)
     odd_tap = rng.uniform(0.6, 0.7)  # Odd phases get 20-40% more gain than even ones.
     pixels = _transposed_conv_up2(low, odd_tap) / (0.5 + odd_tap)  # Keep mean brightness.
     first = _jpeg(pixels, rng.integers(70, 86))
-    decoded = np.asarray(Image.open(io.BytesIO(first)), dtype=np.float32)
-    return _jpeg(decoded, rng.integers(88, 97))
+    return np.asarray(Image.open(io.BytesIO(first)), dtype=np.float32)
 
 
 def _image_id(rng: np.random.Generator, label: int, counter: int) -> str:

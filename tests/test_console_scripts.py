@@ -21,6 +21,7 @@ BIN = pathlib.Path(sys.executable).parent
 SCRIPTS = {
     "dfd-synthetic": ("SYNTHETIC real-vs-fake", ["--output_dir", "--image_size", "--seed"]),
     "dfd-build-dataset": ("Builds the `real_and_fake_faces`", ["--manual_dir", "--data_dir"]),
+    "dfd-build-video-dataset": ("Builds the `video_faces`", ["--manual_dir", "--frames_per_video"]),
     "dfd-train": ("Trains the real-vs-fake detector", ["--model_dir", "--global_batch_size"]),
     "dfd-evaluate": ("Evaluates an exported detector", ["--model_dir", "--threshold"]),
     "dfd-report": ("The evaluation report", ["--report_dir"]),

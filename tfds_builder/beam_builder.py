@@ -3,7 +3,10 @@
 `LedgerBuilder` is a TFDS `GeneratorBasedBuilder` that subclasses give three
 things: the inputs (`_list_inputs`, a list of `sources.SourceFile`), the Beam
 composite that turns them into examples and ledger records (`_build_examples`),
-and the options that change the content (`_content_options`). It provides:
+and the options that change the content (`_content_options`); a builder whose
+inputs carry more than `sources.SourceFile` (the video builder) also overrides
+how the input list is read back (`_read_inputs`) and summarised (`_finalise`).
+It provides:
 
 - the local Beam runner when none is asked for (not Beam's Prism download);
 - a zip as input: extracted once, capped (`max_extract_gb`), streamed, kept for
@@ -113,6 +116,16 @@ class LedgerBuilder(tfds.core.GeneratorBasedBuilder):
     def _build_examples(self):
         """A PTransform: SourceFiles -> {"examples": (split, id, example), "ledger": dicts}."""
         raise NotImplementedError
+
+    def _read_inputs(self, input_list: str):
+        """A PTransform: the input list file -> the inputs, spread over the workers."""
+        from preprocessing import transforms  # pylint: disable=import-outside-toplevel
+
+        return transforms.ReadSourceList(input_list)
+
+    def _finalise(self, records: list[dict], data_dir: str) -> dict:
+        """Writes rejects.jsonl and build_summary.json from the ledger; returns the summary."""
+        return report.finalise_records(records, data_dir)
 
     def _content_options(self) -> dict:
         """Options that change the examples, recorded in the fingerprint."""
@@ -305,7 +318,7 @@ class LedgerBuilder(tfds.core.GeneratorBasedBuilder):
         input_list = sources.write_source_list(paths.join(work_dir, "inputs.jsonl"), source_files)
         built = (
             pipeline
-            | "ReadInputList" >> transforms.ReadSourceList(input_list)
+            | "ReadInputList" >> self._read_inputs(input_list)
             | "BuildExamples" >> self._build_examples()
         )
         _ = built["ledger"] | "WriteLedger" >> transforms.WriteLedger(
@@ -334,7 +347,7 @@ class LedgerBuilder(tfds.core.GeneratorBasedBuilder):
         if not tf.io.gfile.exists(ledger_dir):
             return  # max_examples_per_split=0: no pipeline ran.
         records = report.read_ledger(paths.join(ledger_dir, "ledger-*.jsonl"))
-        summary = report.finalise_records(records, data_dir)
+        summary = self._finalise(records, data_dir)
         source_files, current = self._staged_inputs
         fingerprint.write(
             data_dir,
