@@ -127,7 +127,7 @@ def _listdir(path: str) -> list[str]:
     return sorted(name.rstrip("/") for name in tf.io.gfile.listdir(path))
 
 
-def _split_folders(folder: str) -> dict[str, str]:
+def split_folders(folder: str) -> dict[str, str]:
     """TFDS split -> folder name, for the split folders under `folder` that hold class folders."""
     found: dict[str, str] = {}
     if not _is_dir(folder):
@@ -191,10 +191,10 @@ def find_layout(manual_dir: str) -> Layout:
         if _is_dir(child_dir):
             candidates.append(child_dir)
             candidates.extend(paths.join(child_dir, sub) for sub in KAGGLE_IMAGE_ROOTS)
-    image_root, split_folders = None, {}
+    image_root, found_splits = None, {}
     for candidate in candidates:
-        split_folders = _split_folders(candidate)
-        if split_folders:
+        found_splits = split_folders(candidate)
+        if found_splits:
             image_root = candidate
             break
     csv_dirs = [manual_dir] + ([image_root] if image_root and image_root != manual_dir else [])
@@ -224,7 +224,7 @@ def find_layout(manual_dir: str) -> Layout:
     return Layout(
         manual_dir=manual_dir,
         image_root=image_root,
-        split_folders=split_folders,
+        split_folders=found_splits,
         csvs=csvs,
         zip_path=zip_path,
     )
@@ -248,7 +248,7 @@ def _is_within(path: str, root: str) -> bool:
     return os.path.commonpath([root, path]) == root
 
 
-def _local_entry(
+def local_entry(
     path: str,
     relative: str,
     label: int,
@@ -288,7 +288,7 @@ def _local_entry(
     )
 
 
-def _class_folders(image_root: str, split_folder: str) -> list[tuple[str, int]]:
+def class_folders(image_root: str, split_folder: str) -> list[tuple[str, int]]:
     """(class folder name, label) under one split folder; warns about other names."""
     found = []
     split_dir = paths.join(image_root, split_folder)
@@ -312,7 +312,7 @@ def _entries_on_disk(
     """Every name in `<split_folder>/{real,fake}/`, classified, sorted by relative path."""
     entries = []
     image_root = layout.image_root
-    for class_name, label in _class_folders(image_root, split_folder):
+    for class_name, label in class_folders(image_root, split_folder):
         class_dir = paths.join(image_root, split_folder, class_name)
         prefix = f"{split_folder}/{class_name}/"
         if root_real is not None:  # A local disk.
@@ -326,7 +326,7 @@ def _entries_on_disk(
                     # Dot files are file-system litter (.DS_Store, ._x.jpg), not inputs.
                     if item.name.startswith("."):
                         continue
-                    entry = _local_entry(
+                    entry = local_entry(
                         item.path,
                         prefix + item.name,
                         label,
@@ -349,7 +349,7 @@ def _entries_on_disk(
     return entries
 
 
-def _mark_linked_copies(entries: list[_Entry]) -> list[_Entry]:
+def mark_linked_copies(entries: list[_Entry]) -> list[_Entry]:
     """Each local file is read once: a link to a file that is already an input is a reject.
 
     Among the names of one file, the input is the first name that is not a link
@@ -450,7 +450,7 @@ def list_sources(layout: Layout, *, allow_links_outside: bool = False) -> list[S
                     layout, folders[split], root_real, allow_links_outside
                 )
             )
-    checked = _mark_linked_copies([entry for _, entry in scanned])
+    checked = mark_linked_copies([entry for _, entry in scanned])
     on_disk: dict[str, dict[str, _Entry]] = {split: {} for split in splits}
     for (split, _), entry in zip(scanned, checked):
         on_disk[split][entry.relative] = entry

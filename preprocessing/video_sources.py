@@ -190,7 +190,7 @@ def _is_celeb_df(folder: str) -> bool:
 
 
 def _is_folders(folder: str) -> bool:
-    return bool(sources._split_folders(folder))  # pylint: disable=protected-access
+    return bool(sources.split_folders(folder))
 
 
 _DETECTORS = {
@@ -281,14 +281,17 @@ def _walk_local(root: str, folder: str, allow_links_outside: bool) -> list[_File
                 if item.is_dir(follow_symlinks=False):
                     pending.append(relative)
                     continue
-                # pylint: disable-next=protected-access
-                entry = sources._local_entry(item.path, relative, 0, root_real, allow_links_outside)
+                # Folders are walked here, never through a link (see below): the file's own
+                # folder is in its own place.
+                entry = sources.local_entry(
+                    item.path, relative, 0, root_real, allow_links_outside, folder_via_link=False
+                )
                 if entry is None:
                     logging.warning("Not following %s: a link to a folder.", item.path)
                     continue
                 entries.append(entry)
     entries.sort(key=lambda e: e.relative)
-    checked = sources._mark_linked_copies(entries)  # pylint: disable=protected-access
+    checked = sources.mark_linked_copies(entries)
     return [
         _File(e.relative, problem=e.problem, size=e.size, crc32c=e.crc32c, note=e.note)
         for e in checked
@@ -375,14 +378,13 @@ def _source(layout: VideoLayout, file: _File, split: str, label: int, **fields) 
 
 
 def _list_folders(layout: VideoLayout, options: SplitOptions, allow_links_outside: bool):
-    split_folders = sources._split_folders(layout.root)  # pylint: disable=protected-access
+    split_folders = sources.split_folders(layout.root)
     found = []
     skipped = []
     for split, split_folder in sorted(
         split_folders.items(), key=lambda s: schema.SPLITS.index(s[0])
     ):
-        # pylint: disable-next=protected-access
-        for class_name, label in sources._class_folders(layout.root, split_folder):
+        for class_name, label in sources.class_folders(layout.root, split_folder):
             prefix = f"{split_folder}/{class_name}"
             videos, others = _walk(layout.root, prefix, allow_links_outside)
             skipped.extend(others)
