@@ -213,9 +213,13 @@ def test_augmentation_is_absent_from_saved_and_inference_models(tmp_path):
         type(layer).__name__ for layer in model.layers
     ]
     images = _images(4)
-    np.testing.assert_allclose(loaded(images), model(images), rtol=1e-6)
+    # Same weights, same ops; eager calls and predict's compiled graph may round differently
+    # (oneDNN picks kernels per path), hence a float32-rounding tolerance, not equality.
+    np.testing.assert_allclose(loaded(images), model(images), rtol=1e-5, atol=1e-6)
     # Evaluation and prediction see the images untouched.
-    np.testing.assert_allclose(fit_model.predict(images, verbose=0), model(images), rtol=1e-6)
+    np.testing.assert_allclose(
+        fit_model.predict(images, verbose=0), model(images), rtol=1e-5, atol=1e-6
+    )
 
 
 def _fit_weights(strategy, config, images, labels, initial):
