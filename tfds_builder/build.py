@@ -28,7 +28,6 @@ point from here down to preprocessing/, never up.
 
 from __future__ import annotations
 
-import datetime
 import os
 
 # TensorFlow's C++ start-up lines go to the build log, not the console (see build_logging).
@@ -43,7 +42,6 @@ with build_logging.capture_native_stderr() as _IMPORT_STDERR:
 
     from absl import flags, logging  # noqa: E402
     import tensorflow as tf  # noqa: E402
-    import tensorflow_datasets as tfds  # noqa: E402
 
     from preprocessing import (  # noqa: E402
         archive,
@@ -55,15 +53,12 @@ with build_logging.capture_native_stderr() as _IMPORT_STDERR:
         schema,
         sources,
     )
+    from tfds_builder import launcher  # noqa: E402
     from tfds_builder.real_and_fake_faces import (  # noqa: E402
         real_and_fake_faces_dataset_builder as rff,
     )
 
 FLAGS = flags.FLAGS
-PROJECT_DIRS = (
-    os.path.dirname(os.path.abspath(build_logging.__file__)),
-    os.path.dirname(os.path.abspath(__file__)),
-)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,37 +80,19 @@ class BuildConfig:
 
     def validate(self) -> None:
         """Raises ValueError naming the bad value and what is accepted."""
-        if not self.manual_dir or not self.data_dir:
-            raise ValueError("--manual_dir and --data_dir are both required.")
+        launcher.validate_common(
+            manual_dir=self.manual_dir,
+            data_dir=self.data_dir,
+            max_reject_fraction=self.max_reject_fraction,
+            num_workers=self.num_workers,
+            running_mode=self.running_mode,
+        )
         if self.duplicates not in rff.CONFIGS:
             raise ValueError(f"--duplicates={self.duplicates!r} is not 'keep' or 'drop'.")
-        if self.max_reject_fraction is not None and not 0 <= self.max_reject_fraction <= 1:
-            raise ValueError(f"--max_reject_fraction={self.max_reject_fraction} is not in [0, 1].")
         if self.target_shard_size_mb < 0:
             raise ValueError(f"--target_shard_size_mb={self.target_shard_size_mb} is negative.")
-        if self.num_workers < 0:
-            raise ValueError(f"--num_workers={self.num_workers} is negative (0 means every core).")
-        if self.running_mode not in runners.RUNNING_MODES:
-            raise ValueError(
-                f"--running_mode={self.running_mode!r} is not one of {list(runners.RUNNING_MODES)}."
-            )
         if self.max_extract_gb <= 0:
             raise ValueError(f"--max_extract_gb={self.max_extract_gb} must be positive.")
-        for name in ("manual_dir", "data_dir"):
-            value = getattr(self, name)
-            if paths.looks_like_gcs_typo(value):
-                raise ValueError(
-                    f"--{name}={value} is not a valid Cloud Storage URL: write gs://BUCKET/PATH."
-                )
-
-
-def beam_flags(options: list[str] | tuple[str, ...]) -> list[str]:
-    """["project=p", "--region=r"] -> ["--project=p", "--region=r"] (tfds build's spelling too)."""
-    return [
-        option if option.startswith("--") else f"--{option}"
-        for option in (o.strip() for o in options)
-        if option
-    ]
 
 
 def _estimate_num_shards(source_files, target_bytes: float) -> int:
@@ -157,13 +134,8 @@ def make_builder(config: BuildConfig, *, worker_log: str | None = None) -> rff.B
 
 def log_path(config: BuildConfig) -> str:
     """`<data_dir>/real_and_fake_faces/<config>/logs/build-<UTC time>-<pid>.log`."""
-    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    return paths.join(
-        config.data_dir,
-        schema.DATASET_NAME,
-        rff.config_name(config.duplicates),
-        "logs",
-        f"build-{stamp}-{os.getpid()}.log",
+    return launcher.log_path(
+        config.data_dir, schema.DATASET_NAME, rff.config_name(config.duplicates)
     )
 
 
@@ -194,20 +166,11 @@ def run(config: BuildConfig, *, beam_runner=None, beam_options=None, worker_log=
     # Fail in seconds, before any Beam work, on a wrong --manual_dir or a read-only --data_dir.
     layout = sources.find_layout(config.manual_dir)
     paths.ensure_writable(config.data_dir)
-    extra = beam_flags(config.beam_pipeline_options)
-    if beam_runner is None and beam_options is None:
-        from apache_beam.options.pipeline_options import PipelineOptions  # pylint: disable=import-outside-toplevel
-
-        if config.runner == runners.LOCAL:
-            # The builder makes the local runner when it has something to build (a reused
-            # dataset runs no Beam), from these options; see runners.local_runner.
-            local = [f"--direct_running_mode={config.running_mode}"]
-            if config.num_workers:
-                local.append(f"--direct_num_workers={config.num_workers}")
-            beam_options = PipelineOptions(extra + local)
-        else:
-            beam_runner, beam_options = runners.named_runner(config.runner, extra)
     runner_name = "FnApiRunner" if config.runner == runners.LOCAL else config.runner
+    if beam_runner is None and beam_options is None:
+        beam_runner, beam_options, runner_name = launcher.runner_and_options(
+            config.runner, config.num_workers, config.running_mode, config.beam_pipeline_options
+        )
 
     num_shards = None
     if config.target_shard_size_mb and layout.image_root is not None:
@@ -221,27 +184,14 @@ def run(config: BuildConfig, *, beam_runner=None, beam_options=None, worker_log=
             num_shards,
         )
 
-    builder = make_builder(config, worker_log=worker_log)
-    mode = (
-        tfds.download.GenerateMode.REUSE_CACHE_IF_EXISTS
-        if config.overwrite
-        else tfds.download.GenerateMode.REUSE_DATASET_IF_EXISTS
+    outcome, summary = launcher.prepare(
+        make_builder(config, worker_log=worker_log),
+        manual_dir=config.manual_dir,
+        beam_runner=beam_runner,
+        beam_options=beam_options,
+        overwrite=config.overwrite,
+        num_shards=num_shards,
     )
-    builder.download_and_prepare(
-        download_config=tfds.download.DownloadConfig(
-            manual_dir=config.manual_dir,
-            beam_runner=beam_runner,
-            beam_options=beam_options,
-            num_shards=num_shards,
-            download_mode=mode,
-        )
-    )
-    outcome = builder.outcome
-    summary_path = paths.join(outcome.dataset_dir, report.SUMMARY_FILENAME)
-    summary = None
-    if tf.io.gfile.exists(summary_path):
-        with tf.io.gfile.GFile(summary_path) as f:
-            summary = json.load(f)
     return {
         "dataset_dir": outcome.dataset_dir,
         "summary": summary,
@@ -254,50 +204,20 @@ def run(config: BuildConfig, *, beam_runner=None, beam_options=None, worker_log=
 
 def define_flags() -> None:
     """Defines the launcher's flags; called by `run_main`, so importing defines none."""
-    flags.DEFINE_string(
-        "manual_dir",
-        None,
-        "Input: the Kaggle '140k Real and Fake Faces' zip, the folder holding it, its "
+    launcher.define_common_flags(
+        inputs_help="Input: the Kaggle '140k Real and Fake Faces' zip, the folder holding it, its "
         "extracted folder, or a <split>/{real,fake}/ tree; local or gs://.",
-    )
-    flags.DEFINE_string(
-        "data_dir",
-        None,
-        "Output TFDS data_dir (local or gs://); the dataset lands in "
+        data_dir_help="Output TFDS data_dir (local or gs://); the dataset lands in "
         "<data_dir>/real_and_fake_faces/<config>/<version>/.",
+        reject_help="Fail when a larger fraction of the inputs is rejected as bad input "
+        "(deliberate duplicate drops excluded).",
     )
-    flags.DEFINE_string(
-        "runner",
-        runners.LOCAL,
-        "'local': Beam's FnApiRunner on this machine "
-        "(see --num_workers, --running_mode); or a Beam runner name such as "
-        "DataflowRunner, FlinkRunner, SparkRunner, PrismRunner, DirectRunner.",
-    )
-    flags.DEFINE_integer("num_workers", 0, "Local worker processes; 0: every core.")
-    flags.DEFINE_enum(
-        "running_mode",
-        "multi_processing",
-        list(runners.RUNNING_MODES),
-        "Local runner mode; in_memory runs in this process (tiny builds).",
-    )
-    flags.DEFINE_list(
-        "beam_pipeline_options",
-        [],
-        "Comma-separated Beam options passed "
-        "through, e.g. project=P,region=R,temp_location=gs://b/tmp "
-        "(arguments after `--` are passed through too).",
-    )
+    flags.adopt_module_key_flags(launcher)  # --help lists them as this tool's own.
     flags.DEFINE_float(
         "target_shard_size_mb",
         0,
         "Aim for TFRecord shards of about this size "
         "in the largest split; 0: TFDS' automatic sharding.",
-    )
-    flags.DEFINE_float(
-        "max_reject_fraction",
-        0.05,
-        "Fail when a larger fraction of the inputs "
-        "is rejected as bad input (deliberate duplicate drops excluded).",
     )
     flags.DEFINE_enum(
         "duplicates",
@@ -306,17 +226,6 @@ def define_flags() -> None:
         "Byte-identical images found in two splits: keep them (reported; config "
         "keep_duplicates), or drop the copies in later splits, train < validation < test "
         "(config drop_duplicates). Each config has its own folder.",
-    )
-    flags.DEFINE_bool(
-        "overwrite",
-        False,
-        "Rebuild even when this version exists; the existing one stays readable until "
-        "the new one is complete.",
-    )
-    flags.DEFINE_bool(
-        "allow_links_outside_input",
-        False,
-        "Follow symbolic links that lead out of --manual_dir (rejected by default).",
     )
     flags.DEFINE_float(
         "max_extract_gb",
@@ -362,20 +271,8 @@ def main(argv):
     sources.find_layout(config.manual_dir)
     paths.ensure_writable(config.data_dir)
     log_file = log_path(config)
-    logging.info("Full log: %s", log_file)
-    tfds.disable_progress_bar()
-    with build_logging.build_log(
-        log_file,
-        project_dirs=PROJECT_DIRS,
-        verbose=logging.get_verbosity() >= 1,
-        preamble="".join(_IMPORT_STDERR),
-    ) as local_log:
-        try:
-            result = run(config, worker_log=local_log)
-        except BaseException:
-            # The console gets one line (preprocessing.cli); the log keeps the traceback.
-            build_logging.details().exception("The build failed.")
-            raise
+    with launcher.logged(log_file, _IMPORT_STDERR) as local_log:
+        result = run(config, worker_log=local_log)
     _print_result(result, log_file)
 
 

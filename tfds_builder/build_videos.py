@@ -27,7 +27,6 @@ builds videos.
 
 from __future__ import annotations
 
-import datetime
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
@@ -41,7 +40,6 @@ with build_logging.capture_native_stderr() as _IMPORT_STDERR:
 
     from absl import flags, logging  # noqa: E402
     import tensorflow as tf  # noqa: E402
-    import tensorflow_datasets as tfds  # noqa: E402
 
     from preprocessing import (  # noqa: E402
         cli,
@@ -53,13 +51,10 @@ with build_logging.capture_native_stderr() as _IMPORT_STDERR:
         video_sources,
         video_transforms,
     )
+    from tfds_builder import launcher  # noqa: E402
     from tfds_builder.video_faces import video_faces_dataset_builder as vf  # noqa: E402
 
 FLAGS = flags.FLAGS
-PROJECT_DIRS = (
-    os.path.dirname(os.path.abspath(build_logging.__file__)),
-    os.path.dirname(os.path.abspath(__file__)),
-)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,26 +76,17 @@ class VideoBuildConfig:
 
     def validate(self) -> None:
         """Raises ValueError naming the bad value and what is accepted."""
-        if not self.manual_dir or not self.data_dir:
-            raise ValueError("--manual_dir and --data_dir are both required.")
+        launcher.validate_common(
+            manual_dir=self.manual_dir,
+            data_dir=self.data_dir,
+            max_reject_fraction=self.max_reject_fraction,
+            num_workers=self.num_workers,
+            running_mode=self.running_mode,
+        )
         if self.layout != "auto" and self.layout not in vf.CONFIGS:
             raise ValueError(
                 f"--layout={self.layout!r} is not 'auto' or one of {list(vf.CONFIGS)}."
             )
-        if self.max_reject_fraction is not None and not 0 <= self.max_reject_fraction <= 1:
-            raise ValueError(f"--max_reject_fraction={self.max_reject_fraction} is not in [0, 1].")
-        if self.num_workers < 0:
-            raise ValueError(f"--num_workers={self.num_workers} is negative (0 means every core).")
-        if self.running_mode not in runners.RUNNING_MODES:
-            raise ValueError(
-                f"--running_mode={self.running_mode!r} is not one of {list(runners.RUNNING_MODES)}."
-            )
-        for name in ("manual_dir", "data_dir"):
-            value = getattr(self, name)
-            if paths.looks_like_gcs_typo(value):
-                raise ValueError(
-                    f"--{name}={value} is not a valid Cloud Storage URL: write gs://BUCKET/PATH."
-                )
         self.frames.validate()
         self.splits.validate()
 
@@ -120,10 +106,7 @@ def make_builder(config: VideoBuildConfig, layout: str, *, worker_log: str | Non
 
 def log_path(config: VideoBuildConfig, layout: str) -> str:
     """`<data_dir>/video_faces/<layout>/logs/build-<UTC time>-<pid>.log`."""
-    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    return paths.join(
-        config.data_dir, vf.DATASET_NAME, layout, "logs", f"build-{stamp}-{os.getpid()}.log"
-    )
+    return launcher.log_path(config.data_dir, vf.DATASET_NAME, layout)
 
 
 def run(config: VideoBuildConfig, *, beam_runner=None, beam_options=None, worker_log=None) -> dict:
@@ -147,45 +130,18 @@ def run(config: VideoBuildConfig, *, beam_runner=None, beam_options=None, worker
     layout = video_sources.find_video_layout(config.manual_dir, config.layout)
     logging.info("Layout: %s at %s.", layout.kind, layout.root)
     paths.ensure_writable(config.data_dir)
-    # "project=P" and "--project=P" both work, as with the image build and `tfds build`.
-    extra = [
-        option if option.startswith("--") else f"--{option}"
-        for option in (o.strip() for o in config.beam_pipeline_options)
-        if option
-    ]
+    runner_name = "FnApiRunner" if config.runner == runners.LOCAL else config.runner
     if beam_runner is None and beam_options is None:
-        if config.runner == runners.LOCAL:
-            from apache_beam.options.pipeline_options import PipelineOptions  # pylint: disable=import-outside-toplevel
-
-            beam_runner, beam_options = runners.local_runner(
-                num_workers=config.num_workers or None,
-                running_mode=config.running_mode,
-                options=PipelineOptions(extra),
-                worker_log=worker_log,
-            )
-        else:
-            beam_runner, beam_options = runners.named_runner(config.runner, extra)
-    runner_name = "FnApiRunner" if beam_runner is not None else config.runner
-    builder = make_builder(config, layout.kind, worker_log=worker_log)
-    mode = (
-        tfds.download.GenerateMode.REUSE_CACHE_IF_EXISTS
-        if config.overwrite
-        else tfds.download.GenerateMode.REUSE_DATASET_IF_EXISTS
-    )
-    builder.download_and_prepare(
-        download_config=tfds.download.DownloadConfig(
-            manual_dir=config.manual_dir,
-            beam_runner=beam_runner,
-            beam_options=beam_options,
-            download_mode=mode,
+        beam_runner, beam_options, runner_name = launcher.runner_and_options(
+            config.runner, config.num_workers, config.running_mode, config.beam_pipeline_options
         )
+    outcome, summary = launcher.prepare(
+        make_builder(config, layout.kind, worker_log=worker_log),
+        manual_dir=config.manual_dir,
+        beam_runner=beam_runner,
+        beam_options=beam_options,
+        overwrite=config.overwrite,
     )
-    outcome = builder.outcome
-    summary_path = paths.join(outcome.dataset_dir, report.SUMMARY_FILENAME)
-    summary = None
-    if tf.io.gfile.exists(summary_path):
-        with tf.io.gfile.GFile(summary_path) as f:
-            summary = json.load(f)
     sheet = paths.join(outcome.dataset_dir, video_report.CONTACT_SHEET_FILENAME)
     if outcome.action == "built" and summary and summary["total"]["written"]:
         video_report.write_contact_sheet(outcome.dataset_dir, sheet)
@@ -203,43 +159,21 @@ def run(config: VideoBuildConfig, *, beam_runner=None, beam_options=None, worker
 
 def define_flags() -> None:
     """Defines the launcher's flags; called by `run_main`, so importing defines none."""
-    flags.DEFINE_string(
-        "manual_dir",
-        None,
-        "Input videos (local or gs://): a <split>/{real,fake}/**/<video> tree, FaceForensics++ "
-        "or Celeb-DF as downloaded.",
-    )
-    flags.DEFINE_string(
-        "data_dir",
-        None,
-        "Output TFDS data_dir (local or gs://); the dataset lands in "
+    launcher.define_common_flags(
+        inputs_help="Input videos (local or gs://): a <split>/{real,fake}/**/<video> tree, "
+        "FaceForensics++ or Celeb-DF as downloaded.",
+        data_dir_help="Output TFDS data_dir (local or gs://); the dataset lands in "
         "<data_dir>/video_faces/<layout>/1.0.0/.",
+        reject_help="Fail when a larger fraction of the videos is rejected as bad input "
+        "(deliberate leaves excluded).",
     )
+    flags.adopt_module_key_flags(launcher)  # --help lists them as this tool's own.
     flags.DEFINE_enum(
         "layout",
         "auto",
         ["auto", *vf.CONFIGS],
         "Input layout (the dataset config); auto: FaceForensics++, Celeb-DF or folders, "
         "whichever --manual_dir holds.",
-    )
-    flags.DEFINE_string(
-        "runner",
-        runners.LOCAL,
-        "'local': Beam's FnApiRunner on this machine (see --num_workers, --running_mode); or a "
-        "Beam runner name such as DataflowRunner, FlinkRunner, SparkRunner, PrismRunner.",
-    )
-    flags.DEFINE_integer("num_workers", 0, "Local worker processes; 0: every core.")
-    flags.DEFINE_enum(
-        "running_mode",
-        "multi_processing",
-        list(runners.RUNNING_MODES),
-        "Local runner mode; in_memory runs in this process (tiny builds).",
-    )
-    flags.DEFINE_list(
-        "beam_pipeline_options",
-        [],
-        "Comma-separated Beam options passed through, e.g. "
-        "project=P,region=R,temp_location=gs://b/tmp (arguments after `--` too).",
     )
     flags.DEFINE_integer(
         "frames_per_video",
@@ -305,23 +239,6 @@ def define_flags() -> None:
         sorted(video_sources.FFPP_COMPRESSIONS),
         "FaceForensics++ compression to read.",
     )
-    flags.DEFINE_float(
-        "max_reject_fraction",
-        0.05,
-        "Fail when a larger fraction of the videos is rejected as bad input (deliberate leaves "
-        "excluded).",
-    )
-    flags.DEFINE_bool(
-        "overwrite",
-        False,
-        "Rebuild even when this version exists; the existing one stays readable until the new "
-        "one is complete.",
-    )
-    flags.DEFINE_bool(
-        "allow_links_outside_input",
-        False,
-        "Follow symbolic links that lead out of --manual_dir (rejected by default).",
-    )
 
 
 def config_from_flags(argv) -> VideoBuildConfig:
@@ -378,14 +295,7 @@ def main(argv):
     layout = video_sources.find_video_layout(config.manual_dir, config.layout)
     paths.ensure_writable(config.data_dir)
     log_file = log_path(config, layout.kind)
-    logging.info("Full log: %s", log_file)
-    tfds.disable_progress_bar()
-    with build_logging.build_log(
-        log_file,
-        project_dirs=PROJECT_DIRS,
-        verbose=logging.get_verbosity() >= 1,
-        preamble="".join(_IMPORT_STDERR),
-    ) as local_log:
+    with launcher.logged(log_file, _IMPORT_STDERR) as local_log:
         result = run(config, worker_log=local_log)
     _print_result(result, log_file)
 

@@ -31,7 +31,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from trainer import augment
+from trainer import augment, keras_pins
 
 # Keras versions (major.minor) this work-around was checked against.
 KERAS_VERSIONS_CHECKED = ("3.15",)
@@ -39,13 +39,14 @@ KERAS_VERSIONS_CHECKED = ("3.15",)
 
 def check_keras(version: str = keras.__version__) -> None:
     """Raises RuntimeError unless `version` is one this work-around was checked against."""
-    if ".".join(version.split(".")[:2]) not in KERAS_VERSIONS_CHECKED:
-        raise RuntimeError(
-            f"trainer/multi_step.py was checked on Keras {', '.join(KERAS_VERSIONS_CHECKED)}, "
-            f"not {version}. Fix: run tests/trainer/test_multi_step.py; if Keras' own "
-            "steps_per_execution works under MirroredStrategy, remove the module (see its "
-            "removal condition), else re-check it and add the version."
-        )
+    keras_pins.require_checked(
+        "trainer/multi_step.py",
+        KERAS_VERSIONS_CHECKED,
+        "run tests/trainer/test_multi_step.py; if Keras' own steps_per_execution works under "
+        "MirroredStrategy, remove the module (see its removal condition), else re-check it "
+        "and add the version.",
+        version,
+    )
 
 
 def needs_fixed_loop(strategy: tf.distribute.Strategy) -> bool:

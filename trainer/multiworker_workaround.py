@@ -35,7 +35,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from trainer import augment, multi_step
+from trainer import augment, keras_pins, multi_step
 from trainer import config as config_lib
 
 # Keras versions (major.minor) this work-around was checked against.
@@ -47,13 +47,13 @@ OVERRIDDEN_PARAMETERS = ("self", "iterator", "data_batch")
 
 def check_keras(version: str = keras.__version__) -> None:
     """Raises RuntimeError unless `version` is one this work-around was checked against."""
-    if ".".join(version.split(".")[:2]) not in KERAS_VERSIONS_CHECKED:
-        raise RuntimeError(
-            f"trainer/multiworker_workaround.py overrides Keras' private `{OVERRIDDEN_METHOD}` "
-            f"and was checked on Keras {', '.join(KERAS_VERSIONS_CHECKED)}, not {version}. "
-            "Fix: run tests/trainer/test_multiworker.py without the work-around (see its removal "
-            "condition); if it still fails, re-check the override and add the version."
-        )
+    keras_pins.require_checked(
+        f"trainer/multiworker_workaround.py (overrides Keras' private `{OVERRIDDEN_METHOD}`)",
+        KERAS_VERSIONS_CHECKED,
+        "run tests/trainer/test_multiworker.py without the work-around (see its removal "
+        "condition); if it still fails, re-check the override and add the version.",
+        version,
+    )
 
 
 def private_api_signature() -> tuple[str, ...]:

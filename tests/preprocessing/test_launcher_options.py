@@ -5,7 +5,7 @@ from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 import pytest
 
 from preprocessing import runners, sources, synthetic
-from tfds_builder import build
+from tfds_builder import build, launcher
 
 
 def test_local_runner_is_the_fn_api_runner_with_every_core_by_default():
@@ -18,7 +18,7 @@ def test_local_runner_is_the_fn_api_runner_with_every_core_by_default():
 
 def test_named_runner_passes_options_through_and_rejects_unknown_names():
     runner, options = runners.named_runner(
-        "DataflowRunner", build.beam_flags(["project=p", "--region=europe-west4"])
+        "DataflowRunner", launcher.beam_flags(["project=p", "--region=europe-west4"])
     )
     assert runner is None
     assert options.view_as(StandardOptions).runner == "DataflowRunner"
