@@ -18,28 +18,10 @@ import os
 import sys
 import warnings
 
+from absl import app, flags, logging
 
-def _verbosity_in_argv(argv: list[str]) -> int:
-    """--verbosity/-v as given on the command line (before absl parses it), else 0."""
-    for index, arg in enumerate(argv):
-        for prefix in ("--verbosity=", "-v="):
-            if arg.startswith(prefix):
-                return int(arg[len(prefix) :]) if arg[len(prefix) :].lstrip("-").isdigit() else 0
-        if arg in ("--verbosity", "-v") and index + 1 < len(argv):
-            value = argv[index + 1]
-            return int(value) if value.lstrip("-").isdigit() else 0
-    return 0
-
-
-# TensorFlow's C++ logging ("Local rendezvous is aborting ...", oneDNN notes)
-# reads this once, when TensorFlow loads, which the import below does: decide
-# before it. --verbosity=1 (or an explicit TF_CPP_MIN_LOG_LEVEL) shows them.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if _verbosity_in_argv(sys.argv) > 0 else "2")
-
-from absl import app, flags, logging  # noqa: E402
-
-from preprocessing import cli, schema  # noqa: E402
-from trainer import config as config_lib  # noqa: E402
+from preprocessing import cli, schema
+from trainer import config as config_lib
 
 _DEFAULTS = config_lib.TrainConfig(data_dir="", model_dir="")
 
