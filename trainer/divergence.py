@@ -1,4 +1,9 @@
-"""The rule for a diverged run: its best validation AUC is not above chance by a margin.
+"""The rule for a diverged run: its validation AUC is not above chance by a margin.
+
+The AUC judged is the exact one of the weights about to be exported (the best
+checkpoint) over every validation example, not the epoch's Keras `val_auc`:
+that one bins scores into 200 thresholds and reads 0.5 for a model whose
+scores all fall in one bin, however well they rank the classes.
 
 A run that learned nothing (a learning rate far too high, labels scrambled)
 ends with AUC 0.5, an EER threshold at an extreme, and a detector that calls
@@ -37,13 +42,14 @@ def chance_margin(real: int, fake: int) -> float:
 
 
 def check_not_diverged(best_auc: float | None, labels: np.ndarray, split: str) -> None:
-    """The rule for a diverged run: its best validation AUC is not above chance by a margin.
+    """The rule for a diverged run: its validation AUC is not above chance by a margin.
 
-    A run fails (TrainingDiverged, exit status 1, no export written) when its best
-    validation AUC is at most 0.5 + 3 standard errors of a random scorer's AUC on
-    that split (`chance_margin`; 0.512 with 10k examples per class). A split too
-    small for that margin to stay under 0.25 (fewer than ~24 examples per class)
-    cannot tell a trained model from chance: the check is skipped with a warning.
+    A run fails (TrainingDiverged, exit status 1, no export written) when the exact
+    validation AUC of its best checkpoint (`best_auc`; NaN for non-finite scores)
+    is at most 0.5 + 3 standard errors of a random scorer's AUC on that split
+    (`chance_margin`; 0.512 with 10k examples per class). A split too small for
+    that margin to stay under 0.25 (fewer than ~24 examples per class) cannot tell
+    a trained model from chance: the check is skipped with a warning.
     """
     real, fake = int(np.sum(labels == 0)), int(np.sum(labels == 1))
     margin = chance_margin(real, fake)
@@ -59,9 +65,9 @@ def check_not_diverged(best_auc: float | None, labels: np.ndarray, split: str) -
     if best_auc is None or not math.isfinite(best_auc) or best_auc <= 0.5 + margin:
         shown = "none" if best_auc is None else f"{best_auc:.4f}"
         raise TrainingDiverged(
-            f"Training diverged: the best validation AUC ({shown}) is at chance (it must exceed "
-            f"{0.5 + margin:.4f} on {real} real and {fake} fake examples), so no export was "
-            "written (an earlier export/ in model_dir, if any, is left as it was). Fix: lower "
-            "--learning_rate (or --fine_tune_learning_rate), raise --warmup_epochs, and check the "
-            "labels of the training split."
+            f"Training diverged: the validation AUC of the best checkpoint ({shown}) is at "
+            f"chance (it must exceed {0.5 + margin:.4f} on {real} real and {fake} fake "
+            "examples), so no export was written (an earlier export/ in model_dir, if any, is "
+            "left as it was). Fix: lower --learning_rate (or --fine_tune_learning_rate), raise "
+            "--warmup_epochs, and check the labels of the training split."
         )

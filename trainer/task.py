@@ -352,6 +352,13 @@ def done_summary(result: dict) -> str:
             f"{result['threshold']:.4f} ({result['threshold_source']}"
             + (f", EER {eer:.4f})" if eer is not None else ")"),
         ),
+        (
+            "exact val AUC",
+            f"{result['validation_auc']:.4f} (exported weights, every validation example; the "
+            "epoch val_auc is Keras' 200-bin estimate)"
+            if result.get("validation_auc") is not None
+            else "n/a",
+        ),
         ("images/s", f"{speed:,.1f} (training steps, measured)" if speed else "n/a"),
         (
             "backups",

@@ -687,6 +687,7 @@ def finish(run_setup: RunSetup) -> dict:
         "threshold": 0.5,
         "threshold_source": "default",
         "validation_eer": None,
+        "validation_auc": None,
         "epochs": config.epochs,
         "epochs_completed": state.epoch,
         "steps_per_epoch": run_setup.steps_per_epoch,
@@ -710,7 +711,12 @@ def finish(run_setup: RunSetup) -> dict:
                 )
             except tf.errors.DataLossError as error:
                 _reraise_data_loss(run_setup, error)
-            check_not_diverged(best["value"] if best else None, labels, config.validation_split)
+            # The exported weights' exact AUC, not the epoch's `val_auc`: Keras bins scores into
+            # 200 thresholds, so a model whose scores all sit in one bin (common early, and
+            # with a tiny split) reads 0.5 there while ranking the classes well.
+            auc = metrics_lib.roc_auc(labels, scores) if np.all(np.isfinite(scores)) else math.nan
+            result["validation_auc"] = None if math.isnan(auc) else auc
+            check_not_diverged(auc, labels, config.validation_split)
         threshold, source, eer = _threshold(run_setup, labels, scores, result["export_dir"])
         result.update(
             threshold=threshold,
@@ -754,6 +760,7 @@ def run(
         dict with the artifact paths (`model_dir`, `export_dir`, `keras_model`,
         `best_checkpoint`, `history_csv`, `log_dir`), `best_epoch` (1-based),
         `best_metrics`, `threshold`, `threshold_source`, `validation_eer`,
+        `validation_auc` (exact, of the exported weights),
         `epochs_completed`, `steps_per_epoch`, `steps_trained` (in this process),
         `images_per_second` (measured training throughput, None if nothing
         trained), `backups`/`backup_seconds`, `early_stopped`, `status`,

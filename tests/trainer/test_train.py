@@ -40,6 +40,7 @@ from trainer import (
     divergence,
     export,
     image_ops,
+    metrics,
     multiworker_workaround,
     train,
 )
@@ -168,6 +169,7 @@ def test_console_shows_plain_progress_and_no_library_noise(trained):
     assert re.search(r"epoch 2/3 step 2/4 loss \d+\.\d+ [\d,]+ img/s ETA \d+m\d\ds", stdout)
     assert re.search(r"epoch 3/3 done: .*val_auc", stdout)
     assert re.search(r"images/s\s+[\d,.]+ \(training steps, measured\)", stdout)
+    assert re.search(r"exact val AUC\s+[01]\.\d{4} \(exported weights", stdout)
     noise = (
         "FeatureConnector.dtype is deprecated",
         "`shuffle=True` was passed",
@@ -436,6 +438,26 @@ def test_pretrained_recipe_at_chance_stops_early_and_exports_nothing(one_device,
     assert not (tmp_path / "model" / "export").exists()
     assert not (tmp_path / "model" / "model.keras").exists()
     assert divergence.chance_margin(10_000, 10_000) == pytest.approx(0.0122, abs=1e-4)
+
+
+def test_at_chance_rule_judges_the_exact_auc_not_the_binned_epoch_estimate():
+    """Scores that rank every example right but share one of Keras' 200 AUC bins.
+
+    Keras' `val_auc` reads them as chance (0.5); the rule must not call such a
+    run diverged, so `finish` hands it the exact AUC of the exported weights.
+    """
+    labels = np.array([0] * 50 + [1] * 50)
+    logits = np.linspace(-1e-3, 1e-3, 100)  # p_fake all within 0.49975..0.50025.
+    binned = keras.metrics.AUC(from_logits=True)
+    binned.update_state(labels, logits)
+    assert float(binned.result()) == pytest.approx(0.5)
+    exact = metrics.roc_auc(labels, logits)
+    assert exact == 1.0
+    divergence.check_not_diverged(exact, labels, "validation")  # Not at chance: no error.
+    with pytest.raises(train.TrainingDiverged, match=r"best checkpoint \(0\.5000\) is at chance"):
+        divergence.check_not_diverged(float(binned.result()), labels, "validation")
+    with pytest.raises(train.TrainingDiverged, match=r"\(nan\) is at chance"):
+        divergence.check_not_diverged(float("nan"), labels, "validation")
 
 
 def test_a_corrupted_shard_is_named_with_the_fix(one_device, tmp_path):
