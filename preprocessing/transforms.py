@@ -278,17 +278,22 @@ class BuildExamples(beam.PTransform):
 
 
 class ReadSourceList(beam.PTransform):
-    """Reads a `sources.write_source_list` file into SourceFiles, spread over the workers."""
+    """Reads a `sources.write_source_list` file into SourceFiles, spread over the workers.
 
-    def __init__(self, path: str):
+    `parse` turns one JSON line into an input record: `sources.from_json` for
+    images, `video_sources.from_json` for the video build's list.
+    """
+
+    def __init__(self, path: str, parse=sources_lib.from_json):
         super().__init__()
         self._path = path
+        self._parse = parse
 
     def expand(self, pbegin):
         return (
             pbegin
             | "ReadLines" >> beam.io.ReadFromText(self._path)
-            | "Parse" >> beam.Map(sources_lib.from_json)
+            | "Parse" >> beam.Map(self._parse)
             # One small file is one bundle: reshuffle so that every worker reads images.
             | "SpreadOverWorkers" >> beam.Reshuffle()
         )

@@ -505,8 +505,9 @@ class AssembleVideoFn(beam.DoFn):
 class BuildVideoExamples(beam.PTransform):
     """Listed videos -> {"examples": (split, id, example), "ledger": one dict per video}.
 
-    Applied to a PCollection of `video_sources.VideoSource` (from `ReadVideoList`,
-    or `beam.Create` in tests); see the module docstring for the steps.
+    Applied to a PCollection of `video_sources.VideoSource` (from
+    `transforms.ReadSourceList(path, parse=video_sources.from_json)`, or `beam.Create` in
+    tests); see the module docstring for the steps.
     """
 
     def __init__(self, options: FrameOptions | None = None):
@@ -552,19 +553,3 @@ class BuildVideoExamples(beam.PTransform):
             unreadable | "RejectListed" >> beam.Map(_reject_listed),
         ) | "MergeLedger" >> beam.Flatten()
         return {"examples": assembled.examples, "ledger": ledger}
-
-
-class ReadVideoList(beam.PTransform):
-    """Reads an input list (`sources.write_source_list` of VideoSources), spread over workers."""
-
-    def __init__(self, path: str):
-        super().__init__()
-        self._path = path
-
-    def expand(self, pbegin):
-        return (
-            pbegin
-            | "ReadLines" >> beam.io.ReadFromText(self._path)
-            | "Parse" >> beam.Map(video_sources.from_json)
-            | "SpreadOverWorkers" >> beam.Reshuffle()
-        )

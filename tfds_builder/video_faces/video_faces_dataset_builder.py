@@ -139,9 +139,9 @@ class Builder(beam_builder.LedgerBuilder):
         )
 
     def _read_inputs(self, input_list: str):
-        from preprocessing import video_transforms  # pylint: disable=import-outside-toplevel
+        from preprocessing import transforms  # pylint: disable=import-outside-toplevel
 
-        return video_transforms.ReadVideoList(input_list)
+        return transforms.ReadSourceList(input_list, parse=video_sources.from_json)
 
     def _build_examples(self):
         from preprocessing import video_transforms  # pylint: disable=import-outside-toplevel
