@@ -37,6 +37,7 @@ import uuid
 
 from absl import logging
 import keras
+import numpy as np
 import tensorflow as tf
 
 from preprocessing import paths
@@ -322,7 +323,8 @@ class StopOnNaN(keras.callbacks.Callback):
 
     def on_train_batch_end(self, batch, logs=None):
         loss = (logs or {}).get("loss")
-        if loss is not None and not math.isfinite(float(loss)):
+        # A scalar, or one value per worker/replica if a strategy hands them over unreduced.
+        if loss is not None and not np.all(np.isfinite(np.asarray(loss, dtype=np.float64))):
             state = read_state(self.backup_dir)
             if state is None:
                 kept = (

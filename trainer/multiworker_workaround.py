@@ -13,6 +13,11 @@ not show with several replicas inside one process):
    `strategy.reduce("MEAN", v, axis=0)`, which fails on 0-d values
    (tensorflow#72388). Returning them as 1-element vectors makes that reduce
    valid; its result is a scalar again, so callbacks see the usual logs.
+   Keras takes that path only in multi-worker mode (its own
+   `_collective_all_reduce_multi_worker` test); a MultiWorkerMirroredStrategy
+   with one worker (no TF_CONFIG, or a cluster of one) takes the plain path,
+   where a 1-element vector would reach the callbacks as it is, so the twin
+   asks Keras' test and reshapes only when Keras will reduce.
 
 The twin shares every layer (and so every weight) with the model that is
 checkpointed and exported; it exists only to call `fit` on.
@@ -56,6 +61,13 @@ def check_keras(version: str = keras.__version__) -> None:
     )
 
 
+def _keras_reduces_across_workers(strategy: tf.distribute.Strategy) -> bool:
+    """Keras' own test for the multi-worker reduce of the step's logs (bug 2 above)."""
+    from keras.src.backend.tensorflow import trainer as tf_trainer
+
+    return bool(tf_trainer._collective_all_reduce_multi_worker(strategy))  # noqa: SLF001
+
+
 def private_api_signature() -> tuple[str, ...]:
     """The parameters of the Keras method the twin overrides, as Keras defines it now."""
     from keras.src.backend.tensorflow.trainer import TensorFlowTrainer
@@ -92,17 +104,23 @@ class MultiWorkerTwin(multi_step.MultiStepModel):
     def configure(self, strategy: tf.distribute.Strategy, element_spec) -> None:
         self._dfd_strategy = strategy
         self._dfd_example = example_batch(element_spec)
+        self._dfd_vector_logs = _keras_reduces_across_workers(strategy)
 
     def _maybe_symbolic_build(self, iterator=None, data_batch=None):
         del iterator, data_batch  # Shapes and dtypes come from the example batch.
         with self._dfd_strategy.scope():
             self._symbolic_build(data_batch=self._dfd_example)
 
+    def _for_keras_reduce(self, logs: dict) -> dict:
+        if not self._dfd_vector_logs:
+            return logs
+        return {k: tf.reshape(v, [1]) for k, v in logs.items()}
+
     def train_step(self, data):
-        return {k: tf.reshape(v, [1]) for k, v in super().train_step(data).items()}
+        return self._for_keras_reduce(super().train_step(data))
 
     def test_step(self, data):
-        return {k: tf.reshape(v, [1]) for k, v in super().test_step(data).items()}
+        return self._for_keras_reduce(super().test_step(data))
 
 
 def twin(

@@ -301,7 +301,8 @@ def start_summary(run_setup) -> str:
             ("devices", ", ".join(strategy.extended.worker_devices)),
             (
                 "strategy",
-                f"{distribution.display_name(strategy)} ({replicas} replicas, "
+                f"{distribution.display_name(strategy)} ({replicas} "
+                f"{'replica' if replicas == 1 else 'replicas'}, "
                 f"{'chief' if run_setup.chief else 'worker'})",
             ),
             ("global batch", config.global_batch_size),

@@ -502,6 +502,8 @@ def test_multiworker_workaround_private_api():
         multiworker_workaround.OVERRIDDEN_PARAMETERS
     ), "Keras changed _maybe_symbolic_build: re-check trainer/multiworker_workaround.py"
     multiworker_workaround.check_keras()  # The pinned Keras is one the work-around was checked on.
+    # Keras' test for reducing the logs across workers exists, and is off outside multi-worker mode.
+    assert not multiworker_workaround._keras_reduces_across_workers(tf.distribute.get_strategy())
     with pytest.raises(RuntimeError, match="checked on Keras 3.15, not 3.99.0"):
         multiworker_workaround.check_keras("3.99.0")
     spec = (
