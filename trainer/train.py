@@ -207,6 +207,9 @@ class RunSetup:
     checkpoint_dir: str
     history_csv: str
     extra_callbacks: Sequence[keras.callbacks.Callback] = ()
+    # checkpoints/best.json as the run found it: the export's weights did not change
+    # when training ends with the same best checkpoint.
+    best_before: dict | None = None
     steps_trained: int = 0
     images: int = 0
     train_seconds: float = 0.0
@@ -381,6 +384,7 @@ def setup(
         backup_dir=backup_dir,
         checkpoint_dir=paths.join(model_dir, CHECKPOINT_DIR),
         history_csv=paths.join(model_dir, HISTORY_CSV),
+        best_before=callbacks_lib.read_best(paths.join(model_dir, CHECKPOINT_DIR)),
     )
 
 
@@ -601,8 +605,16 @@ def _validation_scores(model: keras.Model, dataset: tf.data.Dataset, steps: int 
     return np.concatenate(labels), np.concatenate(scores)
 
 
-def _threshold(run_setup: RunSetup, labels, scores, export_dir: str) -> tuple[float, str, float]:
-    """(threshold, source, validation EER or nan) for detector.json, saying what it decided."""
+def _threshold(
+    run_setup: RunSetup, labels, scores, export_dir: str, best: dict | None
+) -> tuple[float, str, float]:
+    """(threshold, source, validation EER or nan) for detector.json, saying what it decided.
+
+    A threshold chosen by `dfd-evaluate --write_threshold` (or by hand) is kept
+    while the exported weights stay the same: nothing trained, or training went
+    on without beating the best checkpoint (`best`, read after training, equals
+    the run's `best_before`).
+    """
     config = run_setup.config
     previous = None
     if tf.io.gfile.exists(paths.join(export_dir, export.METADATA_FILENAME)):
@@ -612,13 +624,21 @@ def _threshold(run_setup: RunSetup, labels, scores, export_dir: str) -> tuple[fl
         and previous.threshold_source not in _OWN_THRESHOLD_SOURCES
         and not config.reset_threshold
     ):
-        if run_setup.steps_trained == 0:
+        same_best = best is not None and best == run_setup.best_before
+        if run_setup.steps_trained == 0 or same_best:
+            why = (
+                "this run trained nothing new"
+                if run_setup.steps_trained == 0
+                else f"the best checkpoint is still epoch {best['epoch'] + 1}, so the exported "
+                "weights are unchanged"
+            )
             logging.info(
-                "Keeping threshold %.4f (%s) from %s: this run trained nothing new. "
+                "Keeping threshold %.4f (%s) from %s: %s. "
                 "--reset_threshold picks the validation EER again.",
                 previous.threshold,
                 previous.threshold_source,
                 export_dir,
+                why,
             )
             return previous.threshold, previous.threshold_source, math.nan
         logging.warning(
@@ -717,7 +737,7 @@ def finish(run_setup: RunSetup) -> dict:
             auc = metrics_lib.roc_auc(labels, scores) if np.all(np.isfinite(scores)) else math.nan
             result["validation_auc"] = None if math.isnan(auc) else auc
             check_not_diverged(auc, labels, config.validation_split)
-        threshold, source, eer = _threshold(run_setup, labels, scores, result["export_dir"])
+        threshold, source, eer = _threshold(run_setup, labels, scores, result["export_dir"], best)
         result.update(
             threshold=threshold,
             threshold_source=source,

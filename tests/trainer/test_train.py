@@ -341,6 +341,14 @@ def test_rerun_of_a_finished_run_only_reexports_and_keeps_the_evaluators_thresho
     kept = export.read_metadata(again["export_dir"])
     assert (kept.threshold, kept.threshold_source) == (0.4242, "max_f1")
 
+    # One more epoch that cannot beat the best checkpoint (no weight moves): the
+    # exported weights are the same, so the evaluator's threshold stays.
+    further = dataclasses.replace(config, epochs=config.epochs + 1, learning_rate=1e-12)
+    continued = train.run(further, strategy=one_device)
+    assert continued["steps_trained"] == 1 and continued["best_epoch"] == first["best_epoch"]
+    kept = export.read_metadata(continued["export_dir"])
+    assert (kept.threshold, kept.threshold_source) == (0.4242, "max_f1")
+
 
 def test_status_says_how_a_run_relates_to_its_model_dir():
     config = config_lib.TrainConfig(data_dir="/d", model_dir="/m", weights="none", epochs=2)
