@@ -114,16 +114,44 @@ def _detail(result: Prediction) -> str:
     return ""
 
 
-def format_table(results: Sequence[Prediction]) -> str:
-    """A fixed-width table for the terminal: path, kind, p_fake, label, detail (or the error)."""
+def format_score(p_fake: float | None, threshold: float | None = None) -> str:
+    """`p_fake` with 4 decimals, or as many more (up to 9) as tell it from `threshold`.
+
+    At 4 decimals a score just above and one just below a threshold of 0.5001
+    both read 0.5001 next to opposite labels; the extra digits show which side
+    each is on.
+    """
+    if p_fake is None:
+        return "-"
+    digits = 4
+    while (
+        threshold is not None
+        and digits < 9
+        and p_fake != threshold
+        and f"{p_fake:.{digits}f}" == f"{threshold:.{digits}f}"
+    ):
+        digits += 1
+    return f"{p_fake:.{digits}f}"
+
+
+def format_table(results: Sequence[Prediction], threshold: float | None = None) -> str:
+    """A fixed-width table for the terminal: path, kind, p_fake, label, detail (or the error).
+
+    `threshold` (the one the labels were given at) widens a score that would
+    otherwise print the same as the threshold (`format_score`).
+    """
     width = max([len("path")] + [len(result.path) for result in results])
-    lines = [f"{'path':<{width}}  {'kind':<5}  {'p_fake':>7}  {'label':<5}  detail"]
-    for result in results:
-        p_fake = "-" if result.p_fake is None else f"{result.p_fake:.4f}"
+    scores = [format_score(result.p_fake, threshold) for result in results]
+    score_width = max([7] + [len(score) for score in scores])
+    lines = [f"{'path':<{width}}  {'kind':<5}  {'p_fake':>{score_width}}  {'label':<5}  detail"]
+    for result, p_fake in zip(results, scores):
         lines.append(
-            f"{result.path:<{width}}  {result.kind or '-':<5}  {p_fake:>7}  "
+            f"{result.path:<{width}}  {result.kind or '-':<5}  {p_fake:>{score_width}}  "
             f"{result.label or '-':<5}  {_detail(result)}".rstrip()
         )
+    if threshold is not None:
+        digits = max([4] + [len(score) - 2 for score in scores if score != "-"])
+        lines.append(f"label: fake when p_fake >= {threshold:.{digits}f}")
     return "\n".join(lines)
 
 
@@ -419,7 +447,7 @@ def main(argv: Sequence[str]) -> int:
         explain_layer=FLAGS.explain_layer,
         follow_outside_links=FLAGS.follow_outside_links,
     )
-    print(format_table(outcome["results"]))
+    print(format_table(outcome["results"], outcome["threshold"]))
     for path, written in outcome["media"]:
         what = next(
             label

@@ -171,7 +171,8 @@ def test_command_line_prints_a_table_and_never_aborts(export_dir, image_folder, 
     assert completed.returncode == 0, completed.stderr[-2000:]
     lines = completed.stdout.strip().splitlines()
     assert lines[0].split() == ["path", "kind", "p_fake", "label", "detail"]
-    assert len(lines) == 1 + 7
+    assert len(lines) == 1 + 7 + 1  # Header, one row per input, the labelling rule.
+    assert lines[-1].startswith("label: fake when p_fake >= ")
     assert sum("error (" in line for line in lines) == 3
     assert os.path.exists(output)
 
@@ -213,3 +214,24 @@ def test_fifo_symlink_loop_and_outside_link(export_dir, tmp_path):
     # A pipe named on the command line is refused too, not opened.
     named = predict.run(export_dir, [str(folder / "pipe.jpg")])["results"]
     assert named[0].status == "not_a_regular_file"
+
+
+def test_a_score_that_rounds_to_the_threshold_shows_which_side_it_is_on():
+    """0.50011933 and 0.50010920 at threshold 0.5001: both read 0.5001 at 4 decimals."""
+    threshold = 0.50011
+    above, below = (
+        predict.format_score(0.50011933, threshold),
+        predict.format_score(0.50010920, threshold),
+    )
+    assert (above, below) == ("0.50012", "0.500109")
+    assert float(above) >= threshold > float(below)
+    results = [
+        scoring.Prediction(path=name, kind="crop", p_fake=score, label=label)
+        for name, score, label in (("a.jpg", 0.50011933, "fake"), ("b.jpg", 0.50010920, "real"))
+    ]
+    table = predict.format_table(results, threshold).splitlines()
+    assert table[1].split()[2:4] == ["0.50012", "fake"]
+    assert table[2].split()[2:4] == ["0.500109", "real"]
+    assert table[-1] == "label: fake when p_fake >= 0.500110"
+    assert predict.format_score(0.73, threshold) == "0.7300"  # Far from it: 4 decimals.
+    assert predict.format_score(None, threshold) == "-"
