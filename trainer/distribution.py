@@ -71,6 +71,28 @@ def resolve_name(name: str, tpu: str = "") -> str:
     return "one_device"
 
 
+def _tpu_strategy(tpu: str) -> tf.distribute.Strategy:
+    """TPUStrategy on `tpu`; a ValueError naming the TPU when it cannot be reached.
+
+    The resolver asks the metadata server or the TPU API, so off a TPU VM (or
+    with a wrong name) it fails deep in urllib or gRPC; one line says which
+    TPU and what to check.
+    """
+    try:
+        resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu or None)
+        tf.config.experimental_connect_to_cluster(resolver)
+        tf.tpu.experimental.initialize_tpu_system(resolver)
+        return tf.distribute.TPUStrategy(resolver)
+    except (OSError, RuntimeError, ValueError, tf.errors.OpError) as error:
+        # urllib.error.URLError is an OSError.
+        shown = f"--tpu={tpu}" if tpu else "the local TPU (no --tpu given)"
+        raise ValueError(
+            f"--strategy=tpu: cannot reach {shown}: {' '.join(str(error).split())[:300]}. "
+            "Fix: run on a TPU VM (or give --tpu=<name> of a TPU in this project and zone), "
+            "or choose another --strategy."
+        ) from error
+
+
 def get_strategy(
     name: str = "auto", *, cpu_replicas: int = 0, tpu: str = ""
 ) -> tf.distribute.Strategy:
@@ -92,10 +114,7 @@ def get_strategy(
     split_cpu(cpu_replicas)
     resolved = resolve_name(name, tpu)
     if resolved == "tpu":
-        resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu or None)
-        tf.config.experimental_connect_to_cluster(resolver)
-        tf.tpu.experimental.initialize_tpu_system(resolver)
-        strategy = tf.distribute.TPUStrategy(resolver)
+        strategy = _tpu_strategy(tpu)
     elif resolved == "multi_worker_mirrored":
         strategy = tf.distribute.MultiWorkerMirroredStrategy()
     elif resolved == "mirrored":

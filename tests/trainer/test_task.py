@@ -136,6 +136,9 @@ def test_get_strategy_branches():
     assert one.num_replicas_in_sync == 1 and distribution.device_kind(one) == "CPU"
     with pytest.raises(ValueError, match="'horovod' is not one of"):
         distribution.get_strategy("horovod")
+    # No TPU here (nor a metadata server to ask for one): one line naming it, no traceback.
+    with pytest.raises(ValueError, match=r"--strategy=tpu: cannot reach --tpu=no-such-tpu: .*Fix"):
+        distribution.get_strategy("tpu", tpu="no-such-tpu")
     # The split is already 2: asking for 2 again is fine, another count is a clear error.
     distribution.split_cpu(2)
     with pytest.raises(RuntimeError, match="--cpu_replicas=4"):
