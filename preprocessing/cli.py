@@ -9,6 +9,8 @@
 - `~` in path flags and positional paths is expanded (local paths only). Bash
   does not expand `~` after `--flag=`, so `--model_dir=~/runs/r1` used to reach
   the tools literally and create a folder named `~` in the working directory.
+- `--help`/`--helpfull` exit with status 0, as help does in most tools (absl
+  ends them with 1, which reads as a failure in scripts and CI logs).
 - A user error (a bad value, a missing file, no permission) ends the tool with
   one line on stderr that names the cause and the fix, exit status 1, and no
   traceback; `--verbosity=1` (or `-v 1`) shows the traceback too.
@@ -37,6 +39,7 @@ class UserError(Exception):
 # Exceptions that mean "the input or the configuration is wrong", not "the code is wrong".
 USER_ERRORS: tuple[type[BaseException], ...] = (
     UserError,
+    app.UsageError,  # A missing or contradictory flag: the same one line as every other error.
     ValueError,
     FileNotFoundError,
     NotADirectoryError,
@@ -84,6 +87,20 @@ def _expand_key_path_flags(module: ModuleType) -> None:
             FLAGS[name].value = [expand_user(v) for v in value]
 
 
+_HELP_FLAGS = ("help", "helpshort", "helpfull", "?")
+
+
+def _asks_for_help(argv: Sequence[str]) -> bool:
+    """Whether `argv` holds one of absl's help flags (before a `--` that ends the flags)."""
+    for arg in argv[1:]:
+        if arg == "--":
+            return False
+        name, _, value = arg.lstrip("-").partition("=")
+        if arg.startswith("-") and name in _HELP_FLAGS and value.lower() not in ("false", "0"):
+            return True
+    return False
+
+
 def run(
     main: Callable[[Sequence[str]], int | None],
     *,
@@ -116,4 +133,10 @@ def run(
             print(f"{name}: error: {one_line(error)}", file=sys.stderr, flush=True)
             sys.exit(1)
 
-    app.run(wrapped)
+    try:
+        app.run(wrapped)
+    except SystemExit as done:
+        # absl prints the help, then exits with 1 before main runs.
+        if done.code == 1 and _asks_for_help(sys.argv):
+            sys.exit(0)
+        raise

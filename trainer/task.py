@@ -97,7 +97,7 @@ flags.DEFINE_enum(
     "backbone",
     _DEFAULTS.backbone,
     list(config_lib.BACKBONES),
-    "Backbone. tiny: a ~11k-weight CNN with the same stages/contract, for smoke runs and tests "
+    "Backbone. tiny: a ~9k-weight CNN with the same stages/contract, for smoke runs and tests "
     "(fast; not a detector for real data; no ImageNet weights).",
 )
 flags.DEFINE_string(
