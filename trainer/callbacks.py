@@ -453,6 +453,7 @@ class Progress(keras.callbacks.Callback):
         self._offset = first_step
         self._epoch = 0
         self._mark_time = self._mark_step = None
+        self._first_batch = True
         self._last_line_step = 0
         self._rate = None
 
@@ -464,11 +465,17 @@ class Progress(keras.callbacks.Callback):
         self._mark_time, self._mark_step = self.clock(), self._offset
         self._last_line_step = self._offset
         self._last_line_time = self._mark_time
+        self._first_batch = True
 
     def on_train_batch_end(self, batch, logs=None):
         step = self._offset + batch + 1
         now = self.clock()
-        if now > self._mark_time and step > self._mark_step:
+        if self._first_batch:
+            # The rate counts from the end of the epoch's first execution: the first one
+            # also traces and compiles the step, which made the first ETA read hours.
+            self._first_batch = False
+            self._mark_time, self._mark_step = now, step
+        elif now > self._mark_time and step > self._mark_step:
             self._rate = (step - self._mark_step) / (now - self._mark_time)
         if self.epoch_lines_only or step >= self.steps_per_epoch:
             return

@@ -367,8 +367,8 @@ def done_summary(result: dict) -> str:
         ),
         ("export", result["export_dir"] if chief else "written by the chief"),
         ("keras model", result["keras_model"] if chief else "written by the chief"),
-        ("best checkpoint", result["best_checkpoint"]),
-        ("history", result["history_csv"]),
+        ("best checkpoint", result["best_checkpoint"] if chief else "written by the chief"),
+        ("history", result["history_csv"] if chief else "written by the chief"),
         ("TensorBoard", f"tensorboard --logdir {result['log_dir']}"),
     ]
     if result["early_stopped"]:
