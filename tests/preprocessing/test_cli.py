@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+import zipfile
 
 import pytest
 import tensorflow_datasets as tfds
@@ -201,22 +202,36 @@ def _cmdline(pid):
         return b""
 
 
-def test_tfds_build_cli_selects_a_config(tmp_path):
-    raw, data = tmp_path / "raw", tmp_path / "data"
+def test_tfds_build_cli_selects_a_config_and_expands_home_in_paths(tmp_path):
+    """`tfds build` passes `--manual_dir=~/...` as typed (here the Kaggle zip): expanded."""
+    home, cwd = tmp_path / "home", tmp_path / "cwd"
+    raw = tmp_path / "raw"
     synthetic.write_dataset(str(raw), 16, {"train": 2, "valid": 1, "test": 1}, seed=2)
+    home.mkdir()
+    cwd.mkdir()
+    with zipfile.ZipFile(home / "archive.zip", "w") as zipped:
+        for path in sorted(raw.rglob("*")):
+            zipped.write(path, path.relative_to(raw))
     tfds_cli = pathlib.Path(sys.executable).parent / "tfds"
-    result = _run(
+    result = subprocess.run(
         [
             str(tfds_cli),
             "build",
-            "tfds_builder/real_and_fake_faces",
+            str(REPO / "tfds_builder" / "real_and_fake_faces"),
             "--config=drop_duplicates",
-            f"--manual_dir={raw}",
-            f"--data_dir={data}",
+            "--manual_dir=~/archive.zip",
+            "--data_dir=~/data",
             "--beam_pipeline_options=direct_running_mode=in_memory",
-        ]
+        ],
+        cwd=cwd,
+        env=dict(_env(), HOME=str(home)),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    dataset_dir = data / "real_and_fake_faces" / "drop_duplicates" / "1.1.0"
+    dataset_dir = home / "data" / "real_and_fake_faces" / "drop_duplicates" / "1.1.0"
     assert _splits(dataset_dir) == {"train": 4, "validation": 2, "test": 2}
     assert (dataset_dir / "build_summary.json").is_file()
+    assert os.listdir(cwd) == []  # No folder named `~` in the working directory.
