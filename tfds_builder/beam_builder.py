@@ -165,19 +165,19 @@ class LedgerBuilder(tfds.core.GeneratorBasedBuilder):
         self._extraction = extraction
         if extraction.reused:
             logging.info(
-                "Using %s, extracted earlier from %s (%d files, %.2f GB).",
+                "Using %s, extracted earlier from %s (%d files, %s).",
                 extraction.folder,
                 zip_path,
                 extraction.files,
-                extraction.bytes / archive.GB,
+                archive.format_size(extraction.bytes),
             )
         else:
             logging.info(
-                "Extracted %s: %d files, %.2f GB in %s. It stays there so that rebuilds skip "
+                "Extracted %s: %d files, %s in %s. It stays there so that rebuilds skip "
                 "this step; delete it when you no longer need it.",
                 zip_path,
                 extraction.files,
-                extraction.bytes / archive.GB,
+                archive.format_size(extraction.bytes),
                 extraction.folder,
             )
         return extraction.folder

@@ -245,7 +245,7 @@ def _print_result(result: dict, log_file: str) -> None:
     if extraction is not None:
         print(
             f"Extracted copy of the zip: {extraction.folder} ({extraction.files} files, "
-            f"{extraction.bytes / archive.GB:.2f} GB); kept for rebuilds, safe to delete."
+            f"{archive.format_size(extraction.bytes)}); kept for rebuilds, safe to delete."
         )
     print(f"Log: {log_file}")
     if result["summary"]:
