@@ -22,20 +22,23 @@ setuptools.setup(
     long_description_content_type="text/markdown",
     license="Apache-2.0",
     python_requires=">=3.10,<3.13",
+    # The data-only folders shipped in the wheel (flagfiles, the builder's dummy_data) are
+    # listed as packages of their own: setuptools warns about folders it sees as importable
+    # names (no hyphen, no dot) that are not in `packages`.
     packages=setuptools.find_packages(
         include=["preprocessing*", "trainer*", "tfds_builder*", "deploy*"]
-    ),
+    )
+    + [
+        "deploy.configs",
+        "tfds_builder.real_and_fake_faces.dummy_data",
+        "tfds_builder.real_and_fake_faces.dummy_data.real_vs_fake",
+    ],
     package_data={
-        "tfds_builder.real_and_fake_faces": [
-            "*.bib",
-            "*.md",
-            "*.txt",
-            "*.tsv",
-            "dummy_data/**/*",
-            "dummy_data/*",
-        ],
+        "tfds_builder.real_and_fake_faces": ["*.bib", "*.md", "*.txt", "*.tsv"],
+        "tfds_builder.real_and_fake_faces.dummy_data": ["*.csv"],
+        "tfds_builder.real_and_fake_faces.dummy_data.real_vs_fake": ["real-vs-fake/*/*/*.jpg"],
         "tfds_builder.video_faces": ["*.bib", "*.md", "*.txt", "*.tsv"],
-        "deploy": ["configs/*.cfg"],
+        "deploy.configs": ["*.cfg"],
     },
     include_package_data=True,
     install_requires=[

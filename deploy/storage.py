@@ -424,9 +424,10 @@ def _run_command(command: str, args: list[str]) -> int:
         if gcs.is_gcs(args[0]):
             gcs.ensure_writable(args[0], client=gcs.make_client(_PROJECT.value))
         else:
-            # Local folders go through tf.io.gfile; TensorFlow loads only here.
-            from preprocessing import paths  # pylint: disable=import-outside-toplevel
+            # Local folders go through tf.io.gfile; TensorFlow loads only here, quietly.
+            from preprocessing import paths, tf_startup  # pylint: disable=import-outside-toplevel
 
+            tf_startup.import_tensorflow()
             paths.ensure_writable(args[0])
         print(json.dumps({"writable": args[0]}))
         return 0

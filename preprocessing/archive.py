@@ -71,6 +71,18 @@ class Extraction:
     skipped: tuple[str, ...] = ()
 
 
+def format_size(n_bytes: int) -> str:
+    """Bytes for people: "1.23 GB", "4.2 MB", "812 kB", "96 bytes" (powers of 1000, as GB).
+
+    Small sizes keep their own unit: a cap of `--max_extract_gb=0.001` and a zip
+    that declares 1.2 MB used to both read "0.00 GB".
+    """
+    for unit, size in (("GB", GB), ("MB", GB // 1000), ("kB", GB // 1_000_000)):
+        if n_bytes >= size:
+            return f"{n_bytes / size:.2f} GB" if unit == "GB" else f"{n_bytes / size:.1f} {unit}"
+    return f"{n_bytes} bytes"
+
+
 def destination_for(zip_path: str, extract_root: str) -> str:
     """`<extract_root>/<zip name>-<size>`: a new download of another size gets its own folder."""
     size = tf.io.gfile.stat(zip_path).length
@@ -109,7 +121,7 @@ def _check_free_space(folder: str, needed: int) -> None:
     free = shutil.disk_usage(folder).free
     if needed > free:
         raise cli.UserError(
-            f"Extracting needs {needed / GB:.1f} GB but {folder} has {free / GB:.1f} GB free. "
+            f"Extracting needs {format_size(needed)} but {folder} has {format_size(free)} free. "
             "Fix: free space there, point --data_dir at a bigger disk, or extract the zip "
             "yourself and pass the folder as --manual_dir."
         )
@@ -156,17 +168,18 @@ def extract(zip_path: str, destination: str, *, max_bytes: int) -> Extraction:
                 declared = sum(i.file_size for i in entries)
                 if declared > max_bytes:
                     raise ArchiveTooLargeError(
-                        f"{zip_path} declares {declared / GB:.2f} GB uncompressed, more than "
-                        f"--max_extract_gb={max_bytes / GB:g}; nothing was extracted. Fix: if "
+                        f"{zip_path} declares {format_size(declared)} ({declared:,} bytes) "
+                        f"uncompressed, more than --max_extract_gb={max_bytes / GB:g} "
+                        f"({max_bytes:,} bytes); nothing was extracted. Fix: if "
                         "this is the dataset you expect, raise --max_extract_gb; a small zip "
                         "that expands this much is probably not a dataset of images."
                     )
                 _check_free_space(posixpath.dirname(destination.rstrip("/")), declared)
                 logging.info(
-                    "Extracting %s (%d files, %.2f GB uncompressed) to %s.",
+                    "Extracting %s (%d files, %s uncompressed) to %s.",
                     zip_path,
                     len(entries),
-                    declared / GB,
+                    format_size(declared),
                     destination,
                 )
                 files, written, skipped = _extract_entries(

@@ -154,9 +154,17 @@ def finalise_records(records: list[dict], output_dir: str) -> dict:
 
 
 def check_reject_fraction(
-    summary: dict, max_reject_fraction: float | None, rejects_path: str
+    summary: dict,
+    max_reject_fraction: float | None,
+    rejects_path: str,
+    *,
+    limit_name: str = "--max_reject_fraction",
+    how_to_raise: str = "raise --max_reject_fraction",
 ) -> None:
     """Fails when too many inputs were rejected, naming the likely cause.
+
+    `limit_name` is what the caller's user calls the limit, and `how_to_raise`
+    (ending the message) says how they raise it: a launcher flag by default.
 
     Raises:
         RejectFractionExceededError: the fraction of inputs rejected for bad
@@ -172,7 +180,7 @@ def check_reject_fraction(
     cause = _LIKELY_CAUSES.get(top, "the inputs are not what the job expects")
     raise RejectFractionExceededError(
         f"{fraction:.1%} of {summary['total']['read']} inputs were rejected, more than "
-        f"--max_reject_fraction={max_reject_fraction}. Most common reason: {top} "
+        f"{limit_name}={max_reject_fraction}. Most common reason: {top} "
         f"({reasons[top]}). Likely cause: {cause}. Every reject is listed in {rejects_path}; "
-        "fix the inputs, or raise --max_reject_fraction if these rejects are expected."
+        f"fix the inputs, or, if these rejects are expected, {how_to_raise}."
     )

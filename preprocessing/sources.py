@@ -109,6 +109,8 @@ class Layout:
         csvs: TFDS split name -> CSV path, for the splits that have one.
         zip_path: the Kaggle zip, when there is no extracted folder (or when
             manual_dir is the zip itself).
+        unused_zips: zips in manual_dir left aside because an extracted
+            folder was found (reported, so that nobody wonders which was read).
     """
 
     manual_dir: str
@@ -116,6 +118,7 @@ class Layout:
     split_folders: dict[str, str]
     csvs: dict[str, str]
     zip_path: str | None = None
+    unused_zips: tuple[str, ...] = ()
 
 
 def _is_dir(path: str) -> bool:
@@ -184,30 +187,31 @@ def find_layout(manual_dir: str) -> Layout:
             f"--manual_dir={manual_dir} is a file, not a folder or a .zip. Fix: pass the "
             "Kaggle zip, the folder it was extracted to, or a <split>/{real,fake}/ tree."
         )
-    candidates = [manual_dir] + [paths.join(manual_dir, sub) for sub in KAGGLE_IMAGE_ROOTS]
+    # (image root candidate, the folder its Kaggle CSVs would be in).
+    candidates = [(manual_dir, manual_dir)]
+    candidates += [(paths.join(manual_dir, sub), manual_dir) for sub in KAGGLE_IMAGE_ROOTS]
     # One or two unknown levels down as well, e.g. manual_dir/my_copy/real_vs_fake/...
     for child in _listdir(manual_dir):
         child_dir = paths.join(manual_dir, child)
         if _is_dir(child_dir):
-            candidates.append(child_dir)
-            candidates.extend(paths.join(child_dir, sub) for sub in KAGGLE_IMAGE_ROOTS)
-    image_root, found_splits = None, {}
-    for candidate in candidates:
+            candidates.append((child_dir, child_dir))
+            candidates.extend((paths.join(child_dir, sub), child_dir) for sub in KAGGLE_IMAGE_ROOTS)
+    image_root, csv_home, found_splits = None, manual_dir, {}
+    for candidate, home in candidates:
         found_splits = split_folders(candidate)
         if found_splits:
-            image_root = candidate
+            image_root, csv_home = candidate, home
             break
-    csv_dirs = [manual_dir] + ([image_root] if image_root and image_root != manual_dir else [])
     csvs: dict[str, str] = {}
-    for folder in csv_dirs:
+    for folder in dict.fromkeys([manual_dir, csv_home, image_root or manual_dir]):
         for kaggle_name in ("train", "valid", "validation", "test"):
             path = paths.join(folder, f"{kaggle_name}.csv")
             split = schema.split_from_folder(kaggle_name)
             if split not in csvs and tf.io.gfile.exists(path):
                 csvs[split] = path
     zip_path = None
+    zips = sorted(tf.io.gfile.glob(paths.join(manual_dir, "*.zip")))
     if image_root is None:
-        zips = sorted(tf.io.gfile.glob(paths.join(manual_dir, "*.zip")))
         if len(zips) > 1:
             raise ValueError(
                 f"--manual_dir={manual_dir} holds several zips {zips} and no extracted dataset; "
@@ -227,6 +231,7 @@ def find_layout(manual_dir: str) -> Layout:
         split_folders=found_splits,
         csvs=csvs,
         zip_path=zip_path,
+        unused_zips=tuple(zips) if image_root is not None else (),
     )
 
 
@@ -434,6 +439,12 @@ def list_sources(layout: Layout, *, allow_links_outside: bool = False) -> list[S
     """
     if layout.image_root is None:
         raise ValueError(f"{layout.manual_dir} holds only {layout.zip_path}; extract it first.")
+    logging.info(
+        "Images from %s (split CSVs: %s)%s.",
+        layout.image_root,
+        ", ".join(layout.csvs[split] for split in schema.SPLITS if split in layout.csvs) or "none",
+        f"; not used: {', '.join(layout.unused_zips)} beside it" if layout.unused_zips else "",
+    )
     local = "://" not in layout.image_root
     root_real = os.path.realpath(layout.manual_dir) if local else None
     splits = sorted(set(layout.split_folders) | set(layout.csvs), key=schema.SPLITS.index)

@@ -43,7 +43,7 @@ from absl import app, flags, logging
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from preprocessing import cli, paths, schema
+from preprocessing import cli, paths, schema, tf_startup
 
 KAGGLE_IMAGE_ROOT = "real_vs_fake/real-vs-fake"
 CSV_HEADER = ["", "original_path", "id", "label", "label_str", "path"]
@@ -240,6 +240,7 @@ def write_dataset(
     `real_vs_fake/` folder and CSVs of an earlier run in `output_dir`.
     """
     counts = counts or parse_counts("train=1000,valid=200,test=200")
+    tf_startup.import_tensorflow()  # Without its start-up notes on the console.
     import tensorflow as tf  # pylint: disable=import-outside-toplevel  (gs:// writes; slow import)
 
     root = paths.join(output_dir, KAGGLE_IMAGE_ROOT)

@@ -33,6 +33,7 @@ import contextlib
 import dataclasses
 import io
 import json
+import math
 import os
 
 from absl import logging
@@ -42,6 +43,7 @@ import tensorflow_datasets as tfds
 from preprocessing import (
     archive,
     build_logging,
+    cli,
     dataset_dirs,
     fingerprint,
     paths,
@@ -51,6 +53,10 @@ from preprocessing import (
 )
 
 LEDGER_FOLDER = "_ledger"
+# The fraction of inputs that may be rejected as bad input before a build fails: the
+# builder's own default, so `tfds build` and the TFDS API apply it as the launchers do
+# (their --max_reject_fraction flag defaults to it).
+DEFAULT_MAX_REJECT_FRACTION = 0.05
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,13 +80,17 @@ class BuildOutcome:
 class LedgerBuilder(tfds.core.GeneratorBasedBuilder):
     """Base class; see the module docstring. Subclasses set VERSION, configs and the hooks."""
 
+    # The project's launcher of this dataset (named in messages); subclasses set it.
+    LAUNCHER = ""
+
     def __init__(
         self,
         *,
-        max_reject_fraction: float | None = None,
+        max_reject_fraction: float | None = DEFAULT_MAX_REJECT_FRACTION,
         allow_links_outside_input: bool = False,
         max_extract_gb: float = archive.DEFAULT_MAX_EXTRACT_GB,
         worker_log: str | None = None,
+        reject_limit_flag: str | None = None,
         **kwargs,
     ):
         """Args beyond TFDS' own:
@@ -90,6 +100,9 @@ class LedgerBuilder(tfds.core.GeneratorBasedBuilder):
         allow_links_outside_input: follow symbolic links out of manual_dir.
         max_extract_gb: cap on what a zip input may expand to.
         worker_log: local file Beam worker processes append their stderr to.
+        reject_limit_flag: the launcher flag that sets max_reject_fraction, for
+            the failure message; None (`tfds build`, the TFDS API): the message
+            says how to pass max_reject_fraction to the builder instead.
         """
         if max_reject_fraction is not None and not 0.0 <= max_reject_fraction <= 1.0:
             raise ValueError(f"max_reject_fraction={max_reject_fraction} is not in [0, 1].")
@@ -100,7 +113,11 @@ class LedgerBuilder(tfds.core.GeneratorBasedBuilder):
             "allow_links_outside_input": allow_links_outside_input,
             "max_extract_gb": max_extract_gb,
             "worker_log": worker_log,
+            "reject_limit_flag": reject_limit_flag,
         }
+        if kwargs.get("data_dir") is not None:
+            # `tfds build` and the API pass `~` on as typed; the launchers expand it already.
+            kwargs["data_dir"] = cli.expand_user(os.fspath(kwargs["data_dir"]))
         self._staged_inputs = None  # Set on the staging builder by the outer one.
         self._final_data_dir = None
         self._extraction = None
@@ -148,19 +165,19 @@ class LedgerBuilder(tfds.core.GeneratorBasedBuilder):
         self._extraction = extraction
         if extraction.reused:
             logging.info(
-                "Using %s, extracted earlier from %s (%d files, %.2f GB).",
+                "Using %s, extracted earlier from %s (%d files, %s).",
                 extraction.folder,
                 zip_path,
                 extraction.files,
-                extraction.bytes / archive.GB,
+                archive.format_size(extraction.bytes),
             )
         else:
             logging.info(
-                "Extracted %s: %d files, %.2f GB in %s. It stays there so that rebuilds skip "
+                "Extracted %s: %d files, %s in %s. It stays there so that rebuilds skip "
                 "this step; delete it when you no longer need it.",
                 zip_path,
                 extraction.files,
-                extraction.bytes / archive.GB,
+                archive.format_size(extraction.bytes),
                 extraction.folder,
             )
         return extraction.folder
@@ -172,12 +189,14 @@ class LedgerBuilder(tfds.core.GeneratorBasedBuilder):
         return os.path.dirname(os.fspath(self.data_dir).rstrip("/"))
 
     def _manual_dir(self, download_dir, download_config) -> str:
+        """manual_dir with `~` expanded (`tfds build` passes it as typed); a zip is accepted."""
         given = os.fspath(download_config.manual_dir) if download_config.manual_dir else ""
+        given = cli.expand_user(given)
         if given and tf.io.gfile.exists(given) and not tf.io.gfile.isdir(given):
             return given  # A zip; TFDS' manager accepts only folders.
         manager = tfds.download.DownloadManager(
             download_dir=download_dir or paths.join(os.fspath(self.data_dir_root), "downloads"),
-            manual_dir=download_config.manual_dir,
+            manual_dir=given or None,
             manual_dir_instructions=self.MANUAL_DOWNLOAD_INSTRUCTIONS,
             dataset_name=self.name,
         )
@@ -207,6 +226,13 @@ class LedgerBuilder(tfds.core.GeneratorBasedBuilder):
     def download_and_prepare(self, *, download_dir=None, download_config=None, **kwargs):
         """Builds beside the current version and installs the result (module docstring)."""
         download_config = download_config or tfds.download.DownloadConfig()
+        # `tfds build` passes path flags as typed: `~` is expanded here, as the launchers do.
+        if download_dir:
+            download_dir = cli.expand_user(os.fspath(download_dir))
+        if download_config.extract_dir:
+            download_config = dataclasses.replace(
+                download_config, extract_dir=cli.expand_user(os.fspath(download_config.extract_dir))
+            )
         if self._staged_inputs is not None:  # The staging builder: TFDS' own build.
             return super().download_and_prepare(
                 download_dir=download_dir, download_config=download_config, **kwargs
@@ -333,6 +359,29 @@ class LedgerBuilder(tfds.core.GeneratorBasedBuilder):
             split: built["examples"] | split >> self._generate_examples(split) for split in splits
         }
 
+    def _reject_limit_words(self, fraction: float) -> dict:
+        """How the failure message names the reject limit and says how to raise it.
+
+        The launchers have a flag; `tfds build` and the TFDS API have only the
+        builder argument, which `tfds build` takes in the dataset name.
+        """
+        flag = self._options["reject_limit_flag"]
+        if flag:
+            return {"limit_name": flag, "how_to_raise": f"raise {flag}"}
+        value = math.ceil(fraction * 100) / 100
+        name = f"{self.name}/{self.builder_config.name}" if self.builder_config else self.name
+        return {
+            "limit_name": "max_reject_fraction",
+            "how_to_raise": (
+                f"raise the builder's max_reject_fraction: `{self.LAUNCHER} "
+                f'--max_reject_fraction={value} ...`, `tfds.builder("{name}", '
+                f"max_reject_fraction={value}, ...)` in Python, or `tfds build {name}/"
+                f"max_reject_fraction={value} --imports=tfds_builder.{self.name}."
+                f"{self.name}_dataset_builder ...` "
+                "(tfds build has no flag for it)"
+            ),
+        }
+
     def _generate_examples(self, split: str):
         """The PTransform that selects one split's (id, example) pairs from the shared stage."""
         from preprocessing import transforms  # pylint: disable=import-outside-toplevel
@@ -359,7 +408,10 @@ class LedgerBuilder(tfds.core.GeneratorBasedBuilder):
         failed_rejects = f"{self._final_data_dir.rstrip('/')}.failed-rejects.jsonl"
         try:
             report.check_reject_fraction(
-                summary, self._options["max_reject_fraction"], failed_rejects
+                summary,
+                self._options["max_reject_fraction"],
+                failed_rejects,
+                **self._reject_limit_words(summary["total"]["reject_fraction"]),
             )
         except report.RejectFractionExceededError:
             # The staged build is discarded: keep its rejects beside the version folder.

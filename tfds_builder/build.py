@@ -53,7 +53,7 @@ with build_logging.capture_native_stderr() as _IMPORT_STDERR:
         schema,
         sources,
     )
-    from tfds_builder import launcher  # noqa: E402
+    from tfds_builder import beam_builder, launcher  # noqa: E402
     from tfds_builder.real_and_fake_faces import (  # noqa: E402
         real_and_fake_faces_dataset_builder as rff,
     )
@@ -72,7 +72,7 @@ class BuildConfig:
     running_mode: str = "multi_processing"
     beam_pipeline_options: tuple[str, ...] = ()
     target_shard_size_mb: float = 0.0  # 0: TFDS' automatic sharding.
-    max_reject_fraction: float | None = 0.05
+    max_reject_fraction: float | None = beam_builder.DEFAULT_MAX_REJECT_FRACTION
     duplicates: str = "keep"
     overwrite: bool = False
     allow_links_outside_input: bool = False
@@ -126,6 +126,7 @@ def make_builder(config: BuildConfig, *, worker_log: str | None = None) -> rff.B
         data_dir=config.data_dir,
         config=rff.config_name(config.duplicates),
         max_reject_fraction=config.max_reject_fraction,
+        reject_limit_flag="--max_reject_fraction",
         allow_links_outside_input=config.allow_links_outside_input,
         max_extract_gb=config.max_extract_gb,
         worker_log=worker_log,
@@ -244,7 +245,7 @@ def _print_result(result: dict, log_file: str) -> None:
     if extraction is not None:
         print(
             f"Extracted copy of the zip: {extraction.folder} ({extraction.files} files, "
-            f"{extraction.bytes / archive.GB:.2f} GB); kept for rebuilds, safe to delete."
+            f"{archive.format_size(extraction.bytes)}); kept for rebuilds, safe to delete."
         )
     print(f"Log: {log_file}")
     if result["summary"]:

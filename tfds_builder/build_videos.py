@@ -51,7 +51,7 @@ with build_logging.capture_native_stderr() as _IMPORT_STDERR:
         video_sources,
         video_transforms,
     )
-    from tfds_builder import launcher  # noqa: E402
+    from tfds_builder import beam_builder, launcher  # noqa: E402
     from tfds_builder.video_faces import video_faces_dataset_builder as vf  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -70,7 +70,7 @@ class VideoBuildConfig:
     beam_pipeline_options: tuple[str, ...] = ()
     frames: video_transforms.FrameOptions = video_transforms.FrameOptions()
     splits: video_sources.SplitOptions = video_sources.SplitOptions()
-    max_reject_fraction: float | None = 0.05
+    max_reject_fraction: float | None = beam_builder.DEFAULT_MAX_REJECT_FRACTION
     overwrite: bool = False
     allow_links_outside_input: bool = False
 
@@ -99,6 +99,7 @@ def make_builder(config: VideoBuildConfig, layout: str, *, worker_log: str | Non
         frame_options=config.frames,
         split_options=config.splits,
         max_reject_fraction=config.max_reject_fraction,
+        reject_limit_flag="--max_reject_fraction",
         allow_links_outside_input=config.allow_links_outside_input,
         worker_log=worker_log,
     )

@@ -29,6 +29,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from preprocessing import build_logging, paths, report, runners
+from tfds_builder import beam_builder
 
 # Where the project's own log lines come from (the console shows them; the rest goes to the log).
 PROJECT_DIRS = (
@@ -174,7 +175,7 @@ def define_common_flags(*, inputs_help: str, data_dir_help: str, reject_help: st
         "project=P,region=R,temp_location=gs://b/tmp (arguments after `--` are passed through "
         "too).",
     )
-    flags.DEFINE_float("max_reject_fraction", 0.05, reject_help)
+    flags.DEFINE_float("max_reject_fraction", beam_builder.DEFAULT_MAX_REJECT_FRACTION, reject_help)
     flags.DEFINE_bool(
         "overwrite",
         False,

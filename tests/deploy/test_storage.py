@@ -206,6 +206,7 @@ def run_cli(*args, env_host, tmp_path):
     )
     if not env_host:  # As on a machine with no emulator and no credentials.
         del env["STORAGE_EMULATOR_HOST"]
+    env.pop("TF_CPP_MIN_LOG_LEVEL", None)  # As a user's shell has it (conftest sets it).
     return subprocess.run(
         [sys.executable, "-m", "deploy.storage", *args],
         cwd=REPO,
@@ -254,6 +255,10 @@ def test_command_line(tmp_path, emulator_host, gcs_client, bucket):
         "check-writable", "gs://no-such-bucket-dfd/runs", env_host=emulator_host, tmp_path=tmp_path
     )
     assert bad.returncode == 1 and "gs://no-such-bucket-dfd does not exist" in bad.stderr
+    # A local folder goes through tf.io.gfile: TensorFlow loads, without its start-up notes.
+    local = run_cli("check-writable", str(tmp_path / "out"), env_host=None, tmp_path=tmp_path)
+    assert local.returncode == 0 and json.loads(local.stdout) == {"writable": str(tmp_path / "out")}
+    assert "oneDNN" not in local.stderr and "InitializeLog" not in local.stderr, local.stderr
 
     usage = run_cli("uplod", "a", "b", env_host=emulator_host, tmp_path=tmp_path)
     assert usage.returncode != 0 and "upload, download, verify, check-writable" in usage.stderr

@@ -22,9 +22,20 @@ def test_a_small_zip_that_expands_past_the_cap_is_refused_before_writing(tmp_pat
     bomb = _zip(tmp_path / "bomb.zip", {"big.bin": b"\0" * (8 * MIB)})
     assert os.path.getsize(bomb) < 64 * 1024  # Compresses to almost nothing.
     destination = str(tmp_path / "out" / "bomb")
-    with pytest.raises(archive.ArchiveTooLargeError, match=r"declares 0\.01 GB.*--max_extract_gb"):
-        archive.extract(bomb, destination, max_bytes=4 * MIB)
+    with pytest.raises(
+        archive.ArchiveTooLargeError,
+        match=r"declares 8\.4 MB \(8,388,608 bytes\) uncompressed, more than "
+        r"--max_extract_gb=0\.001 \(1,000,000 bytes\)",
+    ):
+        archive.extract(bomb, destination, max_bytes=int(0.001 * archive.GB))
     assert not (tmp_path / "out").exists() or not os.listdir(tmp_path / "out")
+
+
+def test_sizes_are_printed_in_a_unit_that_shows_them():
+    assert archive.format_size(16 * archive.GB) == "16.00 GB"
+    assert archive.format_size(1_234_567) == "1.2 MB"
+    assert archive.format_size(812_000) == "812.0 kB"
+    assert archive.format_size(96) == "96 bytes"
 
 
 def test_entries_are_streamed_not_read_whole(tmp_path):

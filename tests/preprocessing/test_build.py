@@ -228,7 +228,8 @@ def test_failed_overwrite_keeps_the_previous_dataset_and_its_rejects(planted_bui
     bad = _all_bad_but_one_per_class(tmp_path / "bad")
     with pytest.raises(
         report.RejectFractionExceededError,
-        match=r"75\.0% of 16 inputs.*not_an_image.*Likely cause: --manual_dir",
+        match=r"75\.0% of 16 inputs.*not_an_image.*Likely cause: --manual_dir.*"
+        r"if these rejects are expected, raise --max_reject_fraction\.$",
     ):
         _build(bad, data_dir, max_reject_fraction=0.5, overwrite=True)
     assert _examples(dataset_dir) == before  # The previous version is still there, unchanged.
@@ -299,3 +300,36 @@ def test_builds_from_the_kaggle_zip_given_as_manual_dir(tmp_path):
     # The folder holding the zip works too, and reuses the extraction.
     again = _build(zip_path.parent, tmp_path / "data")
     assert again["action"] == "reused" and again["extraction"].reused
+
+
+def test_the_tfds_api_fails_above_the_same_reject_limit_and_says_how_to_raise_it(
+    tmp_path, monkeypatch
+):
+    """tfds.builder(...).download_and_prepare() applies the launchers' 5% default.
+
+    `~` in data_dir and manual_dir is expanded by the builder, as `tfds build` passes them.
+    """
+    from apache_beam.options.pipeline_options import PipelineOptions  # pylint: disable=import-outside-toplevel
+
+    from tfds_builder import beam_builder  # pylint: disable=import-outside-toplevel
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    _all_bad_but_one_per_class(tmp_path / "bad")
+    builder = tfds.builder("real_and_fake_faces", data_dir="~/data")
+    in_process = PipelineOptions(["--direct_running_mode=in_memory"])
+    with pytest.raises(report.RejectFractionExceededError) as failed:
+        builder.download_and_prepare(
+            download_config=tfds.download.DownloadConfig(
+                manual_dir="~/bad", beam_options=in_process
+            )
+        )
+    message = str(failed.value)
+    assert "75.0% of 16 inputs were rejected, more than max_reject_fraction=0.05" in message
+    assert "dfd-build-dataset --max_reject_fraction=0.75" in message
+    assert 'tfds.builder("real_and_fake_faces/keep_duplicates", max_reject_fraction=0.75' in message
+    assert "tfds build real_and_fake_faces/keep_duplicates/max_reject_fraction=0.75" in message
+    config_dir = tmp_path / "data" / schema.DATASET_NAME / "keep_duplicates"
+    assert sorted(os.listdir(config_dir)) == ["1.1.0.failed-rejects.jsonl"]
+    assert build.BuildConfig("in", "out").max_reject_fraction == (
+        beam_builder.DEFAULT_MAX_REJECT_FRACTION
+    )

@@ -143,6 +143,32 @@ def test_zip_is_found_when_there_is_no_extracted_folder(tmp_path, kaggle_dir):
         sources.find_layout("gs:/bucket/raw")
 
 
+def test_downloads_folder_with_the_zip_and_its_extracted_folder_uses_the_folder_and_its_csvs(
+    tmp_path, kaggle_dir, caplog
+):
+    """Downloads/{archive.zip, 140k-real-and-fake-faces/{real_vs_fake/..., *.csv}}."""
+    downloads = tmp_path / "Downloads"
+    shutil.copytree(kaggle_dir, downloads / "140k-real-and-fake-faces")
+    (downloads / "archive.zip").write_bytes(b"PK\x05\x06" + bytes(18))  # An empty zip.
+    layout = sources.find_layout(str(downloads))
+    extracted = downloads / "140k-real-and-fake-faces"
+    assert layout.image_root == str(extracted / "real_vs_fake" / "real-vs-fake")
+    assert layout.csvs == {
+        "train": str(extracted / "train.csv"),
+        "validation": str(extracted / "valid.csv"),
+        "test": str(extracted / "test.csv"),
+    }
+    assert layout.zip_path is None and layout.unused_zips == (str(downloads / "archive.zip"),)
+    with caplog.at_level("INFO"):
+        sources.list_sources(layout)
+    (line,) = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Images from")]
+    assert line == (
+        f"Images from {layout.image_root} (split CSVs: {extracted / 'train.csv'}, "
+        f"{extracted / 'valid.csv'}, {extracted / 'test.csv'}); "
+        f"not used: {downloads / 'archive.zip'} beside it."
+    )
+
+
 def test_missing_manual_dir_names_it_and_the_fix(tmp_path):
     with pytest.raises(FileNotFoundError, match="does_not_exist.*Fix"):
         sources.find_layout(str(tmp_path / "does_not_exist"))

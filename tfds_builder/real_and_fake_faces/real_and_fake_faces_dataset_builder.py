@@ -70,6 +70,7 @@ class Builder(beam_builder.LedgerBuilder):
         "input fingerprint recorded.",
     }
     BUILDER_CONFIGS = list(CONFIGS.values())
+    LAUNCHER = "dfd-build-dataset"
     DEFAULT_BUILDER_CONFIG_NAME = CONFIGS["keep"].name
     MANUAL_DOWNLOAD_INSTRUCTIONS = """
     Download "140k Real and Fake Faces" from

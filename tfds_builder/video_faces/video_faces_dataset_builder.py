@@ -83,6 +83,7 @@ class Builder(beam_builder.LedgerBuilder):
         "splits by video and source group; rejects.jsonl and videos/faces summary.",
     }
     BUILDER_CONFIGS = list(CONFIGS.values())
+    LAUNCHER = "dfd-build-video-dataset"
     DEFAULT_BUILDER_CONFIG_NAME = "folders"
     MANUAL_DOWNLOAD_INSTRUCTIONS = """
     Pass a folder of videos as `manual_dir`: a <split>/{real,fake}/**/<video> tree

@@ -10,6 +10,7 @@ import pytest
 import tensorflow_datasets as tfds
 
 from preprocessing import schema, video_sources, video_transforms
+from tfds_builder import beam_builder, build_videos
 from tfds_builder.video_faces import video_faces_dataset_builder as vf
 
 
@@ -34,6 +35,11 @@ def test_options_that_change_the_examples_are_content_and_reach_the_staging_buil
     staged = builder._staging_builder(str(tmp_path / "staging"), [], None, "final")
     assert staged._content_options() == content
     assert staged._options["frame_options"].chunk_frames == 3
+    # The reject limit is the launchers' default whatever the entry point (tfds build, API).
+    assert staged._options["max_reject_fraction"] == beam_builder.DEFAULT_MAX_REJECT_FRACTION
+    assert build_videos.VideoBuildConfig("in", "out").max_reject_fraction == (
+        beam_builder.DEFAULT_MAX_REJECT_FRACTION
+    )
     with pytest.raises(ValueError, match="--image_size=0 must be >= 1"):
         vf.Builder(
             data_dir=str(tmp_path), frame_options=video_transforms.FrameOptions(image_size=0)
