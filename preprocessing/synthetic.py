@@ -1,4 +1,4 @@
-"""Writes a small SYNTHETIC real-vs-fake face dataset in the exact Kaggle layout.
+r"""Writes a small SYNTHETIC real-vs-fake face dataset in the exact Kaggle layout.
 
     python -m preprocessing.synthetic --output_dir=/tmp/faces --image_size=64 \
         --num_per_class_per_split=train=1000,valid=200,test=200 --seed=0
