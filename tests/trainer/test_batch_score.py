@@ -3,6 +3,8 @@
 import glob
 import json
 import os
+import pathlib
+import re
 import subprocess
 import sys
 
@@ -17,6 +19,18 @@ from tests.trainer import tiny_detector
 from trainer import batch_score, media, predict, scoring
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+SCRIPT = str(pathlib.Path(sys.executable).parent / "dfd-batch-score")
+# Lines of Beam, TensorFlow and the root logger that a run used to print (issue 13.7).
+LIBRARY_NOISE = (
+    "apitools not found",
+    "Converting string literal type hint",
+    "WriteImpl min_shards",
+    "starting control server",
+    "Resource module is not available",
+    "sdk_worker",
+    "local_job_service",
+    "oneDNN",
+)
 
 
 @pytest.fixture(scope="module")
@@ -187,6 +201,7 @@ def test_a_non_export_is_one_line_and_a_failed_job_leaves_no_temp_folder(
     assert "Traceback" not in completed.stderr
     errors = [line for line in completed.stderr.splitlines() if "dfd-batch-score: error:" in line]
     assert len(errors) == 1 and "not an export" in errors[0], completed.stderr[-2000:]
+    assert not (tmp_path / "out").exists()  # Checked before the log file is made.
     # An export whose SavedModel is damaged passes the check and fails on the workers.
     broken = tmp_path / "broken_export"
     broken.mkdir()
@@ -205,6 +220,41 @@ def test_a_non_export_is_one_line_and_a_failed_job_leaves_no_temp_folder(
             running_mode="in_memory",
         )
     assert not glob.glob(str(output.parent / "beam-temp-*"))
+
+
+def test_console_shows_the_tools_lines_and_the_log_file_the_rest(export_dir, images, tmp_path):
+    """Issue 13.7: a run through the console script, one Beam worker process."""
+    output = tmp_path / "out" / "scores"
+    done = subprocess.run(
+        [
+            SCRIPT,
+            f"--export_dir={export_dir}",
+            f"--inputs={images / 'face0.jpg'},{images / 'face3.jpg'}",
+            f"--output={output}",
+            "--num_workers=1",
+            "--faces=none",
+        ],
+        cwd=tmp_path,
+        # As a user runs it: TensorFlow's C++ level is the tool's choice, not the test's.
+        env={k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"},
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = json.loads(done.stdout)
+    assert summary["log"] == f"{output}.log" and summary["scored_real"] == 1
+    for line in done.stderr.splitlines():
+        assert re.search(r" (batch_score|runners)\.py:\d+\] ", line), line
+    assert f"Full log (Beam, TensorFlow, worker processes): {output}.log" in done.stderr
+    log = (tmp_path / "out" / "scores.log").read_text()
+    assert not [noise for noise in LIBRARY_NOISE if noise in done.stderr]
+    # Beam's warning at import (kept until the log existed) and its pipeline-building lines.
+    assert "apitools not found" in log and "Converting string literal type hint" in log
+    # The worker process' own stderr, in the root logger's format, not relayed by this process.
+    assert re.search(r"^(INFO|WARNING):apache_beam\.runners\.worker", log, re.M), log[-3000:]
+    assert "Batch scoring done" in log
 
 
 @pytest.mark.slow
