@@ -53,6 +53,10 @@ def test_help_shows_the_tools_description_and_its_own_flags(script):
     for flag in FOREIGN_FLAGS:
         assert flag[2:] not in flags_listed, (script, flag)
     assert "--helpfull" in done.stdout
+    # Issue 13.7: the help starts with the tool's description, no library warning before it
+    # (Beam's "apitools not found" at import, TensorFlow's start-up notes).
+    assert phrase in done.stdout.split("\n", 1)[0], done.stdout[:500]
+    assert done.stderr == "", (script, done.stderr[:1000])
 
 
 def test_tilde_in_a_path_flag_is_the_home_folder_never_a_folder_named_tilde(tmp_path):

@@ -1,4 +1,4 @@
-"""Scores many images with Beam RunInference, photos and videos too: `dfd-batch-score`.
+r"""Scores many images with Beam RunInference, photos and videos too: `dfd-batch-score`.
 
     python -m trainer.batch_score --export_dir=demo_out/model/export \
         --inputs='demo_out/raw/test/*/*.jpg,clips/' --output=demo_out/batch/scores
@@ -28,27 +28,49 @@ The local runner is chosen on purpose (the FnApiRunner, see
 `preprocessing.runners`): Beam's DirectRunner first tries Prism, which
 downloads a binary at run time and fails offline. A job that fails removes the
 `beam-temp-*` folder its output writer left, and says so.
+
+The console shows this tool's own lines (the runner, the threshold, the
+counts) and errors; the full log (Beam, TensorFlow, the worker processes) goes
+to `<output>.log`, beside the output, or to the console too with --verbosity=1
+(`preprocessing.build_logging`, as for the dataset builds).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+import contextlib
 import json
 import os
 import sys
 from typing import Any
 
 from absl import app, flags, logging
-import apache_beam as beam
-from apache_beam.ml.inference import base as inference
 
-from preprocessing import cli, runners
-from preprocessing import faces as faces_lib
-from preprocessing import video as video_lib
-from trainer import export, media, scoring
+# TensorFlow is imported already, quietly (trainer/__init__.py). Beam warns at import, through
+# the root logger ("apitools not found ..."), before any log file exists: that goes to the log
+# file too, kept until then, so `--help` and every run start with this tool's own lines.
+from preprocessing import build_logging, tf_startup
+
+with (
+    build_logging.capture_native_stderr()
+    if tf_startup.verbosity_in_argv(sys.argv) <= 0
+    else contextlib.nullcontext([])
+) as _IMPORT_STDERR:
+    import apache_beam as beam
+    from apache_beam.ml.inference import base as inference
+
+from preprocessing import cli, runners  # noqa: E402
+from preprocessing import faces as faces_lib  # noqa: E402
+from preprocessing import video as video_lib  # noqa: E402
+from trainer import export, media, scoring  # noqa: E402
 
 METRICS_NAMESPACE = "dfd_batch_score"
 PARTS, CROPS, CHUNKS = "parts", "crops", "chunks"
+# Where this tool's own log lines come from: the console shows them, the rest goes to the log.
+PROJECT_DIRS = (
+    os.path.dirname(os.path.abspath(__file__)),
+    os.path.dirname(os.path.abspath(build_logging.__file__)),
+)
 
 
 class ExportedDetectorHandler(inference.ModelHandler[bytes, inference.PredictionResult, Any]):
@@ -303,16 +325,23 @@ def run(
     num_shards: int = 0,
     media_options: media.MediaOptions | None = None,
     follow_outside_links: bool = False,
+    worker_log: str | None = None,
 ) -> dict:
     """Runs the job to completion; returns the counts of scored and rejected inputs.
 
     A job that fails removes the `beam-temp-*` folder its writer created, and logs it;
     such folders left by an earlier, killed job are named in a warning.
+
+    Args:
+        worker_log: a local file the local runner's worker processes append their
+            stderr to (`log_to`'s); None: they share this process' stderr.
     """
     if not inputs:
         raise ValueError("No inputs: pass --inputs with files, folders or globs.")
     if runner == runners.LOCAL:
-        beam_runner, options = runners.local_runner(num_workers, running_mode)
+        beam_runner, options = runners.local_runner(
+            num_workers, running_mode, worker_log=worker_log
+        )
         if pipeline_options:
             logging.warning(
                 "Ignoring --beam_pipeline_options with the local runner: %s", pipeline_options
@@ -362,6 +391,38 @@ def run(
         counts[counter.key.metric.name] = counts.get(counter.key.metric.name, 0) + counter.committed
     logging.info("Batch scoring done: %s", counts)
     return counts
+
+
+def log_path(output: str) -> str:
+    """`<output>.log`, beside the `<output>-NNNNN-of-NNNNN.jsonl` files (a local path made
+    absolute, so the line that names it can be pasted anywhere)."""
+    return (output if "://" in output else os.path.abspath(output)) + ".log"
+
+
+@contextlib.contextmanager
+def log_to(log_file: str):
+    """The console/log split around a job; yields the local log file for the Beam workers.
+
+    The log describes the run that wrote the output beside it: a new run replaces it.
+    A failure leaves its traceback in the log; the console gets one line from
+    `preprocessing.cli`.
+    """
+    import tensorflow as tf
+
+    logging.info("Full log (Beam, TensorFlow, worker processes): %s", log_file)
+    if tf.io.gfile.exists(log_file):
+        tf.io.gfile.remove(log_file)
+    with build_logging.build_log(
+        log_file,
+        project_dirs=PROJECT_DIRS,
+        verbose=logging.get_verbosity() >= 1,
+        preamble=tf_startup.startup_notes() + "".join(_IMPORT_STDERR),
+    ) as local_log:
+        try:
+            yield local_log
+        except BaseException:
+            build_logging.details().exception("The job failed.")
+            raise
 
 
 # ---------------------------------------------------------------------------- command line
@@ -441,31 +502,38 @@ def main(argv: Sequence[str]) -> None:
     for name in ("export_dir", "inputs", "output"):
         if not getattr(FLAGS, name):
             raise app.UsageError(f"--{name} is required.")
-    counts = run(
-        export_dir=FLAGS.export_dir,
-        inputs=FLAGS.inputs,
-        output=FLAGS.output,
-        runner=FLAGS.runner,
-        num_workers=FLAGS.num_workers,
-        running_mode=FLAGS.running_mode,
-        pipeline_options=FLAGS.beam_pipeline_options,
-        threshold=FLAGS.threshold,
-        min_batch_size=FLAGS.min_batch_size,
-        max_batch_size=FLAGS.max_batch_size,
-        num_shards=FLAGS.num_shards,
-        media_options=media.MediaOptions(
-            faces=FLAGS.faces,
-            min_face_size=FLAGS.min_face_size,
-            min_confidence=FLAGS.min_face_confidence,
-            max_faces=FLAGS.max_faces,
-            frames_per_second=FLAGS.frames_per_second,
-            max_frames=FLAGS.max_frames,
-            max_frame_pixels=FLAGS.max_frame_pixels,
-            chunk_frames=FLAGS.chunk_frames,
-        ),
-        follow_outside_links=FLAGS.follow_outside_links,
+    # A wrong --export_dir fails here, in one line, before a log file is made beside --output.
+    scoring.check_export(FLAGS.export_dir)
+    log_file = log_path(FLAGS.output)
+    with log_to(log_file) as local_log:
+        counts = run(
+            export_dir=FLAGS.export_dir,
+            inputs=FLAGS.inputs,
+            output=FLAGS.output,
+            runner=FLAGS.runner,
+            num_workers=FLAGS.num_workers,
+            running_mode=FLAGS.running_mode,
+            pipeline_options=FLAGS.beam_pipeline_options,
+            threshold=FLAGS.threshold,
+            min_batch_size=FLAGS.min_batch_size,
+            max_batch_size=FLAGS.max_batch_size,
+            num_shards=FLAGS.num_shards,
+            media_options=media.MediaOptions(
+                faces=FLAGS.faces,
+                min_face_size=FLAGS.min_face_size,
+                min_confidence=FLAGS.min_face_confidence,
+                max_faces=FLAGS.max_faces,
+                frames_per_second=FLAGS.frames_per_second,
+                max_frames=FLAGS.max_frames,
+                max_frame_pixels=FLAGS.max_frame_pixels,
+                chunk_frames=FLAGS.chunk_frames,
+            ),
+            follow_outside_links=FLAGS.follow_outside_links,
+            worker_log=local_log,
+        )
+    print(
+        json.dumps({"output": f"{FLAGS.output}-*.jsonl", "log": log_file, **counts}, sort_keys=True)
     )
-    print(json.dumps({"output": f"{FLAGS.output}-*.jsonl", **counts}, sort_keys=True))
 
 
 def run_main():

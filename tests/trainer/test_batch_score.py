@@ -3,6 +3,8 @@
 import glob
 import json
 import os
+import pathlib
+import re
 import subprocess
 import sys
 
@@ -17,6 +19,18 @@ from tests.trainer import tiny_detector
 from trainer import batch_score, media, predict, scoring
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+SCRIPT = str(pathlib.Path(sys.executable).parent / "dfd-batch-score")
+# Lines of Beam, TensorFlow and the root logger that a run used to print (issue 13.7).
+LIBRARY_NOISE = (
+    "apitools not found",
+    "Converting string literal type hint",
+    "WriteImpl min_shards",
+    "starting control server",
+    "Resource module is not available",
+    "sdk_worker",
+    "local_job_service",
+    "oneDNN",
+)
 
 
 @pytest.fixture(scope="module")
@@ -187,6 +201,7 @@ def test_a_non_export_is_one_line_and_a_failed_job_leaves_no_temp_folder(
     assert "Traceback" not in completed.stderr
     errors = [line for line in completed.stderr.splitlines() if "dfd-batch-score: error:" in line]
     assert len(errors) == 1 and "not an export" in errors[0], completed.stderr[-2000:]
+    assert not (tmp_path / "out").exists()  # Checked before the log file is made.
     # An export whose SavedModel is damaged passes the check and fails on the workers.
     broken = tmp_path / "broken_export"
     broken.mkdir()
@@ -207,16 +222,55 @@ def test_a_non_export_is_one_line_and_a_failed_job_leaves_no_temp_folder(
     assert not glob.glob(str(output.parent / "beam-temp-*"))
 
 
+def _run_console(output, *args):
+    """`dfd-batch-score` as a user runs it; returns (the finished process, its log file's text)."""
+    done = subprocess.run(
+        [SCRIPT, f"--output={output}", *args],
+        cwd=output.parent.parent,
+        # TensorFlow's C++ log level is the tool's choice, not the test's.
+        env={k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads(done.stdout)["log"] == f"{output}.log"
+    # The console: this tool's lines (and the runner's), none of the libraries'.
+    for line in done.stderr.splitlines():
+        assert re.search(r" (batch_score|runners)\.py:\d+\] ", line), line
+    assert not [noise for noise in LIBRARY_NOISE if noise in done.stderr], done.stderr
+    assert f"Full log (Beam, TensorFlow, worker processes): {output}.log" in done.stderr
+    log = open(f"{output}.log").read()
+    # Beam's warning at import (kept until the log existed) and its pipeline-building lines.
+    assert "apitools not found" in log and "Converting string literal type hint" in log
+    assert "Batch scoring done" in log
+    return done, log
+
+
+def test_console_shows_the_tools_lines_and_the_log_file_the_rest(export_dir, images, tmp_path):
+    """Issue 13.7, in one process (the worker processes' stderr: the slow test below)."""
+    done, _ = _run_console(
+        tmp_path / "out" / "scores",
+        f"--export_dir={export_dir}",
+        f"--inputs={images / 'face0.jpg'},{images / 'face3.jpg'}",
+        "--running_mode=in_memory",
+        "--faces=none",
+    )
+    summary = json.loads(done.stdout)
+    assert summary["scored_real"] == summary["scored_fake"] == 1
+
+
 @pytest.mark.slow
 def test_multi_processing_runner(export_dir, images, tmp_path):
-    output = str(tmp_path / "mp" / "scores")
-    counts = batch_score.run(
-        export_dir=export_dir,
-        inputs=[str(images / "*.jpg")],
-        output=output,
-        num_workers=2,
-        running_mode="multi_processing",
+    """Two worker processes, through the console script: their own stderr goes to the log."""
+    output = tmp_path / "mp" / "scores"
+    done, log = _run_console(
+        output, f"--export_dir={export_dir}", f"--inputs={images / '*.jpg'}", "--num_workers=2"
     )
-    lines = [line for path in glob.glob(output + "-*.jsonl") for line in open(path)]
+    lines = [line for path in glob.glob(f"{output}-*.jsonl") for line in open(path)]
     assert len(lines) == 5
+    counts = json.loads(done.stdout)
     assert counts["scored_real"] + counts["scored_fake"] == 4
+    # A worker's own lines, in the root logger's format (what this process logs is absl's).
+    assert re.search(r"^(INFO|WARNING):apache_beam\.runners\.worker", log, re.M), log[-3000:]
