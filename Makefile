@@ -22,7 +22,9 @@ $(VENV)/.installed: setup.py
 install: $(VENV)/.installed
 
 # The default suite skips tests marked `slow` or `gpu`; `make test-all` runs the slow ones too.
-# -n auto: one pytest-xdist worker per core (the suite takes ~4.5 min on 2 cores).
+# -n auto: one pytest-xdist worker per core. Measured 2026-11-27 on the 2-core, 24 GiB build
+# machine, fresh clone (`bash .ci/run`): 341 passed in 6 min 31 s of pytest, 8 min 08 s with the
+# venv created and installed.
 # ruff: lint and format check (settings in ruff.toml); `ruff format .` fixes the format.
 lint: install
 	$(VENV)/bin/ruff check .
