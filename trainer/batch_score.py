@@ -62,7 +62,7 @@ with (
 from preprocessing import cli, runners  # noqa: E402
 from preprocessing import faces as faces_lib  # noqa: E402
 from preprocessing import video as video_lib  # noqa: E402
-from trainer import export, media, scoring  # noqa: E402
+from trainer import export, media, predict, scoring  # noqa: E402
 
 METRICS_NAMESPACE = "dfd_batch_score"
 PARTS, CROPS, CHUNKS = "parts", "crops", "chunks"
@@ -518,16 +518,7 @@ def main(argv: Sequence[str]) -> None:
             min_batch_size=FLAGS.min_batch_size,
             max_batch_size=FLAGS.max_batch_size,
             num_shards=FLAGS.num_shards,
-            media_options=media.MediaOptions(
-                faces=FLAGS.faces,
-                min_face_size=FLAGS.min_face_size,
-                min_confidence=FLAGS.min_face_confidence,
-                max_faces=FLAGS.max_faces,
-                frames_per_second=FLAGS.frames_per_second,
-                max_frames=FLAGS.max_frames,
-                max_frame_pixels=FLAGS.max_frame_pixels,
-                chunk_frames=FLAGS.chunk_frames,
-            ),
+            media_options=predict.media_options(FLAGS, chunk_frames=FLAGS.chunk_frames),
             follow_outside_links=FLAGS.follow_outside_links,
             worker_log=local_log,
         )

@@ -412,6 +412,24 @@ def define_flags() -> None:
     )
 
 
+def media_options(flag_values: flags.FlagValues, **more) -> media.MediaOptions:
+    """The face and video flags `dfd-predict` and `dfd-batch-score` share, as MediaOptions.
+
+    Each tool defines the flags next to its own `main`; this reads them the same
+    way in both (`more`: options only one tool has, e.g. batch scoring's chunk size).
+    """
+    return media.MediaOptions(
+        faces=flag_values.faces,
+        min_face_size=flag_values.min_face_size,
+        min_confidence=flag_values.min_face_confidence,
+        max_faces=flag_values.max_faces,
+        frames_per_second=flag_values.frames_per_second,
+        max_frames=flag_values.max_frames,
+        max_frame_pixels=flag_values.max_frame_pixels,
+        **more,
+    )
+
+
 def main(argv: Sequence[str]) -> int:
     inputs = list(argv[1:])
     if not FLAGS.export_dir:
@@ -422,15 +440,7 @@ def main(argv: Sequence[str]) -> int:
         raise app.UsageError(
             "Give at least one image or video file, folder or glob after the flags."
         )
-    options = media.MediaOptions(
-        faces=FLAGS.faces,
-        min_face_size=FLAGS.min_face_size,
-        min_confidence=FLAGS.min_face_confidence,
-        max_faces=FLAGS.max_faces,
-        frames_per_second=FLAGS.frames_per_second,
-        max_frames=FLAGS.max_frames,
-        max_frame_pixels=FLAGS.max_frame_pixels,
-    )
+    options = media_options(FLAGS)
     outcome = run(
         FLAGS.export_dir,
         inputs,
