@@ -28,6 +28,7 @@ nothing here knows about images or TFDS.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import posixpath
 import stat
@@ -92,8 +93,21 @@ def destination_for(zip_path: str, extract_root: str) -> str:
 
 
 def _identity(zip_path: str) -> dict:
-    info = tf.io.gfile.stat(zip_path)
-    return {"zip": zip_path, "size": info.length, "mtime_nsec": info.mtime_nsec}
+    """What makes two zips the same for reuse: their entries, not their path or time stamp.
+
+    A digest of every entry's name, CRC-32 and size, read from the zip's central
+    directory (its last few kB, not the 4 GB of data): a copy of the same download
+    at another path, or with a new mtime, reuses the extraction; a zip with any
+    other content (same size or not) is extracted again.
+    """
+    try:
+        with tf.io.gfile.GFile(zip_path, "rb") as raw, zipfile.ZipFile(raw) as archive:
+            digest = hashlib.sha256()
+            for info in sorted(archive.infolist(), key=lambda i: i.filename):
+                digest.update(f"{info.filename}\0{info.CRC:08x}\0{info.file_size}\n".encode())
+    except (zipfile.BadZipFile, tf.errors.OpError, OSError) as error:
+        raise ValueError(f"{zip_path} is not a readable zip file ({error}).") from error
+    return {"entries_sha256": digest.hexdigest(), "size": tf.io.gfile.stat(zip_path).length}
 
 
 def _safe_name(name: str) -> str | None:
@@ -152,7 +166,12 @@ def extract(zip_path: str, destination: str, *, max_bytes: int) -> Extraction:
             return Extraction(
                 destination, record["files"], record["bytes"], True, tuple(record["skipped"])
             )
-        logging.info("%s was extracted from another zip; extracting again.", destination)
+        logging.info(
+            "%s was extracted from a zip with other contents (%s); extracting %s again.",
+            destination,
+            record.get("zip", "unknown"),
+            zip_path,
+        )
         tf.io.gfile.rmtree(destination)
     _remove_incomplete(destination)
 
@@ -187,7 +206,15 @@ def extract(zip_path: str, destination: str, *, max_bytes: int) -> Extraction:
                 )
         with tf.io.gfile.GFile(paths.join(staging, RECORD_FILENAME), "w") as f:
             json.dump(
-                {**identity, "files": files, "bytes": written, "skipped": skipped}, f, indent=1
+                {
+                    **identity,
+                    "zip": zip_path,
+                    "files": files,
+                    "bytes": written,
+                    "skipped": skipped,
+                },
+                f,
+                indent=1,
             )
         tf.io.gfile.rename(staging, destination, overwrite=False)
     except BaseException:

@@ -80,3 +80,20 @@ def test_an_interrupted_extraction_is_never_taken_for_a_complete_one(tmp_path):
         archive.extract(
             str(tmp_path / "out" / "data" / "x" / "1.jpg"), str(tmp_path / "o2"), max_bytes=1
         )
+
+
+def test_a_copy_of_the_same_zip_reuses_the_extraction_and_other_contents_do_not(tmp_path):
+    """Reuse is decided by the entries (names, CRC-32, sizes), not the zip's path or mtime."""
+    destination = str(tmp_path / "out" / "faces")
+    (tmp_path / "a").mkdir()
+    first = _zip(tmp_path / "a" / "faces.zip", {"x/1.jpg": b"one", "x/2.jpg": b"two"})
+    assert not archive.extract(first, destination, max_bytes=MIB).reused
+    (tmp_path / "b").mkdir()
+    copy = tmp_path / "b" / "faces.zip"
+    copy.write_bytes(open(first, "rb").read())  # Another path, a new mtime, the same bytes.
+    assert archive.extract(str(copy), destination, max_bytes=MIB).reused
+    # Same names and sizes, one byte different: extracted again, with the new bytes.
+    changed = _zip(tmp_path / "b" / "faces.zip", {"x/1.jpg": b"ONE", "x/2.jpg": b"two"})
+    again = archive.extract(changed, destination, max_bytes=MIB)
+    assert not again.reused
+    assert open(os.path.join(destination, "x", "1.jpg"), "rb").read() == b"ONE"
