@@ -23,8 +23,8 @@ install: $(VENV)/.installed
 
 # The default suite skips tests marked `slow` or `gpu`; `make test-all` runs the slow ones too.
 # -n auto: one pytest-xdist worker per core. Measured 2026-11-27 on the 2-core, 24 GiB build
-# machine, fresh clone (`bash .ci/run`): 341 passed in 6 min 31 s of pytest, 8 min 08 s with the
-# venv created and installed.
+# machine, fresh clone (`bash .ci/run`): 342 passed in 5 min 32 s of pytest, 7 min 06 s with the
+# venv created and installed (an earlier run that day: 6 min 31 s / 8 min 08 s).
 # ruff: lint and format check (settings in ruff.toml); `ruff format .` fixes the format.
 lint: install
 	$(VENV)/bin/ruff check .
