@@ -9,18 +9,14 @@ halves the scale wherever the overflow is.
 
 import inspect
 import json
-import os
 import pathlib
-import socket
-import subprocess
-import sys
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from tests.trainer import loss_scale_cases
+from tests.trainer import local_cluster, loss_scale_cases
 from trainer import config as config_lib
 from trainer import loss_scale, precision, train
 
@@ -178,16 +174,6 @@ def test_mirrored_without_overflow_applies_steps_and_grows_the_scale_on_schedule
         kernel = state["kernel"]
 
 
-def _free_ports(count):
-    sockets = [socket.socket() for _ in range(count)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
-
-
 def test_two_workers_skip_together_when_only_worker_1_overflows():
     """MultiWorkerMirroredStrategy: 2 processes of 1 replica each (loss_scale_worker.py).
 
@@ -195,37 +181,12 @@ def test_two_workers_skip_together_when_only_worker_1_overflows():
     worker decides from its own gradients, so they take different branches and the
     collectives do not match: the run hangs (hence the timeout).
     """
-    workers = [f"127.0.0.1:{port}" for port in _free_ports(2)]
-    processes = []
-    for index in range(2):
-        tf_config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
-        env = {
-            **os.environ,
-            "PYTHONPATH": str(REPO),
-            "TF_CPP_MIN_LOG_LEVEL": "3",
-            "TF_CONFIG": json.dumps(tf_config),
-        }
-        processes.append(
-            subprocess.Popen(
-                [sys.executable, "-m", "tests.trainer.loss_scale_worker", "--overflow_worker=1"],
-                env=env,
-                cwd=REPO,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-            )
-        )
-    outputs = []
-    try:
-        for process in processes:
-            outputs.append(process.communicate(timeout=180))
-    finally:
-        for process in processes:
-            if process.poll() is None:
-                process.kill()
+    results = local_cluster.run_workers(
+        ["-m", "tests.trainer.loss_scale_worker", "--overflow_worker=1"], timeout=180
+    )
     rows = []
-    for process, (stdout, stderr) in zip(processes, outputs):
-        assert process.returncode == 0, stderr[-4000:]
+    for returncode, stdout, stderr in results:
+        assert returncode == 0, stderr[-4000:]
         rows += [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
     by_step = {step: [r for r in rows if r["step"] == step] for step in (1, 2)}
     assert [len(by_step[1]), len(by_step[2])] == [2, 2], rows

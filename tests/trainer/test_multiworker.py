@@ -8,76 +8,40 @@ what is tested is the cluster, the work-around and who writes what, not ResNet50
 import json
 import os
 import pathlib
-import socket
 import subprocess
 import sys
 
-from tests.trainer import tiny_data
+from tests.trainer import local_cluster, tiny_data
 from trainer import callbacks
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 
 
-def _free_ports(count):
-    sockets = [socket.socket() for _ in range(count)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
-
-
 def test_two_workers_train_together_and_only_the_chief_exports(tmp_path):
     data_dir = tiny_data.write(str(tmp_path / "tfds"), train=16, validation=8, test=4, size=40)
     model_dir = tmp_path / "model"
-    workers = [f"127.0.0.1:{port}" for port in _free_ports(2)]
-    processes = []
-    for index in range(2):
-        tf_config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
-        env = {
-            **os.environ,
-            "PYTHONPATH": str(REPO),
-            "TF_CPP_MIN_LOG_LEVEL": "3",
-            "TF_CONFIG": json.dumps(tf_config),
-        }
-        processes.append(
-            subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "trainer.task",
-                    f"--data_dir={data_dir}",
-                    f"--model_dir={model_dir}",
-                    "--strategy=auto",
-                    "--backbone=tiny",
-                    "--weights=none",
-                    "--shuffle_buffer=16",
-                    "--image_size=32",
-                    "--global_batch_size=4",
-                    "--epochs=1",
-                    "--steps_per_epoch=2",
-                    "--verbose=0",
-                ],
-                env=env,
-                cwd=REPO,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-            )
-        )
-    outputs = []
-    try:
-        for process in processes:
-            outputs.append(process.communicate(timeout=560))
-    finally:
-        for process in processes:
-            if process.poll() is None:
-                process.kill()
-    for process, (stdout, stderr) in zip(processes, outputs):
-        assert process.returncode == 0, stderr[-4000:]
+    results = local_cluster.run_workers(
+        [
+            "-m",
+            "trainer.task",
+            f"--data_dir={data_dir}",
+            f"--model_dir={model_dir}",
+            "--strategy=auto",
+            "--backbone=tiny",
+            "--weights=none",
+            "--shuffle_buffer=16",
+            "--image_size=32",
+            "--global_batch_size=4",
+            "--epochs=1",
+            "--steps_per_epoch=2",
+            "--verbose=0",
+        ],
+        timeout=560,
+    )
+    for returncode, stdout, stderr in results:
+        assert returncode == 0, stderr[-4000:]
         assert "MultiWorkerMirroredStrategy (2 replicas" in stdout
-    assert "chief)" in outputs[0][0] and "worker)" in outputs[1][0]
+    assert "chief)" in results[0][1] and "worker)" in results[1][1]
     # Both took the same 2 steps of one epoch; the chief alone wrote the artifacts.
     state = json.loads((model_dir / "backup" / callbacks.STATE_FILENAME).read_text())
     assert (state["epoch"], state["step"]) == (1, 0)
@@ -86,7 +50,7 @@ def test_two_workers_train_together_and_only_the_chief_exports(tmp_path):
     ).exists()
     assert [row["epoch"] for row in callbacks.read_history(str(model_dir / "history.csv"))] == ["1"]
     assert not list(model_dir.rglob(".worker-tmp-*"))
-    assert "written by the chief" in outputs[1][0]
+    assert "written by the chief" in results[1][1]
 
 
 def test_one_worker_without_tf_config_trains(tmp_path):
