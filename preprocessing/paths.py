@@ -33,6 +33,13 @@ def join(base: str, *parts: str) -> str:
     )
 
 
+def listdir(path: str) -> list[str]:
+    """The names in folder `path`, sorted; GCS listings' trailing '/' on folders removed."""
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+
+    return sorted(name.rstrip("/") for name in tf.io.gfile.listdir(path))
+
+
 def ensure_writable(path: str) -> None:
     """Fails in seconds, not after hours, when `path` (a folder) cannot be written.
 

@@ -125,23 +125,18 @@ def _is_dir(path: str) -> bool:
     return tf.io.gfile.isdir(path)
 
 
-def _listdir(path: str) -> list[str]:
-    # GCS listings name folders with a trailing slash.
-    return sorted(name.rstrip("/") for name in tf.io.gfile.listdir(path))
-
-
 def split_folders(folder: str) -> dict[str, str]:
     """TFDS split -> folder name, for the split folders under `folder` that hold class folders."""
     found: dict[str, str] = {}
     if not _is_dir(folder):
         return found
-    for name in _listdir(folder):
+    for name in paths.listdir(folder):
         if name.lower() not in schema.SPLIT_FOLDERS:
             continue
         split_dir = paths.join(folder, name)
         if not _is_dir(split_dir):
             continue
-        classes = {entry.lower() for entry in _listdir(split_dir)}
+        classes = {entry.lower() for entry in paths.listdir(split_dir)}
         if not classes & set(schema.LABEL_NAMES):
             continue
         split = schema.split_from_folder(name)
@@ -191,7 +186,7 @@ def find_layout(manual_dir: str) -> Layout:
     candidates = [(manual_dir, manual_dir)]
     candidates += [(paths.join(manual_dir, sub), manual_dir) for sub in KAGGLE_IMAGE_ROOTS]
     # One or two unknown levels down as well, e.g. manual_dir/my_copy/real_vs_fake/...
-    for child in _listdir(manual_dir):
+    for child in paths.listdir(manual_dir):
         child_dir = paths.join(manual_dir, child)
         if _is_dir(child_dir):
             candidates.append((child_dir, child_dir))
@@ -222,7 +217,7 @@ def find_layout(manual_dir: str) -> Layout:
                 f"--manual_dir={manual_dir} holds no dataset: expected "
                 "real_vs_fake/real-vs-fake/{train,valid,test}/{real,fake}/ (the extracted Kaggle "
                 "download), the Kaggle zip, or <split>/{real,fake}/ folders with split in "
-                f"{sorted(schema.SPLIT_FOLDERS)}. Found: {_listdir(manual_dir)[:20]}."
+                f"{sorted(schema.SPLIT_FOLDERS)}. Found: {paths.listdir(manual_dir)[:20]}."
             )
         zip_path = zips[0]
     return Layout(
@@ -297,7 +292,7 @@ def class_folders(image_root: str, split_folder: str) -> list[tuple[str, int]]:
     """(class folder name, label) under one split folder; warns about other names."""
     found = []
     split_dir = paths.join(image_root, split_folder)
-    for class_name in _listdir(split_dir):
+    for class_name in paths.listdir(split_dir):
         if class_name.lower() not in schema.LABEL_NAMES:
             logging.warning(
                 "Ignoring %s: not a class folder (expected one of %s).",
@@ -348,7 +343,7 @@ def _entries_on_disk(
                 if not name.startswith("."):
                     entries.append(_Entry(prefix + name, label, size=size, crc32c=crc32c))
         else:  # Another tf.io.gfile file system: names only.
-            for name in _listdir(class_dir):
+            for name in paths.listdir(class_dir):
                 if not name.startswith(".") and not _is_dir(paths.join(class_dir, name)):
                     entries.append(_Entry(prefix + name, label))
     return entries

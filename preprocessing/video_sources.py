@@ -88,7 +88,7 @@ DELIBERATE_PROBLEMS = frozenset({LEAKS_TEST_SOURCE})
 
 
 @dataclasses.dataclass(frozen=True, order=True)
-class VideoSource:
+class VideoSource(sources.SourceFile):
     """One input video: where it is, and what the dataset says it is.
 
     The fields of `sources.SourceFile` (id, path, split, label, problem, size,
@@ -99,14 +99,6 @@ class VideoSource:
             an FF++ pair, a Celeb-DF source video).
     """
 
-    id: str
-    path: str
-    split: str
-    label: int
-    problem: str = ""
-    size: int = -1
-    crc32c: str = ""
-    note: str = ""
     source: str = ""
     group: str = ""
 
@@ -167,15 +159,11 @@ def hash_split(group: str, options: SplitOptions, splits=schema.SPLITS) -> str:
 # ------------------------------------------------------------------------------ layouts
 
 
-def _listdir(path: str) -> list[str]:
-    return sorted(name.rstrip("/") for name in tf.io.gfile.listdir(path))
-
-
 def _child_dirs(folder: str) -> dict[str, str]:
     """{lower-case name: name} of the folders directly under `folder`."""
     return {
         name.lower(): name
-        for name in _listdir(folder)
+        for name in paths.listdir(folder)
         if tf.io.gfile.isdir(paths.join(folder, name))
     }
 
@@ -247,7 +235,8 @@ def find_video_layout(manual_dir: str, layout: str = "auto") -> VideoLayout:
     )
     raise ValueError(
         f"--manual_dir={manual_dir} holds no "
-        f"{' or '.join(_EXPECTED[k] for k in kinds)}.{hint} Found: {_listdir(manual_dir)[:20]}."
+        f"{' or '.join(_EXPECTED[k] for k in kinds)}.{hint} "
+        f"Found: {paths.listdir(manual_dir)[:20]}."
     )
 
 
@@ -500,7 +489,7 @@ def _list_faceforensics(layout: VideoLayout, options: SplitOptions, allow_links_
             )
     if "manipulated_sequences" in names:
         base = names["manipulated_sequences"]
-        for method in _listdir(paths.join(root, base)):
+        for method in paths.listdir(paths.join(root, base)):
             method_dir = f"{base}/{method}"
             if not tf.io.gfile.isdir(paths.join(root, method_dir)) or method.startswith("."):
                 continue
@@ -514,7 +503,7 @@ def _list_faceforensics(layout: VideoLayout, options: SplitOptions, allow_links_
                     "%s has no %s/videos folder (it has: %s): not read.",
                     paths.join(root, method_dir),
                     options.ffpp_compression,
-                    ", ".join(_listdir(paths.join(root, method_dir))),
+                    ", ".join(paths.listdir(paths.join(root, method_dir))),
                 )
     skipped_folders = [f for f in FFPP_SKIPPED if tf.io.gfile.isdir(paths.join(root, f))]
     if skipped_folders:
@@ -596,7 +585,7 @@ def _read_celeb_df_list(layout: VideoLayout) -> tuple[dict[str, tuple[int, str]]
         ValueError: a line that is not `<label> <path>`, naming file and line.
     """
     for folder in dict.fromkeys((layout.root, layout.manual_dir)):
-        names = {name.lower(): name for name in _listdir(folder)}
+        names = {name.lower(): name for name in paths.listdir(folder)}
         if CELEB_DF_TEST_LIST not in names:
             continue
         path = paths.join(folder, names[CELEB_DF_TEST_LIST])
@@ -724,11 +713,6 @@ def list_videos(
     return sorted(found)
 
 
-def to_json(source: VideoSource) -> str:
-    """One line of an input list file (`sources.write_source_list` writes these too)."""
-    return json.dumps(dataclasses.asdict(source), sort_keys=True)
-
-
 def from_json(line: str) -> VideoSource:
-    """Inverse of `to_json`."""
+    """Inverse of `sources.to_json` for a VideoSource (`sources.write_source_list` writes them)."""
     return VideoSource(**json.loads(line))
