@@ -114,9 +114,12 @@ def frame_options(args) -> video_transforms.FrameOptions:
     )
 
 
-def loop_build(raw: str, options: video_transforms.FrameOptions, detector) -> tuple[int, int]:
-    """The baseline: the per-video work in one plain loop. (videos with faces, faces)."""
-    listed = video_sources.list_videos(video_sources.find_video_layout(raw))
+def loop_build(
+    raw: str, options: video_transforms.FrameOptions, detector, part: int = 0, parts: int = 1
+) -> tuple[int, int]:
+    """The baseline: the per-video work in one plain loop, on every `parts`-th video from
+    `part`. (videos with faces, faces)."""
+    listed = video_sources.list_videos(video_sources.find_video_layout(raw))[part::parts]
     videos = faces = 0
     for source in listed:
         planned = video_transforms.plan_video(source, options)
@@ -129,16 +132,7 @@ def loop_build(raw: str, options: video_transforms.FrameOptions, detector) -> tu
 
 def _loop_part(raw: str, options: video_transforms.FrameOptions, part: int, parts: int):
     """The loop on every `parts`-th video, in a fresh process: start-up included."""
-    detector = options.face_detector()
-    listed = video_sources.list_videos(video_sources.find_video_layout(raw))[part::parts]
-    videos = faces = 0
-    for source in listed:
-        planned = video_transforms.plan_video(source, options)
-        result = video_transforms.decode_chunk(source.path, planned.times, options, detector)
-        found = sum(len(frame.faces) for frame in result.frames)
-        videos += bool(found)
-        faces += found
-    return videos, faces
+    return loop_build(raw, options, options.face_detector(), part, parts)
 
 
 def parallel_loops(raw: str, options, processes: int) -> tuple[int, int]:
