@@ -105,12 +105,17 @@ def write_video(
     rate: int = 5,
     codec: str = "libx264",
     rotation: int | None = None,
+    container_options: dict | None = None,
 ) -> str:
-    """Encodes RGB frames with PyAV; `rotation` sets the display matrix (counter-clockwise)."""
+    """Encodes RGB frames with PyAV; `rotation` sets the display matrix (counter-clockwise).
+
+    `container_options` go to the muxer, e.g. {"movflags": "faststart"} to put an
+    MP4's index (moov) before the frames.
+    """
     import av
 
     height, width = frames[0].shape[:2]
-    with av.open(path, "w") as container:
+    with av.open(path, "w", options=container_options or {}) as container:
         stream = container.add_stream(codec, rate=rate)
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         if rotation:

@@ -59,20 +59,9 @@ def background_frames(count: int = FRAMES) -> list[np.ndarray]:
 
 def write_clip(path: str, frames, index_first: bool = False) -> str:
     """H.264 in the container the name says; `index_first` puts an MP4's index (moov) first."""
-    import av
-
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    if not index_first:
-        return demo_media.write_video(path, frames, rate=RATE)
-    with av.open(path, "w", format="mp4", options={"movflags": "faststart"}) as container:
-        stream = container.add_stream("libx264", rate=RATE)
-        stream.width, stream.height, stream.pix_fmt = WIDTH, HEIGHT, "yuv420p"
-        for pixels in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(pixels, format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    return path
+    options = {"movflags": "faststart"} if index_first else None
+    return demo_media.write_video(path, frames, rate=RATE, container_options=options)
 
 
 # (id, label is fake, seed) of the clips that must be written.
@@ -109,7 +98,9 @@ def write_folders(root: str) -> dict[str, tuple[str, str]]:
     whole = open(os.path.join(root, "train/fake/walk_c.mp4"), "rb").read()
     plant("train/fake/cut.mp4", "truncated", whole[: len(whole) // 2])  # Index gone.
     # Index first, cut at 90%: it opens and its first chunk decodes; the last chunk breaks.
-    long = write_clip(os.path.join(root, "_scratch", "long.mp4"), face_frames(9, False, 60), True)
+    long = write_clip(
+        os.path.join(root, "_scratch", "long.mp4"), face_frames(9, False, 60), index_first=True
+    )
     data = open(long, "rb").read()
     plant("validation/real/cut_late.mp4", "truncated", data[: len(data) * 9 // 10])
     shutil.rmtree(os.path.join(root, "_scratch"))
