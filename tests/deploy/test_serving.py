@@ -22,25 +22,13 @@ import sys
 
 import pytest
 
+from tests.deploy.test_scripts import run_script
 from tests.trainer import tiny_detector
 from trainer import export
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 SERVE = REPO / "deploy" / "serving" / "serve.sh"
 REQUEST = REPO / "deploy" / "serving" / "request.sh"
-
-
-def run_script(script, *args, env=None):
-    clean = {"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/tmp")}
-    return subprocess.run(
-        ["bash", str(script), *args],
-        cwd=REPO,
-        env={**clean, **(env or {})},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
 
 
 @pytest.fixture(scope="module")
