@@ -42,7 +42,7 @@ DEMO_SYNTHETIC_FLAGS ?=
 DEMO_BUILD_FLAGS ?=
 DEMO_TRAIN_FLAGS ?=
 DEMO_PREDICT_COUNT ?= 3
-# Step 5's photo and video with real faces (trainer.demo_media, from scikit-image's photographs):
+# Step 5's photo and video with real faces (preprocessing.demo_media, from scikit-image's photographs):
 # DEMO_FACES=0 skips them; DEMO_FACES_FLAGS passes e.g. --max_frames to trainer.predict.
 DEMO_FACES ?= 1
 DEMO_FACES_FLAGS ?= --max_frames=12
@@ -66,7 +66,7 @@ demo: install
 		$$(find $(call DEMO_TEST_IMAGES,fake) | sort | head -n $(DEMO_PREDICT_COUNT))
 ifeq ($(DEMO_FACES),1)
 	@echo "== [6/7] $$(date +%T) Faces: a composite photo and a generated video (faces found, aligned, tracked)"
-	$(PY) -m trainer.demo_media --output_dir=$(DEMO_DIR)/media
+	$(PY) -m preprocessing.demo_media --output_dir=$(DEMO_DIR)/media
 	$(PY) -m trainer.predict --export_dir=$(DEMO_DIR)/model/export --output=$(DEMO_DIR)/predictions/faces/faces.jsonl \
 		--annotate --media_dir=$(DEMO_DIR)/predictions/faces \
 		--explain --explain_dir=$(DEMO_DIR)/predictions/faces/explanations $(DEMO_FACES_FLAGS) \

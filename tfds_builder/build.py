@@ -33,7 +33,7 @@ import os
 # TensorFlow's C++ start-up lines go to the build log, not the console (see build_logging).
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
 
-from preprocessing import build_logging  # noqa: E402  (pure Python: before TensorFlow)
+from preprocessing import tool_logging as build_logging  # noqa: E402  (pure Python: before TensorFlow)
 
 with build_logging.capture_native_stderr() as _IMPORT_STDERR:
     import dataclasses  # noqa: E402
@@ -43,16 +43,10 @@ with build_logging.capture_native_stderr() as _IMPORT_STDERR:
     from absl import flags, logging  # noqa: E402
     import tensorflow as tf  # noqa: E402
 
-    from preprocessing import (  # noqa: E402
-        archive,
-        cli,
-        dataset_dirs,
-        paths,
-        report,
-        runners,
-        schema,
-        sources,
-    )
+    from preprocessing import cli, paths, schema
+    from preprocessing.building import archive, dataset_dirs, runners
+    from preprocessing.building import summary as report
+    from preprocessing.real_and_fake_faces import sources
     from tfds_builder import beam_builder, launcher  # noqa: E402
     from tfds_builder.real_and_fake_faces import (  # noqa: E402
         real_and_fake_faces_dataset_builder as rff,

@@ -8,7 +8,7 @@ r"""Builds the `video_faces` TFDS dataset from a folder of videos: face crops of
         --beam_pipeline_options=project=P,region=R,temp_location=gs://b/tmp,setup_file=./setup.py
 
 `--manual_dir` holds a `<split>/{real,fake}/**/<video>` tree, FaceForensics++ or
-Celeb-DF (`--layout=auto` tells them apart; see `preprocessing.video_sources`).
+Celeb-DF (`--layout=auto` tells them apart; see `preprocessing.video_faces.sources`).
 Writes `<data_dir>/video_faces/<layout>/1.0.0/`: TFRecord shards per split (one
 example per face crop), dataset_info.json, rejects.jsonl (every video not
 written, and why), build_summary.json, face_crops.png (a few videos' crops per
@@ -20,7 +20,7 @@ The same flags run on this machine's cores and on Dataflow: the heavy step
 (decode + detect) runs per chunk of frames, on any worker. Staged builds,
 reuse only for the same inputs and options, the reject-rate check and the
 console/log split are the image build's (`tfds_builder.beam_builder`,
-`preprocessing.build_logging`). This module does not import the image launcher:
+`preprocessing.tool_logging`). This module does not import the image launcher:
 that would register the `real_and_fake_faces` builder in every process that
 builds videos.
 """
@@ -31,7 +31,7 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
 
-from preprocessing import build_logging  # noqa: E402  (pure Python: before TensorFlow)
+from preprocessing import tool_logging as build_logging  # noqa: E402  (pure Python: before TensorFlow)
 
 with build_logging.capture_native_stderr() as _IMPORT_STDERR:
     import dataclasses  # noqa: E402
@@ -41,16 +41,13 @@ with build_logging.capture_native_stderr() as _IMPORT_STDERR:
     from absl import flags, logging  # noqa: E402
     import tensorflow as tf  # noqa: E402
 
-    from preprocessing import (  # noqa: E402
-        cli,
-        paths,
-        report,
-        runners,
-        video,
-        video_report,
-        video_sources,
-        video_transforms,
-    )
+    from preprocessing import cli, paths
+    from preprocessing.building import runners
+    from preprocessing.building import summary as report
+    from preprocessing.media import video
+    from preprocessing.video_faces import sources as video_sources
+    from preprocessing.video_faces import summary as video_report
+    from preprocessing.video_faces import transforms as video_transforms
     from tfds_builder import beam_builder, launcher  # noqa: E402
     from tfds_builder.video_faces import video_faces_dataset_builder as vf  # noqa: E402
 
@@ -312,7 +309,7 @@ def run_main():
 
 
 def _user_errors():
-    from preprocessing import dataset_dirs  # pylint: disable=import-outside-toplevel
+    from preprocessing.building import dataset_dirs  # pylint: disable=import-outside-toplevel
 
     return (report.RejectFractionExceededError, dataset_dirs.BuildInProgressError)
 

@@ -28,13 +28,17 @@ from absl import flags, logging
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from preprocessing import build_logging, paths, report, runners
+import preprocessing
+from preprocessing import paths
+from preprocessing import tool_logging as build_logging
+from preprocessing.building import runners
+from preprocessing.building import summary as report
+import tfds_builder
 from tfds_builder import beam_builder
 
 # Where the project's own log lines come from (the console shows them; the rest goes to the log).
-PROJECT_DIRS = (
-    os.path.dirname(os.path.abspath(build_logging.__file__)),
-    os.path.dirname(os.path.abspath(__file__)),
+PROJECT_DIRS = tuple(
+    os.path.dirname(os.path.abspath(package.__file__)) for package in (preprocessing, tfds_builder)
 )
 
 

@@ -15,8 +15,6 @@ import os
 import keras
 import tensorflow as tf
 
-from trainer import config as config_lib
-
 TINY_BACKBONE = "tiny"
 # Channels of the tiny backbone's five stages (stride 2 each: 32 px -> 1 px).
 _TINY_WIDTHS = (8, 8, 16, 16, 32)
@@ -76,6 +74,8 @@ _LAYER_NAMES = {
     "efficientnetv2s": "efficientnetv2-s",
     TINY_BACKBONE: TINY_BACKBONE,
 }
+# What --backbone accepts ("tiny" is for tests and smoke runs: see `tiny_backbone`).
+BACKBONES = tuple(_BACKBONES)
 # The stage names a user can pass to --fine_tune_from, per backbone (layer-name prefixes).
 STAGES = {
     "resnet50": ("conv1", "conv2", "conv3", "conv4", "conv5"),
@@ -205,7 +205,7 @@ def build_model(
     Call under the strategy's scope and after the precision policy is set.
 
     Args:
-        backbone: one of `config.BACKBONES`.
+        backbone: one of `BACKBONES`.
         image_size: side of the square input.
         weights: 'imagenet' (Keras downloads them), 'none' (random init) or a local
             no-top weights file.
@@ -215,7 +215,7 @@ def build_model(
         keras.Model: uint8 [batch, image_size, image_size, 3] -> float32 logits [batch, 1].
     """
     if backbone not in _BACKBONES:
-        raise ValueError(f"--backbone={backbone!r} is not one of {list(config_lib.BACKBONES)}.")
+        raise ValueError(f"--backbone={backbone!r} is not one of {list(BACKBONES)}.")
     constructor, mode = _BACKBONES[backbone]
     kwargs = {
         "include_top": False,

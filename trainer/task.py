@@ -6,225 +6,255 @@
 The same command runs on a CPU, one GPU, the GPUs of one machine, several
 machines (TF_CONFIG) or a TPU; `--strategy=auto` picks from what is visible.
 Flags live here only: `main` folds them into a `TrainConfig`, and the library
-(`trainer.train.run`) never reads FLAGS.
+(`trainer.training.train_lib.run`) never reads FLAGS.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import logging as std_logging
-import math
-import os
-import sys
-import warnings
+from preprocessing import quiet_tensorflow  # noqa: F401  (first: see its docstring)
 
-from absl import app, flags, logging
+# isort: split
+import dataclasses
+import sys
+
+from absl import app, flags
 
 from preprocessing import cli, schema
-from trainer import config as config_lib
-
-_DEFAULTS = config_lib.TrainConfig(data_dir="", model_dir="")
-
-# ---- Data and outputs.
-flags.DEFINE_string(
-    "data_dir",
-    None,
-    "TFDS data dir holding the dataset built by dfd-build-dataset (local or gs://).",
-)
-flags.DEFINE_string(
-    "model_dir",
-    None,
-    "Where checkpoints, backup/, logs/, history.csv, export/ and model.keras go (local or gs://).",
-)
-flags.DEFINE_string(
-    "dataset",
-    schema.DATASET_NAME,
-    "TFDS dataset name[/config][:version]: real_and_fake_faces (its keep_duplicates "
-    "config), real_and_fake_faces/drop_duplicates, video_faces, or ...:1.1.0 to pin a "
-    "version.",
-)
-flags.DEFINE_string("train_split", _DEFAULTS.train_split, "Split to train on.")
-flags.DEFINE_string(
-    "validation_split",
-    _DEFAULTS.validation_split,
-    "Split for validation (best checkpoint, early stopping, EER threshold).",
-)
-
-# ---- Devices.
-flags.DEFINE_enum(
-    "strategy",
-    _DEFAULTS.strategy,
-    list(config_lib.STRATEGIES),
-    "Distribution strategy; auto: TPU if given/visible, multi-worker if "
-    "TF_CONFIG lists several workers, mirrored with several GPUs (or CPU "
-    "replicas), else one device.",
-)
-flags.DEFINE_integer(
-    "cpu_replicas",
-    _DEFAULTS.cpu_replicas,
-    "Split the CPU into N logical devices (MirroredStrategy without GPUs).",
-)
-flags.DEFINE_string("tpu", _DEFAULTS.tpu, "TPU name or grpc:// address ('' = local).")
-flags.DEFINE_enum(
-    "precision",
-    _DEFAULTS.precision,
-    list(config_lib.PRECISIONS),
-    "auto: mixed_float16 on GPUs (the faster one there: 4,861 img/s vs 4,474 for "
-    "mixed_bfloat16, Keras ResNet50 train step, JAX backend, XLA, batch 256, 224 px, one "
-    "H100; needs loss scaling, whose overflow check is reduced across all replicas and "
-    "workers), mixed_bfloat16 on TPUs (bfloat16 has float32's range: no loss scaling), "
-    "float32 on CPUs (reduced precision is usually slower there, not faster).",
-)
-flags.DEFINE_bool(
-    "jit_compile",
-    _DEFAULTS.jit_compile,
-    "Compile train steps with XLA. Unset: on for TPUs and a single GPU, off with several "
-    "replicas (open Keras 3 + tf.distribute + XLA breakages; it fails on split CPU devices) and "
-    "on CPUs. --jit_compile / --nojit_compile force it.",
-)
-flags.DEFINE_integer(
-    "steps_per_execution",
-    _DEFAULTS.steps_per_execution,
-    "Train steps per call into the compiled step function (Keras returns to Python, and runs "
-    "batch callbacks, once per call). 0: 1 on CPU (a step dwarfs the round trip), 8 on one GPU, "
-    "32 on TPU (a fast device would idle between steps). Under (multi-worker) MirroredStrategy "
-    "the steps run in the trainer's own loop (trainer/multi_step.py: Keras 3.15's fails there, "
-    "keras #19246). Lowered per phase to a divisor of the epoch length.",
-)
-
-# ---- Model.
-flags.DEFINE_enum(
-    "backbone",
-    _DEFAULTS.backbone,
-    list(config_lib.BACKBONES),
-    "Backbone. tiny: a ~9k-weight CNN with the same stages/contract, for smoke runs and tests "
-    "(fast; not a detector for real data; no ImageNet weights).",
-)
-flags.DEFINE_string(
-    "weights",
-    _DEFAULTS.weights,
-    "imagenet (downloaded by Keras), none (train from scratch), or a "
-    "local no-top .weights.h5 file.",
-)
-flags.DEFINE_integer("image_size", _DEFAULTS.image_size, "Square input side in pixels.")
-flags.DEFINE_float("dropout", _DEFAULTS.dropout, "Dropout before the logit.")
-flags.DEFINE_string(
-    "fine_tune_from",
-    _DEFAULTS.fine_tune_from,
-    "First backbone stage unfrozen in phase 2 (resnet50: conv1..conv5; "
-    "xception: block1..block14; efficientnetv2s: block1..block6, top; or all).",
-)
-
-# ---- Schedule and regularisation.
-flags.DEFINE_integer("epochs", _DEFAULTS.epochs, "Total epochs, both phases.")
-flags.DEFINE_integer(
-    "head_epochs",
-    _DEFAULTS.head_epochs,
-    "Phase 1 epochs (head only, backbone frozen); ignored with --weights=none.",
-)
-flags.DEFINE_integer(
-    "steps_per_epoch",
-    _DEFAULTS.steps_per_epoch,
-    "Steps per epoch; 0: one pass over the training split.",
-)
-flags.DEFINE_integer(
-    "validation_steps",
-    _DEFAULTS.validation_steps,
-    "Validation batches per epoch; 0: the whole split.",
-)
-flags.DEFINE_integer(
-    "global_batch_size",
-    _DEFAULTS.global_batch_size,
-    "Batch over all replicas; must divide by the replica count.",
-)
-flags.DEFINE_enum("optimizer", _DEFAULTS.optimizer, list(config_lib.OPTIMIZERS), "Optimizer.")
-flags.DEFINE_float(
-    "learning_rate",
-    _DEFAULTS.learning_rate,
-    "Peak learning rate of phase 1 (or of the single from-scratch phase).",
-)
-flags.DEFINE_float(
-    "fine_tune_learning_rate", _DEFAULTS.fine_tune_learning_rate, "Peak learning rate of phase 2."
-)
-flags.DEFINE_float(
-    "warmup_epochs",
-    _DEFAULTS.warmup_epochs,
-    "Linear warm-up, in epochs, at the start of each phase; then cosine decay.",
-)
-flags.DEFINE_float("weight_decay", _DEFAULTS.weight_decay, "Decoupled weight decay.")
-flags.DEFINE_float("label_smoothing", _DEFAULTS.label_smoothing, "Label smoothing.")
-flags.DEFINE_float("momentum", _DEFAULTS.momentum, "SGD momentum (Nesterov).")
-flags.DEFINE_integer(
-    "early_stopping_patience",
-    _DEFAULTS.early_stopping_patience,
-    "Stop a phase after N epochs without val_auc improvement; 0: off.",
-)
-
-# ---- Input pipeline and augmentation.
-flags.DEFINE_integer("shuffle_buffer", _DEFAULTS.shuffle_buffer, "Examples in the shuffle buffer.")
-flags.DEFINE_bool("cache", _DEFAULTS.cache, "Cache the JPEG bytes in memory after one pass.")
-flags.DEFINE_bool(
-    "deterministic",
-    _DEFAULTS.deterministic,
-    "Keep element order through the parallel decode (slower).",
-)
-flags.DEFINE_integer("seed", _DEFAULTS.seed, "Seed for shuffling and initialisation.")
-flags.DEFINE_float(
-    "min_crop_area",
-    _DEFAULTS.min_crop_area,
-    "Smallest random crop, as a fraction of the image area.",
-)
-flags.DEFINE_bool("flip", _DEFAULTS.flip, "Random horizontal flips.")
-flags.DEFINE_integer(
-    "jpeg_quality_min",
-    _DEFAULTS.jpeg_quality_min,
-    "Re-compress half the images as JPEG at quality [N, 100]; 0: off.",
-)
-flags.DEFINE_float(
-    "blur_probability", _DEFAULTS.blur_probability, "Probability of a random Gaussian blur."
-)
-flags.DEFINE_float(
-    "color_jitter",
-    _DEFAULTS.color_jitter,
-    "Brightness/contrast/saturation jitter strength; 0: off.",
-)
-
-# ---- Fault tolerance and output.
-flags.DEFINE_integer(
-    "backup_every_steps",
-    _DEFAULTS.backup_every_steps,
-    "Also back up every N steps inside an epoch (mid-epoch resume); 0: epoch ends only.",
-)
-flags.DEFINE_float(
-    "backup_every_seconds",
-    _DEFAULTS.backup_every_seconds,
-    "Also back up inside an epoch when this many seconds passed since the last backup (chief "
-    "only); 0: off. Bounds backup cost on fast hardware, where a step count comes every few s.",
-)
-flags.DEFINE_bool(
-    "reset_threshold",
-    _DEFAULTS.reset_threshold,
-    "Re-pick the validation EER threshold even when export/detector.json holds one chosen by "
-    "dfd-evaluate and this run trained nothing new (by default that one is kept).",
-)
-flags.DEFINE_integer(
-    "verbose",
-    _DEFAULTS.verbose,
-    "Progress: 0 silent; 1 Keras' bar on a terminal, else plain lines (step, loss, images/s, "
-    "ETA) every --log_every_seconds/--log_every_steps and one per epoch; 2 one line per epoch.",
-)
-flags.DEFINE_integer(
-    "log_every_steps", _DEFAULTS.log_every_steps, "Progress line every N steps; 0: off."
-)
-flags.DEFINE_float(
-    "log_every_seconds",
-    _DEFAULTS.log_every_seconds,
-    "Progress line every N seconds; 0: off.",
-)
-
-flags.mark_flags_as_required(["data_dir", "model_dir"])
+from trainer.training import config as config_lib
+from trainer.training import console
 
 FLAGS = flags.FLAGS
+_DEFAULTS = config_lib.TrainConfig(data_dir="", model_dir="")
+
+
+def _define_data_flags() -> None:
+    """Data and outputs."""
+    flags.DEFINE_string(
+        "data_dir",
+        None,
+        "TFDS data dir holding the dataset built by dfd-build-dataset (local or gs://).",
+    )
+    flags.DEFINE_string(
+        "model_dir",
+        None,
+        "Where checkpoints, backup/, logs/, history.csv, export/ and model.keras go (local or gs://).",
+    )
+    flags.DEFINE_string(
+        "dataset",
+        schema.DATASET_NAME,
+        "TFDS dataset name[/config][:version]: real_and_fake_faces (its keep_duplicates "
+        "config), real_and_fake_faces/drop_duplicates, video_faces, or ...:1.1.0 to pin a "
+        "version.",
+    )
+    flags.DEFINE_string("train_split", _DEFAULTS.train_split, "Split to train on.")
+    flags.DEFINE_string(
+        "validation_split",
+        _DEFAULTS.validation_split,
+        "Split for validation (best checkpoint, early stopping, EER threshold).",
+    )
+
+
+def _define_devices_flags() -> None:
+    """Devices."""
+    flags.DEFINE_enum(
+        "strategy",
+        _DEFAULTS.strategy,
+        list(config_lib.STRATEGIES),
+        "Distribution strategy; auto: TPU if given/visible, multi-worker if "
+        "TF_CONFIG lists several workers, mirrored with several GPUs (or CPU "
+        "replicas), else one device.",
+    )
+    flags.DEFINE_integer(
+        "cpu_replicas",
+        _DEFAULTS.cpu_replicas,
+        "Split the CPU into N logical devices (MirroredStrategy without GPUs).",
+    )
+    flags.DEFINE_string("tpu", _DEFAULTS.tpu, "TPU name or grpc:// address ('' = local).")
+    flags.DEFINE_enum(
+        "precision",
+        _DEFAULTS.precision,
+        list(config_lib.PRECISIONS),
+        "auto: mixed_float16 on GPUs (the faster one there, BENCHMARKS.md; its loss scaling "
+        "reduces the overflow check across all replicas and workers), mixed_bfloat16 on TPUs "
+        "(bfloat16 has float32's range: no loss scaling), float32 on CPUs (reduced precision is "
+        "usually slower there, not faster).",
+    )
+    flags.DEFINE_bool(
+        "jit_compile",
+        _DEFAULTS.jit_compile,
+        "Compile train steps with XLA. Unset: on for TPUs and a single GPU, off with several "
+        "replicas (open Keras 3 + tf.distribute + XLA breakages; it fails on split CPU "
+        "devices) and on CPUs. --jit_compile / --nojit_compile force it.",
+    )
+    flags.DEFINE_integer(
+        "steps_per_execution",
+        _DEFAULTS.steps_per_execution,
+        "Train steps per call into the compiled step function (Keras returns to Python, and "
+        "runs batch callbacks, once per call). 0: 1 on CPU (a step dwarfs the round trip), 8 "
+        "on GPUs, 32 on TPU (a fast device would idle between steps). Under (multi-worker) "
+        "MirroredStrategy the steps run in the trainer's own loop "
+        "(training/keras_workarounds/multi_step.py: Keras 3.15's fails there, keras #19246). "
+        "Lowered per phase to a divisor of the epoch length.",
+    )
+
+
+def _define_model_flags() -> None:
+    """Model."""
+    flags.DEFINE_enum(
+        "backbone",
+        _DEFAULTS.backbone,
+        list(config_lib.BACKBONES),
+        "Backbone. tiny: a ~9k-weight CNN with the same stages/contract, for smoke runs and tests "
+        "(fast; not a detector for real data; no ImageNet weights).",
+    )
+    flags.DEFINE_string(
+        "weights",
+        _DEFAULTS.weights,
+        "imagenet (downloaded by Keras), none (train from scratch), or a "
+        "local no-top .weights.h5 file.",
+    )
+    flags.DEFINE_integer("image_size", _DEFAULTS.image_size, "Square input side in pixels.")
+    flags.DEFINE_float("dropout", _DEFAULTS.dropout, "Dropout before the logit.")
+    flags.DEFINE_string(
+        "fine_tune_from",
+        _DEFAULTS.fine_tune_from,
+        "First backbone stage unfrozen in phase 2 (resnet50: conv1..conv5; "
+        "xception: block1..block14; efficientnetv2s: block1..block6, top; or all).",
+    )
+
+
+def _define_schedule_flags() -> None:
+    """Schedule and regularisation."""
+    flags.DEFINE_integer("epochs", _DEFAULTS.epochs, "Total epochs, both phases.")
+    flags.DEFINE_integer(
+        "head_epochs",
+        _DEFAULTS.head_epochs,
+        "Phase 1 epochs (head only, backbone frozen); ignored with --weights=none.",
+    )
+    flags.DEFINE_integer(
+        "steps_per_epoch",
+        _DEFAULTS.steps_per_epoch,
+        "Steps per epoch; 0: one pass over the training split.",
+    )
+    flags.DEFINE_integer(
+        "validation_steps",
+        _DEFAULTS.validation_steps,
+        "Validation batches per epoch; 0: the whole split.",
+    )
+    flags.DEFINE_integer(
+        "global_batch_size",
+        _DEFAULTS.global_batch_size,
+        "Batch over all replicas; must divide by the replica count.",
+    )
+    flags.DEFINE_enum("optimizer", _DEFAULTS.optimizer, list(config_lib.OPTIMIZERS), "Optimizer.")
+    flags.DEFINE_float(
+        "learning_rate",
+        _DEFAULTS.learning_rate,
+        "Peak learning rate of phase 1 (or of the single from-scratch phase).",
+    )
+    flags.DEFINE_float(
+        "fine_tune_learning_rate",
+        _DEFAULTS.fine_tune_learning_rate,
+        "Peak learning rate of phase 2.",
+    )
+    flags.DEFINE_float(
+        "warmup_epochs",
+        _DEFAULTS.warmup_epochs,
+        "Linear warm-up, in epochs, at the start of each phase; then cosine decay.",
+    )
+    flags.DEFINE_float("weight_decay", _DEFAULTS.weight_decay, "Decoupled weight decay.")
+    flags.DEFINE_float("label_smoothing", _DEFAULTS.label_smoothing, "Label smoothing.")
+    flags.DEFINE_float("momentum", _DEFAULTS.momentum, "SGD momentum (Nesterov).")
+    flags.DEFINE_integer(
+        "early_stopping_patience",
+        _DEFAULTS.early_stopping_patience,
+        "Stop a phase after N epochs without val_auc improvement; 0: off.",
+    )
+
+
+def _define_input_pipeline_flags() -> None:
+    """Input pipeline and augmentation."""
+    flags.DEFINE_integer(
+        "shuffle_buffer", _DEFAULTS.shuffle_buffer, "Examples in the shuffle buffer."
+    )
+    flags.DEFINE_bool("cache", _DEFAULTS.cache, "Cache the JPEG bytes in memory after one pass.")
+    flags.DEFINE_bool(
+        "deterministic",
+        _DEFAULTS.deterministic,
+        "Keep element order through the parallel decode (slower).",
+    )
+    flags.DEFINE_integer("seed", _DEFAULTS.seed, "Seed for shuffling and initialisation.")
+    flags.DEFINE_float(
+        "min_crop_area",
+        _DEFAULTS.min_crop_area,
+        "Smallest random crop, as a fraction of the image area.",
+    )
+    flags.DEFINE_bool("flip", _DEFAULTS.flip, "Random horizontal flips.")
+    flags.DEFINE_integer(
+        "jpeg_quality_min",
+        _DEFAULTS.jpeg_quality_min,
+        "Re-compress half the images as JPEG at quality [N, 100]; 0: off.",
+    )
+    flags.DEFINE_float(
+        "blur_probability", _DEFAULTS.blur_probability, "Probability of a random Gaussian blur."
+    )
+    flags.DEFINE_float(
+        "color_jitter",
+        _DEFAULTS.color_jitter,
+        "Brightness/contrast/saturation jitter strength; 0: off.",
+    )
+
+
+def _define_fault_tolerance_flags() -> None:
+    """Fault tolerance and output."""
+    flags.DEFINE_integer(
+        "backup_every_steps",
+        _DEFAULTS.backup_every_steps,
+        "Also back up every N steps inside an epoch (mid-epoch resume); 0: epoch ends only.",
+    )
+    flags.DEFINE_float(
+        "backup_every_seconds",
+        _DEFAULTS.backup_every_seconds,
+        "Also back up inside an epoch when this many seconds passed since the last backup (chief "
+        "only); 0: off. Bounds backup cost on fast hardware, where a step count comes every few s.",
+    )
+    flags.DEFINE_bool(
+        "reset_threshold",
+        _DEFAULTS.reset_threshold,
+        "Re-pick the validation EER threshold even when export/detector.json holds one chosen by "
+        "dfd-evaluate and this run trained nothing new (by default that one is kept).",
+    )
+    flags.DEFINE_integer(
+        "verbose",
+        _DEFAULTS.verbose,
+        "Progress: 0 silent; 1 Keras' bar on a terminal, else plain lines (step, loss, images/s, "
+        "ETA) every --log_every_seconds/--log_every_steps and one per epoch; 2 one line per epoch.",
+    )
+    flags.DEFINE_integer(
+        "log_every_steps", _DEFAULTS.log_every_steps, "Progress line every N steps; 0: off."
+    )
+    flags.DEFINE_float(
+        "log_every_seconds",
+        _DEFAULTS.log_every_seconds,
+        "Progress line every N seconds; 0: off.",
+    )
+
+
+def define_flags() -> None:
+    """Defines the command's flags; called by `run_main`, so importing this module as a
+    library (tests, other tools) defines none and cannot collide with other commands.
+
+    A second call is a no-op (tests that parse dfd-train's flags in one process).
+    """
+    if "backbone" in FLAGS:
+        return
+    _define_data_flags()
+    _define_devices_flags()
+    _define_model_flags()
+    _define_schedule_flags()
+    _define_input_pipeline_flags()
+    _define_fault_tolerance_flags()
+    flags.mark_flags_as_required(["data_dir", "model_dir"])
 
 
 def config_from_flags(flag_values: flags.FlagValues = FLAGS) -> config_lib.TrainConfig:
@@ -233,168 +263,26 @@ def config_from_flags(flag_values: flags.FlagValues = FLAGS) -> config_lib.Train
     return config_lib.TrainConfig(**{name: flag_values[name].value for name in fields})
 
 
-LOG_FILENAME = "train.log"
-# Modules whose log lines the default console shows; everything else (TensorFlow,
-# TFDS, Keras) goes to <model_dir>/train.log, or to the console with --verbosity=1.
-_PROJECT_PACKAGES = (f"{os.sep}trainer{os.sep}", f"{os.sep}preprocessing{os.sep}")
-
-
-class _ProjectLinesOnly(std_logging.Filter):
-    """Passes the project's own log lines, and anyone's errors."""
-
-    def filter(self, record: std_logging.LogRecord) -> bool:
-        return record.levelno >= std_logging.ERROR or any(
-            part in record.pathname for part in _PROJECT_PACKAGES
-        )
-
-
-def configure_console(model_dir: str, verbosity: int) -> str | None:
-    """Keeps the console for the project's lines; the rest goes to `<model_dir>/train.log`.
-
-    With `verbosity` > 0 nothing is hidden. Returns the log file's path, or None
-    when `model_dir` is not local (gs://: use --verbosity=1 to see everything).
-    """
-    import tensorflow as tf
-
-    std_logging.captureWarnings(True)  # Python warnings become log records (py.warnings).
-    log_file = None
-    try:
-        if "://" not in model_dir:
-            os.makedirs(model_dir, exist_ok=True)
-            log_file = os.path.join(model_dir, LOG_FILENAME)
-            handler = std_logging.FileHandler(log_file)
-    except OSError:
-        log_file = None  # The model_dir check reports it, with the fix.
-    if log_file:
-        handler.setLevel(std_logging.INFO)
-        handler.setFormatter(
-            std_logging.Formatter("%(asctime)s %(levelname)s %(name)s %(filename)s] %(message)s")
-        )
-        std_logging.getLogger().addHandler(handler)
-        std_logging.getLogger("tensorflow").addHandler(handler)
-    if verbosity > 0:
-        return log_file
-    warnings.filterwarnings("ignore", category=DeprecationWarning)
-    logging.get_absl_handler().addFilter(_ProjectLinesOnly())
-    # TensorFlow's Python logger has its own console handler.
-    tf.get_logger().setLevel("INFO")
-    for handler in tf.get_logger().handlers:
-        if not isinstance(handler, std_logging.FileHandler):
-            handler.setLevel(std_logging.ERROR)
-    return log_file
-
-
-def _table(title: str, rows: list[tuple[str, object]]) -> str:
-    width = max(len(k) for k, _ in rows)
-    return "\n".join([f"== {title}"] + [f"  {k.ljust(width)}  {v}" for k, v in rows])
-
-
-def start_summary(run_setup) -> str:
-    """What is about to run: devices, batch, precision, recipe, and how it relates to model_dir."""
-    from trainer import distribution
-
-    config, strategy = run_setup.config, run_setup.strategy
-    replicas = run_setup.replicas
-    return _table(
-        "Training",
-        [
-            ("devices", ", ".join(strategy.extended.worker_devices)),
-            (
-                "strategy",
-                f"{distribution.display_name(strategy)} ({replicas} "
-                f"{'replica' if replicas == 1 else 'replicas'}, "
-                f"{'chief' if run_setup.chief else 'worker'})",
-            ),
-            ("global batch", config.global_batch_size),
-            ("per-replica batch", config.global_batch_size // replicas),
-            ("precision", run_setup.policy),
-            ("XLA", "on" if run_setup.jit_compile else "off"),
-            ("steps/execution", run_setup.steps_per_execution),
-            ("backbone", f"{config.backbone} (weights={config.weights}, {config.image_size}px)"),
-            (
-                "phases",
-                ", ".join(
-                    f"{p.name} epochs {p.start + 1}-{p.end} lr={p.learning_rate:g}"
-                    for p in run_setup.phases
-                ),
-            ),
-            ("steps per epoch", run_setup.steps_per_epoch),
-            (
-                "examples",
-                f"train={run_setup.train_examples} validation={run_setup.validation_examples}",
-            ),
-            ("run", run_setup.status),
-            ("model_dir", config.model_dir),
-        ],
-    )
-
-
-def done_summary(result: dict) -> str:
-    """What the run produced: epochs, best checkpoint and metrics, threshold, throughput, paths."""
-    metrics = result["best_metrics"]
-    shown = ", ".join(
-        f"{k}={v:.4f}"
-        for k, v in sorted(metrics.items())
-        if k.startswith("val_") and k != "val_examples" and math.isfinite(v)
-    )
-    eer = result["validation_eer"]
-    chief = result["is_chief"]
-    speed = result["images_per_second"]
-    rows = [
-        (
-            "epochs",
-            f"{result['epochs_completed']} of {result['epochs']} "
-            f"({result['steps_per_epoch']} steps each; {result['steps_trained']} trained now)",
-        ),
-        ("best epoch", f"{result['best_epoch']} by {result['monitor']}"),
-        ("its metrics", shown or "n/a"),
-        (
-            "threshold",
-            f"{result['threshold']:.4f} ({result['threshold_source']}"
-            + (f", EER {eer:.4f})" if eer is not None else ")"),
-        ),
-        (
-            "exact val AUC",
-            f"{result['validation_auc']:.4f} (exported weights, every validation example; the "
-            "epoch val_auc is Keras' 200-bin estimate)"
-            if result.get("validation_auc") is not None
-            else "n/a",
-        ),
-        ("images/s", f"{speed:,.1f} (training steps, measured)" if speed else "n/a"),
-        (
-            "backups",
-            f"{result['backups']} written in {result['backup_seconds']:.1f} s",
-        ),
-        ("export", result["export_dir"] if chief else "written by the chief"),
-        ("keras model", result["keras_model"] if chief else "written by the chief"),
-        ("best checkpoint", result["best_checkpoint"] if chief else "written by the chief"),
-        ("history", result["history_csv"] if chief else "written by the chief"),
-        ("TensorBoard", f"tensorboard --logdir {result['log_dir']}"),
-    ]
-    if result["early_stopped"]:
-        rows.insert(1, ("early stopping", "; ".join(result["early_stopped"])))
-    return _table("Done", rows)
-
-
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}; every option is a --flag.")
     config = config_from_flags()
     config_lib.validate(config)
-    from trainer import train  # Heavy imports after the cheap checks.
+    from trainer.training import train_lib as train  # Heavy imports after the cheap checks.
 
-    log_file = configure_console(config.model_dir, FLAGS.verbosity)
+    log_file = console.configure_console(config.model_dir, FLAGS.verbosity)
 
     def announce(run_setup) -> None:
-        print(start_summary(run_setup), flush=True)
+        print(console.start_summary(run_setup), flush=True)
         if log_file:
             print(f"  (TensorFlow/Keras messages: {log_file}; --verbosity=1 shows them here)")
 
     result = train.run(config, on_setup=announce)
-    print(done_summary(result), flush=True)
+    print(console.done_summary(result), flush=True)
 
 
 def run_main():
+    define_flags()
     cli.run(
         main,
         module=sys.modules[__name__],

@@ -2,7 +2,7 @@
 
     python tests/benchmarks/bench_backup.py [--repeats=3] [--backbones=resnet50,xception,...]
 
-1. Backup cost: `trainer.callbacks.Backup.save` (weights + AdamW slots, HDF5,
+1. Backup cost: `trainer.training.callbacks.Backup.save` (weights + AdamW slots, HDF5,
    written beside and renamed into place, the file a resume reads) on ResNet50
    at 224 px with every layer trainable (the largest backup a run writes),
    timed `--repeats` times on this machine's CPU and disk: median and spread.
@@ -37,9 +37,11 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from trainer import callbacks, export, train  # noqa: E402
-from trainer import config as config_lib  # noqa: E402
+from trainer import export  # noqa: E402
 from trainer import model as model_lib  # noqa: E402
+from trainer.training import callbacks
+from trainer.training import config as config_lib  # noqa: E402
+from trainer.training import train_lib as train
 
 H100_IMAGES_PER_SECOND = 4861  # BENCHMARKS.md anchor: Keras ResNet50 train step, one H100.
 GPUS, GLOBAL_BATCH = 8, 512

@@ -7,7 +7,7 @@ What is compared, on the same synthetic Kaggle-layout set (generated once and
 reused from --output_dir):
 
 - loop: one Python process lists the inputs, reads each file, validates and
-  normalises it (`preprocessing.images.normalise`), checks SHA-256 duplicates,
+  normalises it (`preprocessing.media.images.normalise`), checks SHA-256 duplicates,
   encodes the TFDS example with the dataset's own features and writes one
   TFRecord file per split. The same work as the job, without Beam or TFDS'
   shuffle: the baseline;
@@ -47,7 +47,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import tensorflow as tf  # noqa: E402
 import tensorflow_datasets as tfds  # noqa: E402
 
-from preprocessing import images, schema, sources, synthetic  # noqa: E402
+from preprocessing import schema, synthetic  # noqa: E402
+from preprocessing.media import images  # noqa: E402
+from preprocessing.real_and_fake_faces import sources  # noqa: E402
 from tfds_builder import build  # noqa: E402
 
 

@@ -4,7 +4,7 @@
         --frames=8 --crops=64 --repeats=3
 
 One exported detector (ResNet50, weights=None, --image_size px, through the real
-export contract), the real MTCNN, the production path (`trainer.media.score_files`,
+export contract), the real MTCNN, the production path (`trainer.inference.media.score_files`,
 which `trainer.predict` runs), on the same machine in one run:
 
 - (a) 1280x720 JPEG frames, each with two people at different scales: decode,
@@ -31,9 +31,11 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 sys.path.insert(0, REPO)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from preprocessing import faces  # noqa: E402
-from trainer import demo_media, export, media, scoring  # noqa: E402
+from preprocessing import demo_media  # noqa: E402
+from preprocessing.media import faces  # noqa: E402
+from trainer import export  # noqa: E402
 from trainer import model as model_lib  # noqa: E402
+from trainer.inference import media, scoring  # noqa: E402
 
 
 def parse_args(argv=None):

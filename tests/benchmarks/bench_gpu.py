@@ -10,7 +10,7 @@ off/on and each --steps_per_execution, it trains the 140k recipe's model
 (ResNet50, weights=None, 224 px, the recipe's augmentation in the train step)
 under the default strategy (MirroredStrategy over all GPUs) and reports
 images/second fed by:
-- synthetic: in-memory uint8 tensors (`data.build_synthetic_dataset`): the model alone;
+- synthetic: in-memory uint8 tensors (`input_pipeline.build_synthetic_dataset`): the model alone;
 - real: `trainer.data`'s pipeline on TFDS shards of generated JPEGs (or your
   --data_dir), decode-and-crop and JPEG re-compression on the host.
 Real at ~100% of synthetic means the host keeps up. "host cores busy" is the
@@ -46,9 +46,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 
 from tests.benchmarks import bench_trainer  # noqa: E402
-from trainer import config as config_lib  # noqa: E402
-from trainer import data, distribution, precision, train  # noqa: E402
+from trainer import data  # noqa: E402
 from trainer import model as model_lib  # noqa: E402
+from trainer.training import config as config_lib  # noqa: E402
+from trainer.training import distribution, input_pipeline, precision  # noqa: E402
+from trainer.training import train_lib as train  # noqa: E402
 
 # The 140k flagfiles' augmentation (deploy/configs/140k_resnet50_*.cfg).
 RECIPE = dict(min_crop_area=0.25, jpeg_quality_min=60, blur_probability=0.1, color_jitter=0.1)
@@ -188,7 +190,7 @@ def timed_fit(fit_model, dataset, *, batch: int, steps_per_execution: int, args)
 
 def pipeline_cost(config, builder, input_batch: int, batches: int) -> dict:
     """Host CPU seconds per image of the real pipeline alone (median of 3 windows)."""
-    dataset = data.build_dataset("train", config, training=True, builder=builder)
+    dataset = input_pipeline.build_dataset("train", config, training=True, builder=builder)
     iterator = iter(dataset)
     for _ in range(3):
         next(iterator)
@@ -256,10 +258,10 @@ def main(argv=None) -> int:
     def dataset_for(config, source):
         if source == "synthetic":
             return strategy.distribute_datasets_from_function(
-                lambda context: data.build_synthetic_dataset(config, context)
+                lambda context: input_pipeline.build_synthetic_dataset(config, context)
             )
         return strategy.distribute_datasets_from_function(
-            lambda context: data.build_dataset(
+            lambda context: input_pipeline.build_dataset(
                 "train", config, context, training=True, builder=builder
             )
         )

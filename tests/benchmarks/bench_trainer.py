@@ -14,7 +14,8 @@ output size (--crop_size, bilinear unless said), the same cores, batch
   (min_crop_area 0.25, JPEG re-compression from quality 60, blur 0.1, colour
   jitter 0.1): "before" = every augmentation per image in the tf.data map (the
   former pipeline, `augment.reference_augment_image`); "after" = today's
-  `data.build_dataset`, which keeps decode-and-crop and JPEG re-compression on the
+  `input_pipeline.build_dataset` (trainer/training), which keeps decode-and-crop and JPEG
+  re-compression on the
   host and leaves flip, jitter and blur to the training step;
 - the step's share (`augment.augment_batch` on --batch_size images), timed on
   this CPU: on a GPU it runs on the device.
@@ -149,8 +150,9 @@ def measure(make_iterator, batches: int, batch_size: int, warmup: int = 3) -> di
 
 def loaders(args, folder, data_dir, jpegs) -> dict:
     """name -> (description, iterator factory, images per batch)."""
-    from trainer import augment, data
-    from trainer import config as config_lib
+    from trainer import data
+    from trainer.training import augment, input_pipeline
+    from trainer.training import config as config_lib
 
     size, batch = args.crop_size, args.batch_size
     autotune = tf.data.AUTOTUNE
@@ -199,11 +201,15 @@ def loaders(args, folder, data_dir, jpegs) -> dict:
         """The former pipeline: the same reading, every augmentation per image in the map."""
 
         def parse(example):
-            image = data.random_resized_crop(example[schema.IMAGE], size, cfg.min_crop_area)
-            return augment.reference_augment_image(image, cfg), data._label(example)
+            image = input_pipeline.random_resized_crop(
+                example[schema.IMAGE], size, cfg.min_crop_area
+            )
+            return augment.reference_augment_image(image, cfg), input_pipeline._label(example)
 
         def make():
-            dataset = data._read(builder, "train", cfg, None, training=True, seed=cfg.seed)
+            dataset = input_pipeline._read(
+                builder, "train", cfg, None, training=True, seed=cfg.seed
+            )
             dataset = dataset.repeat().shuffle(cfg.shuffle_buffer, seed=cfg.seed)
             dataset = dataset.map(parse, num_parallel_calls=autotune, deterministic=False)
             return iter(dataset.batch(batch, drop_remainder=True).prefetch(autotune))
@@ -211,7 +217,9 @@ def loaders(args, folder, data_dir, jpegs) -> dict:
         return make
 
     def after(cfg):
-        return lambda: iter(data.build_dataset("train", cfg, training=True, builder=builder))
+        return lambda: iter(
+            input_pipeline.build_dataset("train", cfg, training=True, builder=builder)
+        )
 
     def step_share():
         cfg = config(**RECIPE)
@@ -343,9 +351,10 @@ class StepTimer:
 
 
 def bench_training(args, data_dir) -> dict:
-    from trainer import config as config_lib
-    from trainer import data, train
     from trainer import model as model_lib
+    from trainer.training import config as config_lib
+    from trainer.training import input_pipeline
+    from trainer.training import train_lib as train
 
     config = config_lib.TrainConfig(
         data_dir=data_dir,
@@ -360,8 +369,8 @@ def bench_training(args, data_dir) -> dict:
     phase = train.Phase(model_lib.FULL_PHASE, 0, 1, config.learning_rate)
     results = {}
     sources = {
-        "real": lambda: data.build_dataset("train", config, training=True),
-        "synthetic": lambda: data.build_synthetic_dataset(config),
+        "real": lambda: input_pipeline.build_dataset("train", config, training=True),
+        "synthetic": lambda: input_pipeline.build_synthetic_dataset(config),
     }
     for name, make in sources.items():
         model = model_lib.build_model("resnet50", image_size=config.image_size, weights="none")

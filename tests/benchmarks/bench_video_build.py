@@ -47,9 +47,13 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
-from preprocessing import synthetic, video_sources, video_transforms  # noqa: E402
+from preprocessing import (  # noqa: E402
+    demo_media,  # noqa: E402
+    synthetic,  # noqa: E402
+)
+from preprocessing.video_faces import sources as video_sources  # noqa: E402
+from preprocessing.video_faces import transforms as video_transforms  # noqa: E402
 from tfds_builder import build_videos  # noqa: E402
-from trainer import demo_media  # noqa: E402
 
 
 def parse_args(argv=None):

@@ -128,7 +128,8 @@ def test_non_gcs_paths_are_refused_with_the_reason():
 _PARSE_TRAINER = r"""
 import json, sys
 from absl import flags
-import trainer.task  # defines the trainer's flags
+import trainer.task
+trainer.task.define_flags()
 FLAGS = flags.FLAGS
 results = []
 for argv in json.loads(sys.argv[1]):

@@ -16,7 +16,10 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from preprocessing import archive, fingerprint, report, schema, sources
+from preprocessing import schema
+from preprocessing.building import archive, fingerprint
+from preprocessing.building import summary as report
+from preprocessing.real_and_fake_faces import sources
 from tests.preprocessing import planted
 from tfds_builder import build
 

@@ -4,7 +4,9 @@ from apache_beam.options.pipeline_options import DirectOptions, GoogleCloudOptio
 from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 import pytest
 
-from preprocessing import runners, sources, synthetic
+from preprocessing import synthetic
+from preprocessing.building import runners
+from preprocessing.real_and_fake_faces import sources
 from tfds_builder import build, launcher
 
 

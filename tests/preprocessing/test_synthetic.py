@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 
 from preprocessing import schema, synthetic
-from trainer import image_ops
+from trainer import export
 
 
 def _digest_tree(root):
@@ -63,7 +63,7 @@ def test_parse_counts_accepts_named_or_single_and_names_bad_parts():
 
 def _spectral_features(jpeg: bytes) -> np.ndarray:
     """Log-magnitude spectrum of the trainer's evaluation view, pooled to 16x16."""
-    pixels = image_ops.decode_for_eval(tf.constant(jpeg), 64).numpy().astype(np.float32)
+    pixels = export.decode_for_eval(tf.constant(jpeg), 64).numpy().astype(np.float32)
     gray = pixels.mean(axis=-1)
     spectrum = np.log1p(np.abs(np.fft.fft2(gray - gray.mean())))
     return spectrum.reshape(16, 4, 16, 4).mean(axis=(1, 3)).ravel()

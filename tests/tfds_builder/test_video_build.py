@@ -22,18 +22,18 @@ from PIL import Image
 import pytest
 import tensorflow_datasets as tfds
 
-from preprocessing import (
-    fingerprint,
-    report,
-    schema,
-    video_report,
-    video_sources,
-    video_transforms,
-)
+from preprocessing import schema
+from preprocessing.building import fingerprint
+from preprocessing.building import summary as report
+from preprocessing.video_faces import sources as video_sources
+from preprocessing.video_faces import summary as video_report
+from preprocessing.video_faces import transforms as video_transforms
 from tests.tfds_builder import video_clips
 from tests.trainer import tiny_data, tiny_detector
 from tfds_builder import build_videos
-from trainer import evaluate, matrix, media
+from trainer.evaluation import evaluate_lib as evaluate
+from trainer.evaluation import matrix_lib as matrix
+from trainer.inference import media
 
 FRAME_OPTIONS = video_transforms.FrameOptions(
     frames_per_video=video_clips.FRAMES_PER_VIDEO,
@@ -252,7 +252,10 @@ def test_the_trainer_trains_on_it_with_todays_flags(built, tmp_path):
     point is the dataset's contract with the trainer, not ResNet50.
     """
     root, _, _ = built
-    from trainer import task, train
+    from trainer import task
+    from trainer.training import train_lib as train
+
+    task.define_flags()
 
     backbone = ["--backbone=tiny"]
     model_dir = tmp_path / "model"

@@ -23,8 +23,7 @@ import shutil
 
 import numpy as np
 
-from preprocessing import synthetic
-from trainer import demo_media
+from preprocessing import demo_media, synthetic
 
 WIDTH, HEIGHT = 320, 180  # Small frames: MTCNN costs ~0.2 s each on this machine.
 FRAMES, RATE = 10, 5  # 2 s per clip.

@@ -1,4 +1,4 @@
-"""One worker of the two-process loss-scale test (run by tests/trainer/test_loss_scale.py).
+"""One worker of the two-process loss-scale test (run by tests/trainer/training/test_loss_scale.py).
 
 Each process is one worker of a MultiWorkerMirroredStrategy cluster read from TF_CONFIG
 and holds one replica (one CPU device). A one-weight float16 Dense model takes two
@@ -19,7 +19,7 @@ import numpy as np
 import tensorflow as tf
 
 from tests.trainer import loss_scale_cases
-from trainer import precision
+from trainer.training import precision
 
 flags.DEFINE_integer("overflow_worker", 1, "The worker whose step-1 example overflows.")
 flags.DEFINE_bool("plain", False, "Use Keras' own LossScaleOptimizer (no fix).")

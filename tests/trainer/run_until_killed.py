@@ -14,7 +14,8 @@ import signal
 from absl import app, flags
 import keras
 
-from trainer import task, train
+from trainer import task
+from trainer.training import train_lib as train
 
 flags.DEFINE_integer("kill_after_step", 1, "SIGKILL this process after this step of the run.")
 
@@ -38,4 +39,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    task.define_flags()
     app.run(main)

@@ -16,7 +16,9 @@ import pytest
 
 from tests import media_samples
 from tests.trainer import tiny_detector
-from trainer import batch_score, media, predict, scoring
+from trainer.inference import batch_score_lib as batch_score
+from trainer.inference import media, scoring
+from trainer.inference import predict_lib as predict
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SCRIPT = str(pathlib.Path(sys.executable).parent / "dfd-batch-score")
@@ -238,7 +240,7 @@ def _run_console(output, *args):
     assert json.loads(done.stdout)["log"] == f"{output}.log"
     # The console: this tool's lines (and the runner's), none of the libraries'.
     for line in done.stderr.splitlines():
-        assert re.search(r" (batch_score|runners)\.py:\d+\] ", line), line
+        assert re.search(r" (batch_score|batch_score_lib|runners)\.py:\d+\] ", line), line
     assert not [noise for noise in LIBRARY_NOISE if noise in done.stderr], done.stderr
     assert f"Full log (Beam, TensorFlow, worker processes): {output}.log" in done.stderr
     log = open(f"{output}.log").read()

@@ -18,8 +18,10 @@ import tensorflow_datasets as tfds
 
 from preprocessing import schema
 from tests.trainer import tiny_data, tiny_detector, tiny_video_data
-from trainer import aggregation, data, evaluate, export, metrics, perturbations, scoring
-from trainer import report as report_lib
+from trainer import aggregation, data, export, metrics
+from trainer.evaluation import evaluate_lib as evaluate
+from trainer.evaluation import perturbations, report_lib
+from trainer.inference import scoring
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 

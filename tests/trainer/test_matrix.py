@@ -11,7 +11,9 @@ from PIL import Image
 import pytest
 
 from tests.trainer import tiny_data, tiny_detector, tiny_video_data
-from trainer import evaluate, export, matrix
+from trainer import export
+from trainer.evaluation import evaluate_lib as evaluate
+from trainer.evaluation import matrix_lib as matrix
 
 BIN = pathlib.Path(sys.executable).parent
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]

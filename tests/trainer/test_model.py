@@ -1,11 +1,11 @@
-"""trainer.model and trainer.precision: the classifier, its phases, its dtype policy."""
+"""trainer.model and trainer.training.precision: the classifier, its phases, its dtype policy."""
 
 import keras
 import numpy as np
 import pytest
 
 from trainer import model as model_lib
-from trainer import precision
+from trainer.training import precision
 
 
 @pytest.fixture

@@ -11,7 +11,9 @@ import pytest
 import tensorflow as tf
 
 from tests.trainer import tiny_detector
-from trainer import export, predict, scoring
+from trainer import export
+from trainer.inference import predict_lib as predict
+from trainer.inference import scoring
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 

@@ -1,4 +1,4 @@
-"""trainer.task, trainer.config, trainer.distribution: flags, checks and strategies.
+"""trainer.task, training.config, training.distribution: flags, checks and strategies.
 
 Every bad value must fail before the model is built, with a message naming the
 value and the fix.
@@ -17,10 +17,13 @@ import pytest
 import tensorflow as tf
 
 from tests.trainer import tiny_data
-from trainer import config as config_lib
-from trainer import distribution, task, train
+from trainer import task
+from trainer.training import config as config_lib
+from trainer.training import distribution
+from trainer.training import train_lib as train
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
+task.define_flags()  # dfd-train's flags, parsed below as the command parses them.
 
 
 @pytest.fixture(scope="module")

@@ -25,13 +25,15 @@ import dataclasses
 
 import tensorflow_datasets as tfds
 
-from preprocessing import schema, sources
+from preprocessing import schema
+from preprocessing.building import inputs
+from preprocessing.real_and_fake_faces import sources
 from tfds_builder import beam_builder
 
 
 @dataclasses.dataclass(eq=False)
 class RealAndFakeFacesConfig(tfds.core.BuilderConfig):
-    """A content variant; `duplicates` is what `preprocessing.transforms.BuildExamples` takes."""
+    """A content variant; `duplicates` is what `transforms.BuildExamples` takes."""
 
     duplicates: str = "keep"
 
@@ -88,7 +90,7 @@ class Builder(beam_builder.LedgerBuilder):
             homepage="https://www.kaggle.com/datasets/xhlulu/140k-real-and-fake-faces",
         )
 
-    def _list_inputs(self, manual_dir: str) -> list[sources.SourceFile]:
+    def _list_inputs(self, manual_dir: str) -> list[inputs.SourceFile]:
         layout = sources.find_layout(manual_dir)
         if layout.image_root is None:
             extracted = self._extract_zip(layout.zip_path)
@@ -103,6 +105,6 @@ class Builder(beam_builder.LedgerBuilder):
         )
 
     def _build_examples(self):
-        from preprocessing import transforms  # Lazy: imports apache_beam.
+        from preprocessing.real_and_fake_faces import transforms  # Lazy: imports apache_beam.
 
         return transforms.BuildExamples(duplicates=self.builder_config.duplicates)

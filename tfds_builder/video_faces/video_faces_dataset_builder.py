@@ -4,7 +4,7 @@ Build it with the launcher (`dfd-build-video-dataset`, or `python -m
 tfds_builder.build_videos`), with `tfds build tfds_builder/video_faces
 --config=<layout> --manual_dir=... --data_dir=...`, or with
 `tfds.builder("video_faces/<layout>", ...).download_and_prepare(...)`; all run
-the same Beam pipeline (`preprocessing.video_transforms`) through
+the same Beam pipeline (`preprocessing.video_faces.transforms`) through
 `tfds_builder.beam_builder.LedgerBuilder` (staged builds, input fingerprint,
 ledger, rejects.jsonl, build_summary.json).
 
@@ -13,7 +13,7 @@ A second builder rather than a config of `real_and_fake_faces`: the inputs
 pipeline (sampling, detection, tracking) and the features (four more) all
 differ; what is shared lives in `beam_builder` and `preprocessing`.
 
-Configs are the input layouts (`preprocessing.video_sources`), each in its own
+Configs are the input layouts (`preprocessing.video_faces.sources`), each in its own
 folder `<data_dir>/video_faces/<layout>/<version>/`, so that FaceForensics++ and
 Celeb-DF can be built side by side for cross-dataset evaluation:
 
@@ -39,7 +39,9 @@ import dataclasses
 
 import tensorflow_datasets as tfds
 
-from preprocessing import schema, video_sources
+from preprocessing import schema
+from preprocessing.building import ledger
+from preprocessing.video_faces import sources as video_sources
 from tfds_builder import beam_builder
 
 DATASET_NAME = "video_faces"
@@ -107,7 +109,7 @@ class Builder(beam_builder.LedgerBuilder):
         frame_options: `video_transforms.FrameOptions` (sampling, faces, crop size).
         split_options: `video_sources.SplitOptions` (hash-split fractions, FF++ compression).
         """
-        from preprocessing import video_transforms  # pylint: disable=import-outside-toplevel
+        from preprocessing.video_faces import transforms as video_transforms  # pylint: disable=import-outside-toplevel
 
         frame_options = frame_options or video_transforms.FrameOptions()
         split_options = split_options or video_sources.SplitOptions()
@@ -140,16 +142,15 @@ class Builder(beam_builder.LedgerBuilder):
         )
 
     def _read_inputs(self, input_list: str):
-        from preprocessing import transforms  # pylint: disable=import-outside-toplevel
 
-        return transforms.ReadSourceList(input_list, parse=video_sources.from_json)
+        return ledger.ReadSourceList(input_list, parse=video_sources.from_json)
 
     def _build_examples(self):
-        from preprocessing import video_transforms  # pylint: disable=import-outside-toplevel
+        from preprocessing.video_faces import transforms as video_transforms  # pylint: disable=import-outside-toplevel
 
         return video_transforms.BuildVideoExamples(self._options["frame_options"])
 
     def _finalise(self, records: list[dict], data_dir: str) -> dict:
-        from preprocessing import video_report  # pylint: disable=import-outside-toplevel
+        from preprocessing.video_faces import summary as video_report  # pylint: disable=import-outside-toplevel
 
         return video_report.finalise_records(records, data_dir)

@@ -9,7 +9,9 @@ is tested in tests/tfds_builder/test_video_build.py.
 import pytest
 import tensorflow_datasets as tfds
 
-from preprocessing import schema, video_sources, video_transforms
+from preprocessing import schema
+from preprocessing.video_faces import sources as video_sources
+from preprocessing.video_faces import transforms as video_transforms
 from tfds_builder import beam_builder, build_videos
 from tfds_builder.video_faces import video_faces_dataset_builder as vf
 

@@ -1,0 +1,384 @@
+"""Finding faces and cropping them the way the training data was cropped: one module, reused.
+
+Scoring photos and videos (`trainer.predict`, `trainer.batch_score`) and building
+training data from videos use this module, so a face is cut out the same way
+when it is learned from and when it is judged.
+
+Public API (pure numpy, Pillow and `mtcnn`; no TensorFlow code of ours, nothing
+downloaded at run time: mtcnn ships its weights inside its wheel):
+
+- `FaceDetector(min_face_size=40, min_confidence=0.9, max_faces=16, max_side=1280)`
+  and its `detect(image) -> Detections`: `.faces` (usable faces, largest first),
+  `.too_small` (faces found but smaller than `min_face_size`: report them, do not
+  score them) and `.over_limit` (how many usable faces beyond `max_faces` were
+  dropped). `image` is uint8 RGB [height, width, 3].
+- `Face`: `box` (x1, y1, x2, y2 in pixels of the image), `landmarks` (5 (x, y)
+  points in `LANDMARK_NAMES` order), `confidence` (MTCNN's, 0-1); `to_dict()`.
+- `align(image, landmarks, size, margin=1.0) -> uint8 [size, size, 3]`: the
+  similarity transform (rotation, uniform scale, shift; least squares over the
+  5 points) that maps the landmarks onto `TEMPLATE`, applied with antialiasing.
+- `track_faces(faces_per_frame, min_iou=0.3, max_gap=2) -> track ids per face`:
+  links faces of consecutive sampled frames into tracks by box overlap.
+- `iou(box_a, box_b)`.
+
+The crop (`TEMPLATE`, `align`): the 140k dataset's images are FFHQ-style crops:
+FFHQ's alignment (Karras et al., 2019, the ffhq-dataset script) takes the eye
+midpoint `e`, the mouth midpoint `m`, and cuts a square rotated with the face,
+centred at `e + 0.1 (m - e)`, of side `2 * max(2 * |eye to eye|, 1.8 * |e to m|)`:
+about four eye distances, so the face fills the picture with the hair line and
+chin inside. `TEMPLATE` is that square applied to the standard 5-point mean face
+(the ArcFace/InsightFace reference landmarks), expressed in the square's unit
+coordinates: eyes at about (0.38, 0.47) and (0.62, 0.47), mouth corners at
+about (0.40, 0.73) and (0.60, 0.73). Fitting all 5 points to it (instead of
+FFHQ's 2-point rule) keeps the framing stable when one landmark is noisy.
+`margin` > 1 zooms out (1.2 shows 20% more around the same centre).
+
+Which size to ask for: a crop from `align` frames a face the way a *whole*
+training image does, before any crop of the trainer's. The exported detector
+then applies its own evaluation centre crop (`trainer.export`, 87.5%) and
+resizes, exactly as it did to the validation images; so scoring asks for
+`round(image_size / 0.875)` pixels (256 for a 224-px model: the 140k images'
+own size) and a dataset build asks for the size of its training images (256).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+import dataclasses
+import math
+import threading
+
+import numpy as np
+from PIL import Image
+
+LANDMARK_NAMES: tuple[str, ...] = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")
+"""Landmark order. "left" is the image's left (smaller x), as MTCNN reports them."""
+
+# The 5-point mean face of ArcFace/InsightFace, in its 112x112 reference crop
+# (x, y per landmark, LANDMARK_NAMES order): the usual canonical template.
+_REFERENCE_POINTS_112 = np.array(
+    [
+        [38.2946, 51.6963],
+        [73.5318, 51.5014],
+        [56.0252, 71.7366],
+        [41.5493, 92.3655],
+        [70.7299, 92.2041],
+    ]
+)
+
+DEFAULT_MIN_FACE_SIZE = 40
+DEFAULT_MIN_CONFIDENCE = 0.9
+DEFAULT_MAX_FACES = 16
+DEFAULT_MAX_SIDE = 1280
+# The smallest face MTCNN is asked to find (its own default), in pixels of the searched image.
+_MTCNN_MIN_FACE_SIZE = 20
+
+
+def ffhq_square(landmarks) -> np.ndarray:
+    """FFHQ's crop square for 5 landmarks: its 4 corners (top-left, bottom-left,
+    bottom-right, top-right), in the landmarks' pixel coordinates."""
+    points = np.asarray(landmarks, dtype=np.float64).reshape(5, 2)
+    eye_left, eye_right = points[0], points[1]
+    eye_avg = (eye_left + eye_right) / 2
+    mouth_avg = (points[3] + points[4]) / 2
+    eye_to_eye = eye_right - eye_left
+    eye_to_mouth = mouth_avg - eye_avg
+    x = eye_to_eye - np.flipud(eye_to_mouth) * [-1, 1]
+    x /= np.hypot(*x)
+    x *= max(np.hypot(*eye_to_eye) * 2.0, np.hypot(*eye_to_mouth) * 1.8)
+    y = np.flipud(x) * [-1, 1]
+    centre = eye_avg + eye_to_mouth * 0.1
+    return np.stack([centre - x - y, centre - x + y, centre + x + y, centre + x - y])
+
+
+def _template() -> np.ndarray:
+    corners = ffhq_square(_REFERENCE_POINTS_112)
+    origin, x_edge, y_edge = corners[0], corners[3] - corners[0], corners[1] - corners[0]
+    side = np.hypot(*x_edge)
+    relative = _REFERENCE_POINTS_112 - origin
+    return np.stack([relative @ x_edge / side**2, relative @ y_edge / side**2], axis=1)
+
+
+TEMPLATE: np.ndarray = _template()
+"""The canonical face: 5 landmarks in unit coordinates of the crop (x right, y down)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Face:
+    """One detected face, in pixels of the image it was found in."""
+
+    box: tuple[float, float, float, float]  # x1, y1, x2, y2
+    landmarks: tuple[tuple[float, float], ...]  # 5 (x, y), LANDMARK_NAMES order
+    confidence: float
+
+    @property
+    def size(self) -> float:
+        """The box's shorter side: what `min_face_size` is compared with."""
+        return min(self.box[2] - self.box[0], self.box[3] - self.box[1])
+
+    def to_dict(self) -> dict:
+        return {
+            "box": [round(float(v), 1) for v in self.box],
+            "landmarks": {
+                name: [round(float(x), 1), round(float(y), 1)]
+                for name, (x, y) in zip(LANDMARK_NAMES, self.landmarks)
+            },
+            "confidence": round(float(self.confidence), 4),
+        }
+
+
+@dataclasses.dataclass(frozen=True)
+class Detections:
+    """What `FaceDetector.detect` found in one image."""
+
+    faces: tuple[Face, ...] = ()
+    too_small: tuple[Face, ...] = ()
+    over_limit: int = 0
+
+
+_MTCNN = None
+_MTCNN_LOCK = threading.Lock()
+
+
+def _mtcnn():
+    """One MTCNN per process (loading its three networks takes seconds)."""
+    global _MTCNN
+    with _MTCNN_LOCK:
+        if _MTCNN is None:
+            from mtcnn import MTCNN  # Lazy: imports TensorFlow.
+
+            _MTCNN = MTCNN()
+        return _MTCNN
+
+
+class FaceDetector:
+    """MTCNN with the options every caller needs.
+
+    Args:
+        min_face_size: faces whose box is smaller than this (shorter side, image
+            pixels) are returned in `too_small`: upscaled to the model's size
+            they carry too little detail to be judged.
+        min_confidence: MTCNN confidence below which a candidate is not a face.
+        max_faces: at most this many faces (the largest) per image; the rest are
+            counted in `over_limit`.
+        max_side: images whose longer side exceeds this are searched at this
+            size (boxes and landmarks are mapped back to full resolution, and
+            crops are cut from the full-resolution image). Bounds the time one
+            huge photo takes; faces under `20 * long side / max_side` pixels are
+            then not found.
+    """
+
+    def __init__(
+        self,
+        min_face_size: int = DEFAULT_MIN_FACE_SIZE,
+        min_confidence: float = DEFAULT_MIN_CONFIDENCE,
+        max_faces: int = DEFAULT_MAX_FACES,
+        max_side: int = DEFAULT_MAX_SIDE,
+    ):
+        if min_face_size < 1 or max_faces < 1 or max_side < 64:
+            raise ValueError(
+                f"Need min_face_size >= 1, max_faces >= 1 and max_side >= 64; got "
+                f"{min_face_size}, {max_faces}, {max_side}."
+            )
+        if not 0.0 <= min_confidence <= 1.0:
+            raise ValueError(f"min_confidence must be in [0, 1]; got {min_confidence}.")
+        self.min_face_size = min_face_size
+        self.min_confidence = min_confidence
+        self.max_faces = max_faces
+        self.max_side = max_side
+
+    def detect(self, image: np.ndarray) -> Detections:
+        """Finds faces in one uint8 RGB image [height, width, 3]."""
+        image = _as_rgb(image)
+        height, width = image.shape[:2]
+        scale = min(1.0, self.max_side / max(height, width))
+        searched = image
+        if scale < 1.0:
+            searched = np.asarray(
+                Image.fromarray(image).resize(
+                    (max(1, round(width * scale)), max(1, round(height * scale))),
+                    Image.Resampling.BILINEAR,
+                    reducing_gap=2.0,
+                )
+            )
+        # MTCNN always searches down to its own default of 20 pixels (at the search
+        # scale), so faces under `min_face_size` are found and reported as too small
+        # rather than never mentioned. (mtcnn 1.0.0 finds nothing at all in
+        # group_photo() with min_face_size >= 30: its pyramid is only reliable at the
+        # default.)
+        smallest = _MTCNN_MIN_FACE_SIZE
+        if min(searched.shape[:2]) < smallest:
+            return Detections()
+        rows = _mtcnn().detect_faces(
+            searched,
+            box_format="xyxy",
+            output_type="numpy",
+            min_face_size=smallest,
+            threshold_onet=min(self.min_confidence, 0.8),
+        )
+        rows = np.asarray(rows, dtype=np.float64).reshape(-1, 16)
+        candidates = []
+        for row in rows:
+            if row[5] < self.min_confidence:
+                continue
+            # mtcnn's numpy rows: image, x1, y1, x2, y2, confidence, then the five
+            # landmark x values, then their five y values.
+            box = tuple(float(v) / scale for v in row[1:5])
+            points = tuple(
+                (float(x) / scale, float(y) / scale) for x, y in zip(row[6:11], row[11:16])
+            )
+            candidates.append(Face(box=box, landmarks=points, confidence=float(row[5])))
+        candidates.sort(key=lambda face: -(face.box[2] - face.box[0]) * (face.box[3] - face.box[1]))
+        usable = [face for face in candidates if face.size >= self.min_face_size]
+        small = [face for face in candidates if face.size < self.min_face_size]
+        return Detections(
+            faces=tuple(usable[: self.max_faces]),
+            too_small=tuple(small),
+            over_limit=max(0, len(usable) - self.max_faces),
+        )
+
+
+def _as_rgb(image: np.ndarray) -> np.ndarray:
+    image = np.asarray(image)
+    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(
+            f"Expected a uint8 RGB image [height, width, 3]; got {image.dtype} {image.shape}."
+        )
+    return image
+
+
+def similarity_transform(source, target) -> np.ndarray:
+    """The 2x3 matrix A of the similarity (rotation, uniform scale, shift) that best
+    maps `source` points onto `target` points in the least-squares sense (Umeyama, 1991):
+    target ~ A @ [x, y, 1]."""
+    source = np.asarray(source, dtype=np.float64)
+    target = np.asarray(target, dtype=np.float64)
+    mean_s, mean_t = source.mean(0), target.mean(0)
+    centred_s, centred_t = source - mean_s, target - mean_t
+    covariance = centred_t.T @ centred_s / len(source)
+    u, singular, vt = np.linalg.svd(covariance)
+    sign = np.eye(2)
+    if np.linalg.det(u) * np.linalg.det(vt) < 0:
+        sign[1, 1] = -1
+    rotation = u @ sign @ vt
+    variance = (centred_s**2).sum() / len(source)
+    scale = np.trace(np.diag(singular) @ sign) / variance
+    shift = mean_t - scale * rotation @ mean_s
+    return np.hstack([scale * rotation, shift[:, None]])
+
+
+# Largest intermediate image `align` warps to before its antialiased resize.
+_MAX_WARP_SIDE = 2048
+
+
+def align(image: np.ndarray, landmarks, size: int, margin: float = 1.0) -> np.ndarray:
+    """Crops one face to the canonical framing (see the module docstring).
+
+    Args:
+        image: uint8 RGB [height, width, 3].
+        landmarks: 5 (x, y) points in LANDMARK_NAMES order (a Face's `landmarks`).
+        size: side of the square output, in pixels.
+        margin: 1.0 is the training data's framing; > 1 shows more around the face.
+
+    Returns:
+        uint8 RGB [size, size, 3]. Parts of the square outside the image are
+        filled by mirroring the image at its border, as FFHQ's crops are, so a
+        face at the frame's edge does not get black corners the detector never
+        saw in training.
+    """
+    image = _as_rgb(image)
+    if size < 1 or margin <= 0:
+        raise ValueError(f"Need size >= 1 and margin > 0; got {size}, {margin}.")
+    points = np.asarray(landmarks, dtype=np.float64).reshape(5, 2)
+    unit = (TEMPLATE - 0.5) / margin + 0.5
+    # Warp at (about) the face's own resolution, then shrink with antialiasing: a
+    # direct warp from a large face to a small crop would alias.
+    forward = similarity_transform(points, unit)  # image pixels -> unit square
+    pixels_per_unit = 1.0 / math.sqrt(abs(np.linalg.det(forward[:, :2])))
+    warp_side = int(min(_MAX_WARP_SIDE, max(size, math.ceil(pixels_per_unit))))
+
+    corners = np.array([[0, 0, 1], [0, 1, 1], [1, 1, 1], [1, 0, 1]], dtype=np.float64)
+    backward = np.linalg.inv(np.vstack([forward, [0, 0, 1]]))[:2]  # unit -> image
+    quad = corners @ backward.T
+    height, width = image.shape[:2]
+    pad_x = int(math.ceil(max(0.0, -quad[:, 0].min(), quad[:, 0].max() - width + 1))) + 1
+    pad_y = int(math.ceil(max(0.0, -quad[:, 1].min(), quad[:, 1].max() - height + 1))) + 1
+    pad_x, pad_y = min(pad_x, 4 * width), min(pad_y, 4 * height)
+    source = image
+    if pad_x > 1 or pad_y > 1:
+        source = np.pad(image, ((pad_y, pad_y), (pad_x, pad_x), (0, 0)), mode="symmetric")
+    else:
+        pad_x = pad_y = 0
+    # PIL's AFFINE transform maps each output pixel (u, v) to the input pixel
+    # a*u + b*v + c, d*u + e*v + f: output pixels -> unit -> image (+ padding).
+    to_unit = np.array([[1.0 / warp_side, 0, 0], [0, 1.0 / warp_side, 0], [0, 0, 1]])
+    output_to_image = np.vstack([backward, [0, 0, 1]]) @ to_unit
+    output_to_image[0, 2] += pad_x
+    output_to_image[1, 2] += pad_y
+    coefficients = output_to_image[:2].reshape(-1)
+    warped = Image.fromarray(source).transform(
+        (warp_side, warp_side),
+        Image.Transform.AFFINE,
+        data=tuple(coefficients),
+        resample=Image.Resampling.BILINEAR,
+    )
+    if warp_side != size:
+        warped = warped.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=None)
+    return np.asarray(warped)
+
+
+def iou(box_a, box_b) -> float:
+    """Intersection over union of two (x1, y1, x2, y2) boxes."""
+    ax1, ay1, ax2, ay2 = box_a
+    bx1, by1, bx2, by2 = box_b
+    inter = max(0.0, min(ax2, bx2) - max(ax1, bx1)) * max(0.0, min(ay2, by2) - max(ay1, by1))
+    union = (ax2 - ax1) * (ay2 - ay1) + (bx2 - bx1) * (by2 - by1) - inter
+    return float(inter / union) if union > 0 else 0.0
+
+
+def track_faces(
+    faces_per_frame: Sequence[Sequence[Face]], min_iou: float = 0.3, max_gap: int = 2
+) -> list[list[int]]:
+    """Links faces across consecutive sampled frames into tracks by box overlap.
+
+    Greedy: in each frame, the (face, track) pairs of highest IoU are matched
+    first, against each track's last box; a face that overlaps no open track by
+    `min_iou` starts a new track. A track not seen for more than `max_gap`
+    sampled frames is closed (a face that leaves and comes back is a new track).
+    Enough for faces that move less than their own size between sampled frames;
+    crossing faces may swap tracks.
+
+    Returns:
+        For each frame, the track id (0, 1, ... in order of first appearance) of
+        each of its faces, in the faces' order.
+    """
+    last_box: dict[int, tuple] = {}
+    last_seen: dict[int, int] = {}
+    assignments: list[list[int]] = []
+    next_id = 0
+    for frame_number, faces in enumerate(faces_per_frame):
+        open_tracks = [t for t in last_box if frame_number - last_seen[t] <= max_gap + 1]
+        pairs = sorted(
+            (
+                (iou(face.box, last_box[track]), index, track)
+                for index, face in enumerate(faces)
+                for track in open_tracks
+            ),
+            reverse=True,
+        )
+        ids: list[int | None] = [None] * len(faces)
+        taken: set[int] = set()
+        for overlap, index, track in pairs:
+            if overlap < min_iou:
+                break
+            if ids[index] is None and track not in taken:
+                ids[index] = track
+                taken.add(track)
+        for index, face in enumerate(faces):
+            if ids[index] is None:
+                ids[index] = next_id
+                next_id += 1
+            last_box[ids[index]] = face.box
+            last_seen[ids[index]] = frame_number
+        assignments.append([int(i) for i in ids])
+    return assignments

@@ -1,0 +1,476 @@
+"""Photos and videos in, per-face, per-track and per-media verdicts out.
+
+The detector was trained on aligned, face-filling crops (the 140k dataset), so
+a photo is not scored as a whole: its faces are found and cropped the way the
+training images were (`preprocessing.media.faces`), each face is scored, and the
+photo's verdict follows `trainer.aggregation` (the most suspicious face). A
+video is sampled (`preprocessing.media.video`), its faces are linked into tracks by
+box overlap, each track is scored from its frames and the video from its
+tracks (`trainer.aggregation` again). A photo or video without a usable face has
+no verdict: status `no_face` (or `face_too_small`), never a whole-frame score.
+
+The work is cut in stages that `trainer.predict` runs in one process and
+`trainer.batch_score` runs as Beam steps (a video's frames fan out in chunks):
+
+1. `inspect_image` / `plan_video` + `inspect_video_chunk`: read, detect, align;
+   each gives a *part* record (what was found) and the face crops to score,
+   keyed by (frame index, face number).
+2. The crops are scored as JPEG bytes by the export (`trainer.inference.scoring`).
+3. `assemble` joins the parts and the scores into one `Prediction` per input.
+
+`--faces` (`FACE_MODES`):
+- `none`: every image is scored as given, as an aligned crop (the behaviour
+  before photos were supported; for inputs like the training data).
+- `detect`: every image is a photo: faces are found and cropped.
+- `auto` (default): a square image is taken as an already-aligned crop when the
+  face detector finds no usable face in it, or one face whose canonical crop
+  square covers most of the image (IoU >= `CROP_IOU`); any other image is a
+  photo. So the 140k images and the synthetic demo faces (which MTCNN does not
+  see as faces) are scored as before, and a group photo is not.
+Videos are recognised by extension or by their container's first bytes, in
+every mode.
+
+Crop size: `crop_size(image_size) = round(image_size / 0.875)`. `faces.align`
+frames the face like a whole training image; the export then takes its usual
+87.5% centre crop (`trainer.export.decode_for_eval`) and resizes to
+`image_size`, so the model sees a face exactly as it saw a validation image.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+import dataclasses
+import io
+import os
+
+import numpy as np
+from PIL import Image
+
+from preprocessing.media import faces as faces_lib
+from preprocessing.media import images, video
+from trainer import aggregation, export, metrics
+from trainer.inference import scoring
+
+FACE_MODES = ("auto", "detect", "none")
+# In `auto`, a square image whose single face's crop square overlaps the image by at
+# least this much is an already-aligned crop.
+CROP_IOU = 0.5
+# Width/height within 2% counts as square.
+SQUARE_TOLERANCE = 0.02
+# Face crops are stored and scored as JPEG at the quality the dataset build re-encodes at.
+CROP_JPEG_QUALITY = images.NORMALISED_JPEG_QUALITY
+
+# A part key: (frame index, face number); photos and crops use frame 0.
+PartKey = tuple[int, int]
+
+
+@dataclasses.dataclass(frozen=True)
+class MediaOptions:
+    """How photos and videos are searched for faces and sampled."""
+
+    faces: str = "auto"
+    min_face_size: int = faces_lib.DEFAULT_MIN_FACE_SIZE
+    min_confidence: float = faces_lib.DEFAULT_MIN_CONFIDENCE
+    max_faces: int = faces_lib.DEFAULT_MAX_FACES
+    frames_per_second: float | None = None
+    max_frames: int | None = None
+    max_frame_pixels: int = video.DEFAULT_MAX_PIXELS
+    # Sampled frames per Beam work item: a long video spreads over workers.
+    chunk_frames: int = 8
+
+    def __post_init__(self):
+        if self.faces not in FACE_MODES:
+            raise ValueError(f"faces must be one of {FACE_MODES}; got {self.faces!r}.")
+        if self.chunk_frames < 1:
+            raise ValueError(f"chunk_frames must be >= 1; got {self.chunk_frames}.")
+        self.face_detector()  # Validates the detector's options now.
+        if self.max_frames is not None and not 1 <= self.max_frames <= video.HARD_CAP:
+            raise ValueError(
+                f"max_frames must be in [1, {video.HARD_CAP}] (the hard cap); "
+                f"got {self.max_frames}."
+            )
+        if self.frames_per_second is not None and self.frames_per_second <= 0:
+            raise ValueError(f"frames_per_second must be > 0; got {self.frames_per_second}.")
+
+    @classmethod
+    def from_flags(cls, flag_values, **more) -> MediaOptions:
+        """The face and video flags `dfd-predict` and `dfd-batch-score` share, as MediaOptions.
+
+        Each tool defines the flags next to its own `main`; this reads them the same
+        way in both (`more`: options only one tool has, e.g. batch scoring's chunk size).
+        """
+        return cls(
+            faces=flag_values.faces,
+            min_face_size=flag_values.min_face_size,
+            min_confidence=flag_values.min_face_confidence,
+            max_faces=flag_values.max_faces,
+            frames_per_second=flag_values.frames_per_second,
+            max_frames=flag_values.max_frames,
+            max_frame_pixels=flag_values.max_frame_pixels,
+            **more,
+        )
+
+    def face_detector(self) -> faces_lib.FaceDetector:
+        return faces_lib.FaceDetector(
+            min_face_size=self.min_face_size,
+            min_confidence=self.min_confidence,
+            max_faces=self.max_faces,
+        )
+
+
+def crop_size(image_size: int) -> int:
+    """Side of the face crops for a model of `image_size`: see the module docstring."""
+    return int(round(image_size / export.EVAL_CROP_FRACTION))
+
+
+def is_video(path: str, head: bytes) -> bool:
+    return path.lower().endswith(video.VIDEO_EXTENSIONS) or video.looks_like_video(head)
+
+
+def encode_jpeg(pixels: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="JPEG", quality=CROP_JPEG_QUALITY)
+    return buffer.getvalue()
+
+
+def decode_image(data: bytes, max_pixels: int) -> tuple[bytes, np.ndarray]:
+    """(normalised JPEG bytes, uint8 RGB pixels, upright); UnreadableImageError says why not."""
+    try:
+        with Image.open(io.BytesIO(data)) as header:
+            width, height = header.size
+    except Exception:  # noqa: BLE001  Not even a header: normalise names the reason below.
+        width = height = 0
+    if width * height > max_pixels:
+        raise scoring.UnreadableImageError(
+            f"huge frame: {width}x{height} = {width * height / 1e6:.0f} MP, above the "
+            f"{max_pixels / 1e6:.0f} MP limit (--max_frame_pixels)",
+            video.HugeFrameError.reason,
+        )
+    jpeg = scoring.to_jpeg_bytes(data)
+    with Image.open(io.BytesIO(jpeg)) as image:
+        return jpeg, np.asarray(image.convert("RGB"))
+
+
+def _bounding_box(points: np.ndarray) -> tuple[float, float, float, float]:
+    return (
+        float(points[:, 0].min()),
+        float(points[:, 1].min()),
+        float(points[:, 0].max()),
+        float(points[:, 1].max()),
+    )
+
+
+def looks_like_a_crop(pixels: np.ndarray, detections: faces_lib.Detections) -> bool:
+    """The `auto` rule for a square image (see the module docstring)."""
+    height, width = pixels.shape[:2]
+    if not detections.faces:
+        return True
+    if len(detections.faces) > 1:
+        return False
+    square = _bounding_box(faces_lib.ffhq_square(detections.faces[0].landmarks))
+    return faces_lib.iou(square, (0.0, 0.0, float(width), float(height))) >= CROP_IOU
+
+
+def _is_square(pixels: np.ndarray) -> bool:
+    height, width = pixels.shape[:2]
+    return abs(width - height) <= SQUARE_TOLERANCE * max(width, height)
+
+
+def error_part(kind: str, error: Exception) -> dict:
+    return {"kind": kind, "status": getattr(error, "reason", "unreadable"), "error": str(error)}
+
+
+def inspect_image(
+    data: bytes,
+    options: MediaOptions,
+    detector: faces_lib.FaceDetector | None,
+    size: int,
+) -> tuple[dict, list[tuple[PartKey, bytes]]]:
+    """One image's part record and the crops to score (stage 1 of the module docstring).
+
+    Args:
+        detector: needed unless options.faces == "none".
+        size: crop side, `crop_size(image_size)`.
+    """
+    try:
+        jpeg, pixels = decode_image(data, options.max_frame_pixels)
+    except scoring.UnreadableImageError as error:
+        return {"kind": "", "status": error.reason, "error": str(error)}, []
+    height, width = pixels.shape[:2]
+    if options.faces == "none":
+        return {"kind": "crop"}, [((0, 0), jpeg)]
+    detections = detector.detect(pixels)
+    if options.faces == "auto" and _is_square(pixels) and looks_like_a_crop(pixels, detections):
+        return {"kind": "crop"}, [((0, 0), jpeg)]
+    part = {
+        "kind": "photo",
+        "width": width,
+        "height": height,
+        "faces": [face.to_dict() for face in detections.faces],
+        "too_small": [face.to_dict() for face in detections.too_small],
+        "faces_over_limit": detections.over_limit,
+    }
+    crops = [
+        ((0, number), encode_jpeg(faces_lib.align(pixels, face.landmarks, size)))
+        for number, face in enumerate(detections.faces)
+    ]
+    return part, crops
+
+
+def plan_video(source: str, options: MediaOptions) -> tuple[dict, list[list[float]]]:
+    """Probes a video and cuts its sampling plan into chunks of `options.chunk_frames`."""
+    try:
+        info = video.probe(source, max_pixels=options.max_frame_pixels)
+    except video.VideoError as error:
+        return error_part("video", error), []
+    times = video.plan_times(info, options.frames_per_second, options.max_frames)
+    chunks = [
+        times[start : start + options.chunk_frames]
+        for start in range(0, len(times), options.chunk_frames)
+    ]
+    return {"kind": "video", "video": info.to_dict(), "frames_planned": len(times)}, chunks
+
+
+def inspect_video_chunk(
+    source: str,
+    times: Sequence[float],
+    options: MediaOptions,
+    detector: faces_lib.FaceDetector,
+    size: int,
+) -> tuple[dict, list[tuple[PartKey, bytes]]]:
+    """Decodes the frames at `times`, finds and crops their faces.
+
+    Returns:
+        ({"kind": "video", "frames": [{"frame_index", "time", "faces", "too_small"}],
+          and "status"/"error" when the file broke}, crops keyed (frame_index, face number)).
+    """
+    frames: list[dict] = []
+    crops: list[tuple[PartKey, bytes]] = []
+    part: dict = {"kind": "video", "frames": frames}
+    try:
+        for frame in video.read_frames(source, times, max_pixels=options.max_frame_pixels):
+            detections = detector.detect(frame.image)
+            frames.append(
+                {
+                    "frame_index": frame.index,
+                    "time": round(frame.time, 4),
+                    "faces": [face.to_dict() for face in detections.faces],
+                    "too_small": len(detections.too_small),
+                }
+            )
+            for number, face in enumerate(detections.faces):
+                aligned = faces_lib.align(frame.image, face.landmarks, size)
+                crops.append(((frame.index, number), encode_jpeg(aligned)))
+    except video.VideoError as error:
+        part.update(status=error.reason, error=str(error))
+    return part, crops
+
+
+def _face_from_dict(record: Mapping) -> faces_lib.Face:
+    return faces_lib.Face(
+        box=tuple(record["box"]),
+        landmarks=tuple(tuple(record["landmarks"][name]) for name in faces_lib.LANDMARK_NAMES),
+        confidence=record["confidence"],
+    )
+
+
+def assemble(
+    path: str,
+    parts: Iterable[dict],
+    scores: Mapping[PartKey, float | None],
+    threshold: float,
+) -> scoring.Prediction:
+    """Joins an input's part records and its crops' scores into its Prediction."""
+    parts = list(parts)
+    kind = next((part["kind"] for part in parts if part.get("kind")), "")
+    failed = [part for part in parts if part.get("error")]
+    if kind == "video":
+        return _assemble_video(path, parts, scores, threshold)
+    if failed:
+        return scoring.Prediction.reject(path, failed[0]["error"], failed[0]["status"], kind)
+    if kind == "crop":
+        p_fake = scores.get((0, 0))
+        if p_fake is None:
+            return scoring.Prediction.reject(path, scoring.UNDECODABLE, "undecodable", "crop")
+        return scoring.Prediction(path, p_fake=p_fake, label=metrics.label_name(p_fake, threshold))
+    part = parts[0]
+    scored, face_records = [], []
+    for number, face in enumerate(part["faces"]):
+        p_fake = scores.get((0, number))
+        entry = {"face": number, **face}
+        if p_fake is None:
+            entry["error"] = scoring.UNDECODABLE
+        else:
+            entry.update(p_fake=p_fake, label=metrics.label_name(p_fake, threshold))
+            scored.append(p_fake)
+        face_records.append(entry)
+    details = {
+        "width": part["width"],
+        "height": part["height"],
+        "faces": face_records,
+        "too_small": part["too_small"],
+    }
+    if part["faces_over_limit"]:
+        details["faces_over_limit"] = part["faces_over_limit"]
+    verdict = aggregation.media_score(scored)
+    if verdict is None:
+        status = "face_too_small" if part["too_small"] else "no_face"
+        return scoring.Prediction(path, kind="photo", status=status, details=details)
+    return scoring.Prediction(
+        path,
+        p_fake=verdict,
+        label=metrics.label_name(verdict, threshold),
+        kind="photo",
+        details=details,
+    )
+
+
+def _assemble_video(
+    path: str, parts: list[dict], scores: Mapping[PartKey, float | None], threshold: float
+) -> scoring.Prediction:
+    plan = next((part for part in parts if "video" in part or "frames_planned" in part), None)
+    if plan is None or plan.get("error"):
+        source = plan or next(part for part in parts if part.get("error"))
+        return scoring.Prediction.reject(path, source["error"], source["status"], "video")
+    frames: dict[int, dict] = {}
+    for part in parts:
+        for frame in part.get("frames", ()):
+            frames.setdefault(frame["frame_index"], frame)
+    ordered = [frames[index] for index in sorted(frames)]
+    track_ids = faces_lib.track_faces(
+        [[_face_from_dict(face) for face in frame["faces"]] for frame in ordered]
+    )
+    tracks: dict[int, list[dict]] = {}
+    undecodable = 0
+    for frame, ids in zip(ordered, track_ids):
+        for number, (face, track) in enumerate(zip(frame["faces"], ids)):
+            p_fake = scores.get((frame["frame_index"], number))
+            if p_fake is None:
+                undecodable += 1
+                continue
+            tracks.setdefault(track, []).append(
+                {
+                    "frame_index": frame["frame_index"],
+                    "time": frame["time"],
+                    "box": face["box"],
+                    "confidence": face["confidence"],
+                    "p_fake": p_fake,
+                }
+            )
+    track_records = []
+    for number, track in enumerate(tracks[t] for t in sorted(tracks)):
+        p_fake = aggregation.track_score(entry["p_fake"] for entry in track)
+        track_records.append(
+            {
+                "track_id": number,
+                "p_fake": p_fake,
+                "label": metrics.label_name(p_fake, threshold),
+                "start_time": track[0]["time"],
+                "end_time": track[-1]["time"],
+                "num_frames": len(track),
+                "frames": track,
+            }
+        )
+    too_small = sum(frame["too_small"] for frame in ordered)
+    details = {
+        "video": plan["video"],
+        "frames_planned": plan["frames_planned"],
+        "frames_sampled": len(ordered),
+        "frames_with_faces": sum(bool(frame["faces"]) for frame in ordered),
+        "faces_too_small": too_small,
+        "tracks": track_records,
+    }
+    if undecodable:
+        details["faces_undecodable"] = undecodable
+    verdict = aggregation.media_score(track["p_fake"] for track in track_records)
+    broken = next((part for part in parts if part.get("error")), None)
+    error = broken["error"] if broken else None
+    if broken:
+        status = broken["status"]
+        if not ordered:
+            return scoring.Prediction.reject(path, error, status, "video")
+        error += f"; the verdict covers the {len(ordered)} frame(s) decoded before it"
+    elif verdict is None:
+        status = "face_too_small" if too_small else "no_face"
+    else:
+        status = "ok"
+    return scoring.Prediction(
+        path,
+        p_fake=verdict,
+        label=None if verdict is None else metrics.label_name(verdict, threshold),
+        error=error,
+        kind="video",
+        status=status,
+        details=details,
+    )
+
+
+# ---------------------------------------------------------------------------- one machine
+
+
+def stage_file(
+    path: str,
+    options: MediaOptions,
+    detector: faces_lib.FaceDetector | None,
+    size: int,
+) -> tuple[list[dict], list[tuple[PartKey, bytes]]]:
+    """Stage 1 for one file, in this process: its parts and its crops."""
+    if is_video(path, scoring.read_head(path)):
+        plan, chunks = plan_video(path, options)
+        parts, crops = [plan], []
+        for times in chunks:
+            part, chunk_crops = inspect_video_chunk(
+                path, times, options, detector or options.face_detector(), size
+            )
+            parts.append(part)
+            crops.extend(chunk_crops)
+        return parts, crops
+    try:
+        data = scoring.read_bytes(path)
+    except scoring.UnreadableImageError as error:
+        return [{"kind": "", "status": error.reason, "error": str(error)}], []
+    part, crops = inspect_image(data, options, detector, size)
+    return [part], crops
+
+
+def score_files(
+    detector: scoring.Detector,
+    files: Sequence[str],
+    options: MediaOptions,
+    batch_size: int = 32,
+    face_detector: faces_lib.FaceDetector | None = None,
+) -> Iterable[scoring.Prediction]:
+    """Yields one Prediction per file, in order; the crops of `batch_size` files per model call
+    group (a video's crops are scored together)."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1; got {batch_size}.")
+    if face_detector is None and options.faces != "none":
+        face_detector = options.face_detector()
+    size = crop_size(detector.metadata.image_size)
+    for start in range(0, len(files), batch_size):
+        group = files[start : start + batch_size]
+        staged = [stage_file(path, options, face_detector, size) for path in group]
+        flat = [
+            (index, key, jpeg) for index, (_, crops) in enumerate(staged) for key, jpeg in crops
+        ]
+        scores: list[float | None] = []
+        for offset in range(0, len(flat), batch_size):
+            scores.extend(
+                detector.score_safely([jpeg for _, _, jpeg in flat[offset : offset + batch_size]])
+            )
+        per_file: list[dict[PartKey, float | None]] = [{} for _ in group]
+        for (index, key, _), p_fake in zip(flat, scores):
+            per_file[index][key] = p_fake
+        for path, (parts, _), file_scores in zip(group, staged, per_file):
+            yield assemble(path, parts, file_scores, detector.threshold)
+
+
+def output_name(path: str, suffix: str, used: set[str]) -> str:
+    """`<stem><suffix>`, made unique among `used` (two inputs may share a base name)."""
+    stem = os.path.splitext(os.path.basename(path.rstrip("/")))[0] or "input"
+    name, number = f"{stem}{suffix}", 1
+    while name in used:
+        number += 1
+        name = f"{stem}-{number}{suffix}"
+    used.add(name)
+    return name

@@ -1,0 +1,294 @@
+"""The work behind `dfd-predict` (trainer/predict.py, whose docstring is the user's guide).
+
+`run` expands the inputs (`scoring.expand_inputs`), scores each file through
+the stages of `trainer.inference.media` (a crop as given; a photo's or a
+video's faces found, aligned and scored, then aggregated), and writes what was
+asked: the results table as CSV or JSONL (`write_results`), per-video JSON and
+timeline PNGs and annotated photos (`write_media`), Grad-CAM overlays
+(`explain_results`, which needs `model.keras` beside the export). A file that
+cannot be judged gets a record with its status and reason; it never stops the
+rest.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+import csv
+import io
+import json
+import os
+
+from absl import logging
+import tensorflow as tf
+
+from preprocessing import paths
+from preprocessing.media import faces as faces_lib
+from trainer.inference import drawing, media, scoring
+from trainer.inference.scoring import Detector, Prediction, expand_inputs
+
+OUTPUT_FORMATS = ("csv", "jsonl")
+CSV_COLUMNS = ("path", "kind", "status", "p_fake", "label", "faces", "error")
+# Statuses of inputs that were read and judged (with or without a face).
+JUDGED = ("ok", "no_face", "face_too_small")
+
+
+def _parts(record: dict) -> int | str:
+    if record.get("kind") == "photo":
+        return len(record.get("faces", ()))
+    if record.get("kind") == "video":
+        return len(record.get("tracks", ()))
+    return ""
+
+
+def write_results(
+    results: Sequence[Prediction], output: str, output_format: str | None = None
+) -> str:
+    """Writes CSV (one row per input; `faces` = faces of a photo, tracks of a video) or
+    JSONL (the full record per input), by `output_format` or by extension; local or gs://."""
+    output_format = (output_format or os.path.splitext(output)[1].lstrip(".")).lower()
+    if output_format not in OUTPUT_FORMATS:
+        raise ValueError(
+            f"Cannot tell the format of --output={output!r}: use a .csv or .jsonl name, "
+            f"or --output_format={'|'.join(OUTPUT_FORMATS)}."
+        )
+    parent = os.path.dirname(output)
+    if parent:
+        tf.io.gfile.makedirs(parent)
+    with tf.io.gfile.GFile(output, "w") as f:
+        if output_format == "jsonl":
+            for result in results:
+                f.write(json.dumps(result.to_dict()) + "\n")
+        else:
+            text = io.StringIO()
+            writer = csv.DictWriter(text, fieldnames=list(CSV_COLUMNS), extrasaction="ignore")
+            writer.writeheader()
+            for result in results:
+                record = result.to_dict()
+                writer.writerow({**record, "faces": _parts(record)})
+            f.write(text.getvalue())
+    return output
+
+
+def _detail(result: Prediction) -> str:
+    record = result.to_dict()
+    if result.status not in JUDGED:
+        return f"error ({result.status}): {result.error}"
+    if result.kind == "photo":
+        text = f"{len(record['faces'])} face(s)"
+        if record["too_small"]:
+            text += f", {len(record['too_small'])} too small"
+        return text if result.status == "ok" else f"{result.status}: {text}"
+    if result.kind == "video":
+        text = (
+            f"{len(record['tracks'])} track(s); {record['frames_with_faces']} of "
+            f"{record['frames_sampled']} frames with a face"
+        )
+        if result.error:
+            text += f"; {result.status}: {result.error}"
+        return text if result.status in ("ok", "truncated") else f"{result.status}: {text}"
+    return ""
+
+
+def format_score(p_fake: float | None, threshold: float | None = None) -> str:
+    """`p_fake` with 4 decimals, or as many more (up to 9) as tell it from `threshold`.
+
+    At 4 decimals a score just above and one just below a threshold of 0.5001
+    both read 0.5001 next to opposite labels; the extra digits show which side
+    each is on.
+    """
+    if p_fake is None:
+        return "-"
+    digits = 4
+    while (
+        threshold is not None
+        and digits < 9
+        and p_fake != threshold
+        and f"{p_fake:.{digits}f}" == f"{threshold:.{digits}f}"
+    ):
+        digits += 1
+    return f"{p_fake:.{digits}f}"
+
+
+def format_table(results: Sequence[Prediction], threshold: float | None = None) -> str:
+    """A fixed-width table for the terminal: path, kind, p_fake, label, detail (or the error).
+
+    `threshold` (the one the labels were given at) widens a score that would
+    otherwise print the same as the threshold (`format_score`).
+    """
+    width = max([len("path")] + [len(result.path) for result in results])
+    scores = [format_score(result.p_fake, threshold) for result in results]
+    score_width = max([7] + [len(score) for score in scores])
+    lines = [f"{'path':<{width}}  {'kind':<5}  {'p_fake':>{score_width}}  {'label':<5}  detail"]
+    for result, p_fake in zip(results, scores):
+        lines.append(
+            f"{result.path:<{width}}  {result.kind or '-':<5}  {p_fake:>{score_width}}  "
+            f"{result.label or '-':<5}  {_detail(result)}".rstrip()
+        )
+    if threshold is not None:
+        digits = max([4] + [len(score) - 2 for score in scores if score != "-"])
+        lines.append(f"label: fake when p_fake >= {threshold:.{digits}f}")
+    return "\n".join(lines)
+
+
+def _write(path: str, data: bytes | str) -> str:
+    with tf.io.gfile.GFile(path, "wb" if isinstance(data, bytes) else "w") as f:
+        f.write(data)
+    return path
+
+
+def write_media(
+    results: Sequence[Prediction],
+    media_dir: str,
+    threshold: float,
+    annotate: bool,
+    options: media.MediaOptions,
+) -> list[tuple[str, str]]:
+    """Per-video JSON and timeline PNG; annotated photos when `annotate`. Returns (input, file)."""
+    written = []
+    used: set[str] = set()
+    for result in results:
+        record = result.to_dict()
+        if result.kind == "video" and "tracks" in record:
+            tf.io.gfile.makedirs(media_dir)
+            stem = media.output_name(result.path, "", used)
+            json_path = _write(
+                paths.join(media_dir, f"{stem}.video.json"), json.dumps(record, indent=1)
+            )
+            png = _write(
+                paths.join(media_dir, f"{stem}.timeline.png"), drawing.timeline(record, threshold)
+            )
+            written += [(result.path, json_path), (result.path, png)]
+        elif annotate and result.kind == "photo":
+            tf.io.gfile.makedirs(media_dir)
+            _, pixels = media.decode_image(
+                scoring.read_bytes(result.path), options.max_frame_pixels
+            )
+            name = media.output_name(result.path, ".annotated.png", used)
+            png = _write(
+                paths.join(media_dir, name), drawing.annotate_photo(pixels, record, threshold)
+            )
+            written.append((result.path, png))
+    return written
+
+
+def explain_results(
+    results: Sequence[Prediction],
+    *,
+    keras_model,
+    explain_dir: str,
+    image_size: int,
+    threshold: float,
+    layer_name: str | None,
+    options: media.MediaOptions,
+) -> list[tuple[str, str]]:
+    """Grad-CAM PNGs: one per scored crop, one per scored face of a photo (`<name>.face<N>`)."""
+    from trainer.inference import (
+        explain as explain_lib,  # Lazy: Grad-CAM loads Keras and the full model.
+    )
+
+    model = explain_lib.load_keras_model(keras_model)
+    explainer = explain_lib.GradCam(model, layer_name)
+    tf.io.gfile.makedirs(explain_dir)
+    used: set[str] = set()
+    written = []
+    size = media.crop_size(image_size)
+    for result in results:
+        if result.kind == "crop" and result.p_fake is not None:
+            crops = [(os.path.basename(result.path), "", scoring.read_image(result.path))]
+        elif result.kind == "photo" and result.p_fake is not None:
+            _, pixels = media.decode_image(
+                scoring.read_bytes(result.path), options.max_frame_pixels
+            )
+            crops = []
+            for face in result.details["faces"]:
+                points = [face["landmarks"][name] for name in faces_lib.LANDMARK_NAMES]
+                jpeg = media.encode_jpeg(faces_lib.align(pixels, points, size))
+                crops.append(
+                    (
+                        f"{os.path.basename(result.path)} face {face['face']}",
+                        f".face{face['face']}",
+                        jpeg,
+                    )
+                )
+        else:
+            continue
+        for title, suffix, jpeg in crops:
+            png, _, _ = explain_lib.explain_jpeg(
+                explainer, jpeg, image_size=image_size, threshold=threshold, name=title
+            )
+            name = media.output_name(result.path, f"{suffix}.gradcam.png", used)
+            written.append((result.path, _write(paths.join(explain_dir, name), png)))
+    return written
+
+
+def run(
+    export_dir: str,
+    inputs: Sequence[str],
+    *,
+    threshold: float | None = None,
+    output: str | None = None,
+    output_format: str | None = None,
+    batch_size: int = 32,
+    options: media.MediaOptions | None = None,
+    annotate: bool = False,
+    media_dir: str | None = None,
+    explain: bool = False,
+    explain_dir: str | None = None,
+    keras_model: str | None = None,
+    explain_layer: str | None = None,
+    follow_outside_links: bool = False,
+) -> dict:
+    """Scores `inputs`; writes `output`, per-video JSON/timelines, annotations and Grad-CAMs.
+
+    Per-video JSON and timelines go to `media_dir`, by default `<dir of output>/media`
+    when `output` is given (or `./media` with `annotate`); a library call with neither
+    writes no file. The command line always writes them (default `./media`).
+
+    Returns:
+        {"results": [Prediction, ...] (rejects first, then the files in order),
+         "media": [(input path, written file), ...] (video JSON/timelines, annotated photos),
+         "explanations": [(input path, PNG path), ...], "threshold": float}.
+    """
+    options = options or media.MediaOptions()
+    detector = Detector(export_dir, threshold=threshold)
+    files, rejects = expand_inputs(inputs, follow_outside_links=follow_outside_links)
+    for reject in rejects:
+        logging.warning("Skipping %s: %s", reject.path, reject.error)
+    results = rejects + list(media.score_files(detector, files, options, batch_size))
+    judged = [result for result in results if result.status in JUDGED]
+    logging.info(
+        "Judged %d of %d inputs at threshold %.4f (%d with a verdict); %d rejected.",
+        len(judged),
+        len(results),
+        detector.threshold,
+        sum(result.p_fake is not None for result in results),
+        len(results) - len(judged),
+    )
+    default_dir = os.path.dirname(output) if output else os.getcwd()
+    if output:
+        write_results(results, output, output_format)
+        logging.info("Wrote %s", output)
+    if media_dir is None and (output or annotate):
+        media_dir = paths.join(default_dir, "media")
+    written = []
+    if media_dir is not None:
+        written = write_media(results, media_dir, detector.threshold, annotate, options)
+    explanations = []
+    if explain and any(result.p_fake is not None for result in results):
+        from trainer.inference import explain as explain_lib
+
+        explanations = explain_results(
+            results,
+            keras_model=keras_model or explain_lib.default_keras_model_path(export_dir),
+            explain_dir=explain_dir or paths.join(default_dir, "explanations"),
+            image_size=detector.metadata.image_size,
+            threshold=detector.threshold,
+            layer_name=explain_layer,
+            options=options,
+        )
+    return {
+        "results": results,
+        "media": written,
+        "explanations": explanations,
+        "threshold": detector.threshold,
+    }
