@@ -15,8 +15,8 @@ It also chooses `TF_CPP_MIN_LOG_LEVEL` before TensorFlow reads it: 2 (errors
 only: no "Local rendezvous is aborting" lines at every end of input) unless the
 command line asks for `--verbosity` >= 1 or the variable is already set.
 
-The trainer's package calls it first thing (`trainer/__init__.py`), so every
-trainer tool and library import gets it; the dataset launchers capture the same
+Every trainer tool calls it first thing, through `preprocessing/quiet_tensorflow.py`;
+the dataset launchers capture the same
 lines into their build log instead (`preprocessing.tool_logging`).
 """
 

@@ -13,7 +13,7 @@ Serving rely on):
 
 It is written with `keras.export.ExportArchive` rather than a hand-made
 `tf.Module`: the latter reloads in Python but fails in the session-based
-loader used by `saved_model_cli run` and TF Serving (see ARCHITECTURE.md).
+loader used by `saved_model_cli run` and TF Serving (see docs/architecture.md#pitfalls).
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Beam's `DirectRunner` first tries the Prism runner, which downloads a Go binary
 at run time; offline, that fails and Beam falls back after a delay and a logged
-error (see ARCHITECTURE.md). For a local batch build we therefore pick the
+error (see docs/architecture.md#pitfalls). For a local batch build we therefore pick the
 FnApiRunner ourselves, in `multi_processing` mode with one worker process per
 core, which is also the fastest local choice for CPU-bound image decoding.
 Any other runner (DataflowRunner, FlinkRunner, SparkRunner, PrismRunner,

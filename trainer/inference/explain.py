@@ -6,7 +6,7 @@ them, keeps the positive part and upsamples it onto the image. For a detector
 this is the first thing a user asks after "is it fake?": "why?". It needs the
 Keras model, not the SavedModel, because it reads an inner layer and its
 gradients: `model.keras`, which `trainer.task` saves beside the export, loaded
-with `safe_mode=True` (a model file is a program; see ARCHITECTURE.md).
+with `safe_mode=True` (a model file is a program; see docs/architecture.md#pitfalls).
 
 The explained score is the predicted class's: the logit when the image is
 called fake, minus the logit when it is called real, so warm areas always mean
