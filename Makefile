@@ -2,7 +2,7 @@
 #   make test    the test suite (what CI runs)
 #   make demo    the whole pipeline on the embedded synthetic dataset
 #   make bench   benchmarks (not part of `make test`); figures go to BENCHMARKS.md
-#   make bench-gpu  training throughput on this machine's GPUs (BENCHMARKS.md, README)
+#   make bench-gpu  training throughput on this machine's GPUs (BENCHMARKS.md, docs/training.md)
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
