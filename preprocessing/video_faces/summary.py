@@ -14,6 +14,7 @@ from the source video of a test video (`leaks_test_source`).
 
 from __future__ import annotations
 
+import io
 import json
 
 import tensorflow as tf
@@ -102,9 +103,19 @@ def write_contact_sheet(
     Returns:
         `path`.
     """
-    import io  # pylint: disable=import-outside-toplevel
+    rows = _contact_sheet_rows(dataset_dir, videos_per_split, crops_per_video, scan)
+    sheet = _draw_contact_sheet(rows, crops_per_video, thumbnail)
+    buffer = io.BytesIO()
+    sheet.save(buffer, format="PNG")
+    with tf.io.gfile.GFile(path, "wb") as f:
+        f.write(buffer.getvalue())
+    return path
 
-    from PIL import Image, ImageDraw  # pylint: disable=import-outside-toplevel
+
+def _contact_sheet_rows(
+    dataset_dir: str, videos_per_split: int, crops_per_video: int, scan: int
+) -> list[tuple[str, list]]:
+    """(title, examples in frame order) per video shown (see `write_contact_sheet`)."""
     import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
 
     builder = tfds.builder_from_directory(dataset_dir)
@@ -127,6 +138,13 @@ def write_contact_sheet(
                 f"{first[schema.SOURCE].decode()} | {video_id}"
             )
             rows.append((title, crops))
+    return rows
+
+
+def _draw_contact_sheet(rows: list[tuple[str, list]], crops_per_video: int, thumbnail: int):
+    """The sheet as a PIL image: per row its title, then its crops captioned `f<frame> t<track>`."""
+    from PIL import Image, ImageDraw  # pylint: disable=import-outside-toplevel
+
     caption, title_height, pad = 12, 16, 4
     width = pad + crops_per_video * (thumbnail + pad)
     width = max(width, 7 * max((len(title) for title, _ in rows), default=0) + 2 * pad)
@@ -148,8 +166,4 @@ def write_contact_sheet(
             )
     if not rows:
         draw.text((pad, pad), "no examples", fill=(0, 0, 0))
-    buffer = io.BytesIO()
-    sheet.save(buffer, format="PNG")
-    with tf.io.gfile.GFile(path, "wb") as f:
-        f.write(buffer.getvalue())
-    return path
+    return sheet
