@@ -166,6 +166,13 @@ def define_flags() -> None:
         "(deliberate leaves excluded).",
     )
     flags.adopt_module_key_flags(launcher)  # --help lists them as this tool's own.
+    _define_layout_flags()
+    _define_sampling_flags()
+    _define_face_flags()
+
+
+def _define_layout_flags() -> None:
+    """Input layout and splits."""
     flags.DEFINE_enum(
         "layout",
         "auto",
@@ -173,6 +180,26 @@ def define_flags() -> None:
         "Input layout (the dataset config); auto: FaceForensics++, Celeb-DF or folders, "
         "whichever --manual_dir holds.",
     )
+    flags.DEFINE_float(
+        "validation_fraction",
+        video_sources.SplitOptions.validation_fraction,
+        "Share of groups hashed to validation when the layout has no split list for it.",
+    )
+    flags.DEFINE_float(
+        "test_fraction",
+        video_sources.SplitOptions.test_fraction,
+        "Share of groups hashed to test when the layout has no test list.",
+    )
+    flags.DEFINE_enum(
+        "ffpp_compression",
+        video_sources.SplitOptions.ffpp_compression,
+        sorted(video_sources.FFPP_COMPRESSIONS),
+        "FaceForensics++ compression to read.",
+    )
+
+
+def _define_sampling_flags() -> None:
+    """Which frames are decoded, and how a video spreads over workers."""
     flags.DEFINE_integer(
         "frames_per_video",
         None,
@@ -193,6 +220,18 @@ def define_flags() -> None:
         "Videos holding fewer frames are rejected as too_short.",
     )
     flags.DEFINE_integer(
+        "max_frame_pixels", video.DEFAULT_MAX_PIXELS, "Larger frames: the video is huge_frame."
+    )
+    flags.DEFINE_integer(
+        "chunk_frames",
+        video_transforms.DEFAULT_CHUNK_FRAMES,
+        "Sampled frames per work item: a long video spreads over workers.",
+    )
+
+
+def _define_face_flags() -> None:
+    """Face detection and crops."""
+    flags.DEFINE_integer(
         "image_size",
         video_transforms.DEFAULT_IMAGE_SIZE,
         "Side of the aligned face crops, in pixels (the training images' size).",
@@ -212,30 +251,6 @@ def define_flags() -> None:
         video_transforms.DEFAULT_MAX_FACES_PER_FRAME,
         "Largest faces kept per frame (1: the manipulated face of FF++/Celeb-DF videos, not a "
         "bystander's).",
-    )
-    flags.DEFINE_integer(
-        "max_frame_pixels", video.DEFAULT_MAX_PIXELS, "Larger frames: the video is huge_frame."
-    )
-    flags.DEFINE_integer(
-        "chunk_frames",
-        video_transforms.DEFAULT_CHUNK_FRAMES,
-        "Sampled frames per work item: a long video spreads over workers.",
-    )
-    flags.DEFINE_float(
-        "validation_fraction",
-        video_sources.SplitOptions.validation_fraction,
-        "Share of groups hashed to validation when the layout has no split list for it.",
-    )
-    flags.DEFINE_float(
-        "test_fraction",
-        video_sources.SplitOptions.test_fraction,
-        "Share of groups hashed to test when the layout has no test list.",
-    )
-    flags.DEFINE_enum(
-        "ffpp_compression",
-        video_sources.SplitOptions.ffpp_compression,
-        sorted(video_sources.FFPP_COMPRESSIONS),
-        "FaceForensics++ compression to read.",
     )
 
 
