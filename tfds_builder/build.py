@@ -114,6 +114,22 @@ def _estimate_num_shards(source_files, target_bytes: float) -> int:
     return int(max(1, min(wanted, min(per_split.values()) // 2)))
 
 
+def _num_shards(config: BuildConfig, layout: sources.Layout) -> int | None:
+    """--target_shard_size_mb as a shard count; None (TFDS decides) without it or for a zip."""
+    if not config.target_shard_size_mb or layout.image_root is None:
+        return None
+    num_shards = _estimate_num_shards(
+        sources.list_sources(layout, allow_links_outside=config.allow_links_outside_input),
+        config.target_shard_size_mb * (1 << 20),
+    )
+    logging.info(
+        "--target_shard_size_mb=%s: %d shards per split.",
+        config.target_shard_size_mb,
+        num_shards,
+    )
+    return num_shards
+
+
 def make_builder(config: BuildConfig, *, worker_log: str | None = None) -> rff.Builder:
     """The builder for `config` (cheap: nothing is read or written)."""
     return rff.Builder(
@@ -166,19 +182,7 @@ def run(config: BuildConfig, *, beam_runner=None, beam_options=None, worker_log=
         beam_runner, beam_options, runner_name = launcher.runner_and_options(
             config.runner, config.num_workers, config.running_mode, config.beam_pipeline_options
         )
-
-    num_shards = None
-    if config.target_shard_size_mb and layout.image_root is not None:
-        num_shards = _estimate_num_shards(
-            sources.list_sources(layout, allow_links_outside=config.allow_links_outside_input),
-            config.target_shard_size_mb * (1 << 20),
-        )
-        logging.info(
-            "--target_shard_size_mb=%s: %d shards per split.",
-            config.target_shard_size_mb,
-            num_shards,
-        )
-
+    num_shards = _num_shards(config, layout)
     outcome, summary = launcher.prepare(
         make_builder(config, worker_log=worker_log),
         manual_dir=config.manual_dir,
