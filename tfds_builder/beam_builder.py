@@ -40,8 +40,7 @@ from absl import logging
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from preprocessing import cli, paths, schema
-from preprocessing import tool_logging as build_logging
+from preprocessing import cli, paths, schema, tool_logging
 from preprocessing.building import archive, dataset_dirs, fingerprint, inputs, ledger
 from preprocessing.building import summary as report
 
@@ -91,7 +90,7 @@ def _printed_lines_to_log():
     finally:
         for line in printed.getvalue().splitlines():
             if line.strip():
-                build_logging.details().info("tfds: %s", line)
+                tool_logging.details().info("tfds: %s", line)
 
 
 class LedgerBuilder(tfds.core.GeneratorBasedBuilder):

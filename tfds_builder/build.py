@@ -30,12 +30,12 @@ from __future__ import annotations
 
 import os
 
-# TensorFlow's C++ start-up lines go to the build log, not the console (see build_logging).
+# TensorFlow's C++ start-up lines go to the build log, not the console (see tool_logging).
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
 
-from preprocessing import tool_logging as build_logging  # noqa: E402  (pure Python: before TensorFlow)
+from preprocessing import tool_logging  # noqa: E402  (pure Python: before TensorFlow)
 
-with build_logging.capture_native_stderr() as _IMPORT_STDERR:
+with tool_logging.capture_native_stderr() as _IMPORT_STDERR:
     import dataclasses  # noqa: E402
     import json  # noqa: E402
     import sys  # noqa: E402
@@ -171,7 +171,7 @@ def run(config: BuildConfig, *, beam_runner=None, beam_options=None, worker_log=
         dataset_dirs.BuildInProgressError: another build writes the same config.
     """
     config.validate()
-    build_logging.details().info(
+    tool_logging.details().info(
         "Build config: %s", json.dumps(dataclasses.asdict(config), sort_keys=True)
     )
     # Fail in seconds, before any Beam work, on a wrong --manual_dir or a read-only --data_dir.

@@ -31,9 +31,9 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
 
-from preprocessing import tool_logging as build_logging  # noqa: E402  (pure Python: before TensorFlow)
+from preprocessing import tool_logging  # noqa: E402  (pure Python: before TensorFlow)
 
-with build_logging.capture_native_stderr() as _IMPORT_STDERR:
+with tool_logging.capture_native_stderr() as _IMPORT_STDERR:
     import dataclasses  # noqa: E402
     import json  # noqa: E402
     import sys  # noqa: E402
@@ -122,7 +122,7 @@ def run(config: VideoBuildConfig, *, beam_runner=None, beam_options=None, worker
         report.RejectFractionExceededError: too many rejects; says why.
     """
     config.validate()
-    build_logging.details().info(
+    tool_logging.details().info(
         "Video build config: %s", json.dumps(dataclasses.asdict(config), sort_keys=True)
     )
     layout = video_sources.find_video_layout(config.manual_dir, config.layout)
