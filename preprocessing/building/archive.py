@@ -75,8 +75,8 @@ class Extraction:
 def format_size(n_bytes: int) -> str:
     """Bytes for people: "1.23 GB", "4.2 MB", "812 kB", "96 bytes" (powers of 1000, as GB).
 
-    Small sizes keep their own unit: a cap of `--max_extract_gb=0.001` and a zip
-    that declares 1.2 MB used to both read "0.00 GB".
+    Small sizes keep their own unit, so that a cap of `--max_extract_gb=0.001` and a
+    zip that declares 1.2 MB do not both read "0.00 GB".
     """
     for unit, size in (("GB", GB), ("MB", GB // 1000), ("kB", GB // 1_000_000)):
         if n_bytes >= size:
