@@ -42,7 +42,7 @@ import tensorflow_datasets as tfds
 
 from preprocessing import cli, paths, schema, tool_logging
 from preprocessing.building import archive, dataset_dirs, fingerprint, inputs, ledger
-from preprocessing.building import summary as report
+from preprocessing.building import summary as summary_lib
 
 LEDGER_FOLDER = "_ledger"
 # The fraction of inputs that may be rejected as bad input before a build fails: the
@@ -157,7 +157,7 @@ class LedgerBuilder(tfds.core.GeneratorBasedBuilder):
 
     def _finalise(self, records: list[dict], data_dir: str) -> dict:
         """Writes rejects.jsonl and build_summary.json from the ledger; returns the summary."""
-        return report.finalise_records(records, data_dir)
+        return summary_lib.finalise_records(records, data_dir)
 
     def _content_options(self) -> dict:
         """Options that change the examples, recorded in the fingerprint."""
@@ -412,7 +412,7 @@ class LedgerBuilder(tfds.core.GeneratorBasedBuilder):
         ledger_dir = paths.join(data_dir, LEDGER_FOLDER)
         if not tf.io.gfile.exists(ledger_dir):
             return  # max_examples_per_split=0: no pipeline ran.
-        records = report.read_ledger(paths.join(ledger_dir, "ledger-*.jsonl"))
+        records = summary_lib.read_ledger(paths.join(ledger_dir, "ledger-*.jsonl"))
         summary = self._finalise(records, data_dir)
         source_files, current = self._staged_inputs
         fingerprint.write(
@@ -424,16 +424,16 @@ class LedgerBuilder(tfds.core.GeneratorBasedBuilder):
         tf.io.gfile.rmtree(ledger_dir)
         failed_rejects = f"{self._final_data_dir.rstrip('/')}.failed-rejects.jsonl"
         try:
-            report.check_reject_fraction(
+            summary_lib.check_reject_fraction(
                 summary,
                 self._options["max_reject_fraction"],
                 failed_rejects,
                 **self._reject_limit_words(summary["total"]["reject_fraction"]),
             )
-        except report.RejectFractionExceededError:
+        except summary_lib.RejectFractionExceededError:
             # The staged build is discarded: keep its rejects beside the version folder.
             tf.io.gfile.copy(
-                paths.join(data_dir, report.REJECTS_FILENAME), failed_rejects, overwrite=True
+                paths.join(data_dir, summary_lib.REJECTS_FILENAME), failed_rejects, overwrite=True
             )
             raise
         if tf.io.gfile.exists(failed_rejects):

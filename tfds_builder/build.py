@@ -45,7 +45,7 @@ with tool_logging.capture_native_stderr() as _IMPORT_STDERR:
 
     from preprocessing import cli, paths, schema
     from preprocessing.building import archive, dataset_dirs, runners
-    from preprocessing.building import summary as report
+    from preprocessing.building import summary as summary_lib
     from preprocessing.real_and_fake_faces import sources
     from tfds_builder import beam_builder, launcher  # noqa: E402
     from tfds_builder.real_and_fake_faces import (  # noqa: E402
@@ -167,7 +167,7 @@ def run(config: BuildConfig, *, beam_runner=None, beam_options=None, worker_log=
         ValueError, FileNotFoundError: bad flags or inputs, naming them
             (fingerprint.InputsChangedError: the dataset was built from other inputs).
         PermissionError: data_dir is not writable.
-        report.RejectFractionExceededError: too many rejects; says why.
+        summary_lib.RejectFractionExceededError: too many rejects; says why.
         dataset_dirs.BuildInProgressError: another build writes the same config.
     """
     config.validate()
@@ -247,7 +247,7 @@ def _print_result(result: dict, log_file: str) -> None:
         )
     print(f"Log: {log_file}")
     if result["summary"]:
-        print(report.format_table(result["summary"]))
+        print(summary_lib.format_table(result["summary"]))
 
 
 def main(argv):
@@ -281,7 +281,10 @@ def run_main():
         main,
         module=sys.modules[__name__],
         prog="dfd-build-dataset",
-        extra_user_errors=(report.RejectFractionExceededError, dataset_dirs.BuildInProgressError),
+        extra_user_errors=(
+            summary_lib.RejectFractionExceededError,
+            dataset_dirs.BuildInProgressError,
+        ),
     )
 
 

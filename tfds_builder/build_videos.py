@@ -43,10 +43,10 @@ with tool_logging.capture_native_stderr() as _IMPORT_STDERR:
 
     from preprocessing import cli, paths
     from preprocessing.building import runners
-    from preprocessing.building import summary as report
+    from preprocessing.building import summary as summary_lib
     from preprocessing.media import video
     from preprocessing.video_faces import sources as video_sources
-    from preprocessing.video_faces import summary as video_report
+    from preprocessing.video_faces import summary as video_summary
     from preprocessing.video_faces import transforms as video_transforms
     from tfds_builder import beam_builder, launcher  # noqa: E402
     from tfds_builder.video_faces import video_faces_dataset_builder as vf  # noqa: E402
@@ -119,7 +119,7 @@ def run(config: VideoBuildConfig, *, beam_runner=None, beam_options=None, worker
         ValueError, FileNotFoundError: bad flags or inputs, naming them
             (fingerprint.InputsChangedError: the dataset was built from other inputs).
         PermissionError: data_dir is not writable.
-        report.RejectFractionExceededError: too many rejects; says why.
+        summary_lib.RejectFractionExceededError: too many rejects; says why.
     """
     config.validate()
     tool_logging.details().info(
@@ -140,9 +140,9 @@ def run(config: VideoBuildConfig, *, beam_runner=None, beam_options=None, worker
         beam_options=beam_options,
         overwrite=config.overwrite,
     )
-    sheet = paths.join(outcome.dataset_dir, video_report.CONTACT_SHEET_FILENAME)
+    sheet = paths.join(outcome.dataset_dir, video_summary.CONTACT_SHEET_FILENAME)
     if outcome.action == "built" and summary and summary["total"]["written"]:
-        video_report.write_contact_sheet(outcome.dataset_dir, sheet)
+        video_summary.write_contact_sheet(outcome.dataset_dir, sheet)
     return {
         "dataset_dir": outcome.dataset_dir,
         "dataset": f"{vf.DATASET_NAME}/{layout.kind}",
@@ -298,7 +298,7 @@ def _print_result(result: dict, log_file: str) -> None:
     if result["contact_sheet"]:
         print(f"Face crops of a few videos per split: {result['contact_sheet']}")
     if result["summary"]:
-        print(video_report.format_table(result["summary"]))
+        print(video_summary.format_table(result["summary"]))
 
 
 def main(argv):
@@ -326,7 +326,7 @@ def run_main():
 def _user_errors():
     from preprocessing.building import dataset_dirs  # pylint: disable=import-outside-toplevel
 
-    return (report.RejectFractionExceededError, dataset_dirs.BuildInProgressError)
+    return (summary_lib.RejectFractionExceededError, dataset_dirs.BuildInProgressError)
 
 
 if __name__ == "__main__":

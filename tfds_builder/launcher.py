@@ -31,7 +31,7 @@ import tensorflow_datasets as tfds
 import preprocessing
 from preprocessing import paths, tool_logging
 from preprocessing.building import runners
-from preprocessing.building import summary as report
+from preprocessing.building import summary as summary_lib
 import tfds_builder
 from tfds_builder import beam_builder
 
@@ -117,7 +117,7 @@ def prepare(
         )
     )
     outcome = builder.outcome
-    summary_path = paths.join(outcome.dataset_dir, report.SUMMARY_FILENAME)
+    summary_path = paths.join(outcome.dataset_dir, summary_lib.SUMMARY_FILENAME)
     summary = None
     if tf.io.gfile.exists(summary_path):
         with tf.io.gfile.GFile(summary_path) as f:

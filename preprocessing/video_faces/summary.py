@@ -1,11 +1,11 @@
 """After the video build's Beam job: rejects.jsonl and a summary that counts videos and faces.
 
-The ledger has one record per input video (`video_transforms`). The image
-build's `preprocessing.building.summary` writes rejects.jsonl and the per split and label
-counts of inputs (here: videos read, written, rejected, duplicates); this module
-adds what only videos have, per split and label: sampled frames decoded, face
-crops written (the examples) and face tracks, and writes the result as
-`build_summary.json`.
+The ledger has one record per input video (`preprocessing.video_faces.transforms`).
+`preprocessing.building.summary`, which every build uses, writes rejects.jsonl and
+the per split and label counts of inputs (here: videos read, written, rejected,
+duplicates); this module adds what only videos have, per split and label:
+sampled frames decoded, face crops written (the examples) and face tracks, and
+writes the result as `build_summary.json`.
 
 The reject fraction that can fail a build leaves out deliberate rejects: copies
 of a video in a later split (`duplicate_across_splits`) and Celeb-DF videos made
@@ -20,17 +20,20 @@ import json
 import tensorflow as tf
 
 from preprocessing import paths, schema
-from preprocessing.building import summary as report
+from preprocessing.building import summary as summary_lib
 from preprocessing.video_faces import sources as video_sources
 
 CONTACT_SHEET_FILENAME = "face_crops.png"
 VIDEO_COLUMNS = ("read", "written", "rejected", "duplicates", "frames", "faces", "tracks")
-DELIBERATE_REASONS = report.DELIBERATE_REASONS | video_sources.DELIBERATE_PROBLEMS
+DELIBERATE_REASONS = summary_lib.DELIBERATE_REASONS | video_sources.DELIBERATE_PROBLEMS
 
 
 def summarise(records: list[dict]) -> dict:
-    """`report.summarise` (counts of videos) plus frames, faces and tracks. JSON-able."""
-    summary = report.summarise(records)
+    """Counts of videos (`preprocessing.building.summary.summarise`), plus frames, faces, tracks.
+
+    JSON-able.
+    """
+    summary = summary_lib.summarise(records)
     for split_rows in summary["splits"].values():
         for row in split_rows.values():
             row.pop("converted", None)  # Face crops are always encoded once: nothing to say.
@@ -78,9 +81,9 @@ def format_table(summary: dict) -> str:
 
 def finalise_records(records: list[dict], output_dir: str) -> dict:
     """Writes rejects.jsonl and build_summary.json to `output_dir`; returns the summary."""
-    report.finalise_records(records, output_dir)  # rejects.jsonl (and a first summary)
+    summary_lib.finalise_records(records, output_dir)  # rejects.jsonl (and a first summary)
     summary = summarise(records)
-    with tf.io.gfile.GFile(paths.join(output_dir, report.SUMMARY_FILENAME), "w") as f:
+    with tf.io.gfile.GFile(paths.join(output_dir, summary_lib.SUMMARY_FILENAME), "w") as f:
         f.write(json.dumps(summary, indent=2, sort_keys=True))
     return summary
 
