@@ -19,7 +19,7 @@ faces, tracks). Train on it with `dfd-train --dataset=video_faces/<layout>`.
 The same flags run on this machine's cores and on Dataflow: the heavy step
 (decode + detect) runs per chunk of frames, on any worker. Staged builds,
 reuse only for the same inputs and options, the reject-rate check and the
-console/log split are the image build's (`tfds_builder.beam_builder`,
+console/log split are every build's (`tfds_builder.beam_builder`,
 `preprocessing.tool_logging`). This module does not import the image launcher:
 that would register the `real_and_fake_faces` builder in every process that
 builds videos.

@@ -38,8 +38,8 @@ every video made from the same source video, lands in one split. The hash split
 machine and for every run; `validation_fraction` and `test_fraction` set it.
 
 Only files named like videos (`preprocessing.media.video.VIDEO_EXTENSIONS`) are
-inputs; other files are counted and named in a warning. Files are listed as in
-the image build (`preprocessing.real_and_fake_faces.sources`): a named pipe, a link out of
+inputs; other files are counted and named in a warning. Files are classified as
+in every build (`preprocessing.building.inputs`): a named pipe, a link out of
 manual_dir, a broken link or a second link to the same file becomes an input
 with a `problem`, which the Beam job reports as a reject, never a silent drop.
 """
@@ -72,7 +72,7 @@ CELEB_DF_FOLDERS = {
 }
 CELEB_DF_TEST_LIST = "list_of_testing_videos.txt"  # Compared in lower case.
 
-# Listing problems of video layouts (the file problems of `sources` apply too).
+# Listing problems of video layouts (the file problems of `inputs` apply too).
 NOT_IN_SPLIT_LIST = "not_in_split_list"
 SPLIT_CONFLICT = "split_conflict"
 LEAKS_TEST_SOURCE = "leaks_test_source"
@@ -257,7 +257,7 @@ class _File:
 
 
 def _walk_local(root: str, folder: str, allow_links_outside: bool) -> list[_File]:
-    """Every file under root/folder (recursively), classified as the image build does."""
+    """Every file under root/folder (recursively), classified by `inputs.local_entry`."""
     root_real = os.path.realpath(root)
     entries = []
     pending = [folder]
