@@ -224,13 +224,7 @@ def upload(
     bucket = client.bucket(bucket_name)
     stats = TransferStats()
     crcs = _checksums([path for path, _ in files], workers)
-    todo = []
-    for (local_path, relative), crc in zip(files, crcs):
-        if _same_content(local_path, remote.get(relative.replace(os.sep, "/")), crc):
-            stats.skipped.append(relative)
-        else:
-            blob = bucket.blob(_object_name(prefix, relative), chunk_size=chunk_size)
-            todo.append((local_path, relative, crc, blob))
+    todo = _plan_uploads(files, crcs, remote, bucket, prefix, chunk_size, stats)
     results = transfer_manager.upload_many(
         [(local_path, blob) for local_path, _, _, blob in todo],
         upload_kwargs={"checksum": "crc32c", "retry": retry},
@@ -238,6 +232,30 @@ def upload(
         max_workers=workers,
         raise_exception=False,
     )
+    errors = _count_uploads(todo, results, bucket_name, stats)
+    logging.info("Upload %s -> %s: %s", src, dst_url, stats.summary())
+    _first_error(errors, "Uploading")
+    return stats
+
+
+def _plan_uploads(files, crcs, remote, bucket, prefix: str, chunk_size: int, stats):
+    """(path, name, CRC32C, blob) per file to send; files already there go to `stats`."""
+    todo = []
+    for (local_path, relative), crc in zip(files, crcs):
+        if _same_content(local_path, remote.get(relative.replace(os.sep, "/")), crc):
+            stats.skipped.append(relative)
+        else:
+            blob = bucket.blob(_object_name(prefix, relative), chunk_size=chunk_size)
+            todo.append((local_path, relative, crc, blob))
+    return todo
+
+
+def _count_uploads(todo, results, bucket_name: str, stats: TransferStats):
+    """Adds each upload that arrived intact to `stats`; returns [(name, error)] of the others.
+
+    An upload arrived intact when the object's CRC32C, as Cloud Storage reports it
+    after the upload, is the local file's.
+    """
     errors = []
     for (local_path, relative, crc, blob), result in zip(todo, results):
         if isinstance(result, BaseException):
@@ -255,9 +273,7 @@ def upload(
         else:
             stats.transferred.append(relative)
             stats.bytes_transferred += os.path.getsize(local_path)
-    logging.info("Upload %s -> %s: %s", src, dst_url, stats.summary())
-    _first_error(errors, "Uploading")
-    return stats
+    return errors
 
 
 # --------------------------------------------------------------------------- download
@@ -292,8 +308,33 @@ def download(
             f"No objects under {src_url}: check the path (`gcloud storage ls {src_url}`)."
         )
     bucket = client.bucket(gcs.parse_url(src_url)[0])
-    root = os.path.abspath(dst)
     stats = TransferStats()
+    todo = _plan_downloads(remote, bucket, dst, stats)
+    try:
+        results = transfer_manager.download_many(
+            [(bucket.blob(obj.name), partial) for obj, _, _, partial in todo],
+            download_kwargs={"checksum": "crc32c", "retry": retry},
+            worker_type=transfer_manager.THREAD,
+            max_workers=workers,
+            raise_exception=False,
+        )
+        errors = _install_downloads(todo, results, bucket, stats)
+    finally:
+        for _, _, _, partial in todo:
+            if os.path.exists(partial):
+                os.remove(partial)
+    logging.info("Download %s -> %s: %s", src_url, dst, stats.summary())
+    _first_error(errors, "Downloading")
+    return stats
+
+
+def _plan_downloads(remote: dict[str, RemoteObject], bucket, dst: str, stats: TransferStats):
+    """(object, name, target, temporary file) per object to fetch; the others go to `stats`.
+
+    Raises:
+        ValueError: an object name would escape `dst`.
+    """
+    root = os.path.abspath(dst)
     todo = []
     for relative, obj in sorted(remote.items()):
         target = os.path.abspath(os.path.join(root, relative))
@@ -309,41 +350,32 @@ def download(
         fd, partial = tempfile.mkstemp(prefix=".partial-", dir=os.path.dirname(target))
         os.close(fd)
         todo.append((obj, relative, target, partial))
-    try:
-        results = transfer_manager.download_many(
-            [(bucket.blob(obj.name), partial) for obj, _, _, partial in todo],
-            download_kwargs={"checksum": "crc32c", "retry": retry},
-            worker_type=transfer_manager.THREAD,
-            max_workers=workers,
-            raise_exception=False,
-        )
-        errors = []
-        for (obj, relative, target, partial), result in zip(todo, results):
-            if isinstance(result, BaseException):
-                errors.append((relative, result))
-                continue
-            received = gcs.crc32c_of_file(partial)
-            if obj.crc32c and received != obj.crc32c:
-                errors.append(
-                    (
-                        relative,
-                        ChecksumMismatchError(
-                            f"gs://{bucket.name}/{obj.name} arrived with CRC32C {received}, "
-                            f"Cloud Storage reports {obj.crc32c}"
-                        ),
-                    )
+    return todo
+
+
+def _install_downloads(todo, results, bucket, stats: TransferStats):
+    """Renames each intact download into place; returns [(name, error)] of the others."""
+    errors = []
+    for (obj, relative, target, partial), result in zip(todo, results):
+        if isinstance(result, BaseException):
+            errors.append((relative, result))
+            continue
+        received = gcs.crc32c_of_file(partial)
+        if obj.crc32c and received != obj.crc32c:
+            errors.append(
+                (
+                    relative,
+                    ChecksumMismatchError(
+                        f"gs://{bucket.name}/{obj.name} arrived with CRC32C {received}, "
+                        f"Cloud Storage reports {obj.crc32c}"
+                    ),
                 )
-                continue
-            os.replace(partial, target)
-            stats.transferred.append(relative)
-            stats.bytes_transferred += obj.size
-    finally:
-        for _, _, _, partial in todo:
-            if os.path.exists(partial):
-                os.remove(partial)
-    logging.info("Download %s -> %s: %s", src_url, dst, stats.summary())
-    _first_error(errors, "Downloading")
-    return stats
+            )
+            continue
+        os.replace(partial, target)
+        stats.transferred.append(relative)
+        stats.bytes_transferred += obj.size
+    return errors
 
 
 # --------------------------------------------------------------------------- verify

@@ -5,10 +5,11 @@
 - `--help` shows the tool's own description and flags. absl lists the "key
   flags" of the program's main module, found by `sys.argv[0]`; a console
   script's main module is a generated stub that defines none, so without this
-  `dfd-train --help` printed only a usage line. `--helpfull` still lists all.
+  `dfd-train --help` would print only a usage line. `--helpfull` lists all.
 - `~` in path flags and positional paths is expanded (local paths only). Bash
-  does not expand `~` after `--flag=`, so `--model_dir=~/runs/r1` used to reach
-  the tools literally and create a folder named `~` in the working directory.
+  does not expand `~` after `--flag=`, so without this `--model_dir=~/runs/r1`
+  would reach the tool literally and create a folder named `~` in the working
+  directory.
 - `--help`/`--helpfull` exit with status 0, as help does in most tools (absl
   ends them with 1, which reads as a failure in scripts and CI logs).
 - A user error (a bad value, a missing file, no permission) ends the tool with

@@ -36,6 +36,7 @@ real generated faces.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import sys
 
@@ -67,38 +68,86 @@ _HAIR_COLOURS = np.array(
 
 
 def render_face(rng: np.random.Generator, size: int) -> np.ndarray:
-    """A cartoon face, float32 [size, size, 3] in [0, 255]; same distribution for both classes."""
+    """A cartoon face, float32 [size, size, 3] in [0, 255]; same distribution for both classes.
+
+    The steps draw from `rng` in a fixed order: a given seed gives the same face.
+    """
     scale = 2  # Supersampling, for smooth (anti-aliased) edges.
     big = size * scale
+    canvas = _gradient_background(rng, big)
+    painter = _Painter(ImageDraw.Draw(canvas), rng, big)
+    head = _draw_head(painter)
+    eye_y, eye_r = _draw_eyes(painter, head)
+    _draw_nose_and_mouth(painter, head, eye_y, eye_r)
+    canvas = canvas.filter(ImageFilter.GaussianBlur(radius=scale * 0.6)).resize(
+        (size, size), Image.Resampling.LANCZOS
+    )
+    return _light(rng, np.asarray(canvas, dtype=np.float32))
+
+
+def _gradient_background(rng: np.random.Generator, big: int) -> Image.Image:
+    """A vertical blend between two random colours."""
     top, bottom = rng.uniform(40, 230, 3), rng.uniform(40, 230, 3)
     ramp = np.linspace(0.0, 1.0, big, dtype=np.float32)[:, None, None]
     background = top * (1 - ramp) + bottom * ramp
-    canvas = Image.fromarray(np.broadcast_to(background, (big, big, 3)).astype(np.uint8))
-    draw = ImageDraw.Draw(canvas)
+    return Image.fromarray(np.broadcast_to(background, (big, big, 3)).astype(np.uint8))
 
-    def box(cx, cy, rx, ry):
+
+class _Painter:
+    """Draws on the supersampled canvas in coordinates relative to its side (0..1)."""
+
+    def __init__(self, draw: ImageDraw.ImageDraw, rng: np.random.Generator, big: int):
+        self.draw, self.rng, self.big = draw, rng, big
+
+    def box(self, cx, cy, rx, ry) -> list[float]:
+        big = self.big
         return [big * (cx - rx), big * (cy - ry), big * (cx + rx), big * (cy + ry)]
 
-    def colour(base, jitter):
-        return tuple(int(v) for v in np.clip(base + rng.normal(0, jitter, 3), 0, 255))
+    def colour(self, base, jitter) -> tuple[int, ...]:
+        return tuple(int(v) for v in np.clip(base + self.rng.normal(0, jitter, 3), 0, 255))
 
+
+@dataclasses.dataclass(frozen=True)
+class _Head:
+    """Where the face ellipse is (centre, radii, relative to the side) and its colours."""
+
+    cx: float
+    cy: float
+    rx: float
+    ry: float
+    hair: tuple[int, ...]
+    skin_base: np.ndarray
+
+
+def _draw_head(painter: _Painter) -> _Head:
+    """Hair, shoulders and the skin ellipse; returns where the face is."""
+    rng, big, draw = painter.rng, painter.big, painter.draw
     cx, cy = 0.5 + rng.normal(0, 0.03), 0.52 + rng.normal(0, 0.03)
     rx, ry = rng.uniform(0.25, 0.33), rng.uniform(0.32, 0.41)
-    hair = colour(_HAIR_COLOURS[rng.integers(len(_HAIR_COLOURS))], 12)
+    hair = painter.colour(_HAIR_COLOURS[rng.integers(len(_HAIR_COLOURS))], 12)
     skin_base = _SKIN_TONES[rng.integers(len(_SKIN_TONES))]
-    skin = colour(skin_base, 10)
-    draw.ellipse(box(cx, cy - ry * rng.uniform(0.15, 0.35), rx * 1.12, ry * 0.95), fill=hair)
+    skin = painter.colour(skin_base, 10)
+    draw.ellipse(
+        painter.box(cx, cy - ry * rng.uniform(0.15, 0.35), rx * 1.12, ry * 0.95), fill=hair
+    )
     draw.rectangle(
-        [big * 0.0, big * (cy + ry * 0.85), big, big], fill=colour(rng.uniform(30, 220, 3), 1)
+        [big * 0.0, big * (cy + ry * 0.85), big, big],
+        fill=painter.colour(rng.uniform(30, 220, 3), 1),
     )  # Shoulders / clothes.
-    draw.ellipse(box(cx, cy, rx, ry), fill=skin)
-    eye_y, eye_dx = cy - ry * rng.uniform(0.1, 0.25), rx * rng.uniform(0.35, 0.5)
-    eye_r = rx * rng.uniform(0.12, 0.18)
-    iris = colour(rng.uniform(20, 140, 3), 5)
+    draw.ellipse(painter.box(cx, cy, rx, ry), fill=skin)
+    return _Head(cx=cx, cy=cy, rx=rx, ry=ry, hair=hair, skin_base=skin_base)
+
+
+def _draw_eyes(painter: _Painter, head: _Head) -> tuple[float, float]:
+    """Two eyes with irises and brows; returns (eye height, eye radius) for the nose."""
+    rng, big, draw = painter.rng, painter.big, painter.draw
+    eye_y, eye_dx = head.cy - head.ry * rng.uniform(0.1, 0.25), head.rx * rng.uniform(0.35, 0.5)
+    eye_r = head.rx * rng.uniform(0.12, 0.18)
+    iris = painter.colour(rng.uniform(20, 140, 3), 5)
     for side in (-1, 1):
-        ex = cx + side * eye_dx
-        draw.ellipse(box(ex, eye_y, eye_r, eye_r * 0.6), fill=(245, 245, 240))
-        draw.ellipse(box(ex, eye_y, eye_r * 0.5, eye_r * 0.5), fill=iris)
+        ex = head.cx + side * eye_dx
+        draw.ellipse(painter.box(ex, eye_y, eye_r, eye_r * 0.6), fill=(245, 245, 240))
+        draw.ellipse(painter.box(ex, eye_y, eye_r * 0.5, eye_r * 0.5), fill=iris)
         draw.line(
             [
                 big * (ex - eye_r),
@@ -106,24 +155,30 @@ def render_face(rng: np.random.Generator, size: int) -> np.ndarray:
                 big * (ex + eye_r),
                 big * (eye_y - eye_r * 1.6),
             ],
-            fill=hair,
+            fill=head.hair,
             width=max(1, int(big * 0.012)),
         )
+    return eye_y, eye_r
+
+
+def _draw_nose_and_mouth(painter: _Painter, head: _Head, eye_y: float, eye_r: float) -> None:
+    rng, big, draw = painter.rng, painter.big, painter.draw
+    cx, cy, rx, ry = head.cx, head.cy, head.rx, head.ry
     draw.line(
         [big * cx, big * (eye_y + eye_r), big * (cx + rx * 0.08), big * (cy + ry * 0.25)],
-        fill=colour(skin_base * 0.75, 5),
+        fill=painter.colour(head.skin_base * 0.75, 5),
         width=max(1, int(big * 0.01)),
     )
     mouth_y, mouth_w = cy + ry * rng.uniform(0.45, 0.6), rx * rng.uniform(0.3, 0.5)
     draw.ellipse(
-        box(cx, mouth_y, mouth_w, ry * rng.uniform(0.04, 0.1)),
-        fill=colour(np.array([170, 60, 70]), 15),
+        painter.box(cx, mouth_y, mouth_w, ry * rng.uniform(0.04, 0.1)),
+        fill=painter.colour(np.array([170, 60, 70]), 15),
     )
-    canvas = canvas.filter(ImageFilter.GaussianBlur(radius=scale * 0.6)).resize(
-        (size, size), Image.Resampling.LANCZOS
-    )
-    pixels = np.asarray(canvas, dtype=np.float32)
-    # Directional lighting, so that brightness varies smoothly across the face.
+
+
+def _light(rng: np.random.Generator, pixels: np.ndarray) -> np.ndarray:
+    """Directional lighting, so that brightness varies smoothly across the face."""
+    size = pixels.shape[0]
     angle = rng.uniform(0, 2 * np.pi)
     grid = np.linspace(-1.0, 1.0, size, dtype=np.float32)
     light = 1.0 + rng.uniform(0.05, 0.25) * (

@@ -4,8 +4,8 @@ TensorFlow 2.21 prints, at import and before its C++ logging is initialised,
 "WARNING: All log messages before absl::InitializeLog() is called are written
 to STDERR", "oneDNN custom operations are on ..." and "This TensorFlow binary
 is optimized to use available CPU instructions ...", twice, whatever
-`TF_CPP_MIN_LOG_LEVEL` says. Every command-line tool started with those eight
-lines before its own. `import_tensorflow()` imports TensorFlow with file
+`TF_CPP_MIN_LOG_LEVEL` says, so every command-line tool would start with those
+eight lines before its own. `import_tensorflow()` imports TensorFlow with file
 descriptor 2 captured, keeps those INFO notes (`startup_notes()`, e.g. for a log
 file), and passes on everything else (warnings and errors, e.g. a missing CUDA
 library) to stderr at once. With `--verbosity=1` (or more) on the command line
@@ -15,9 +15,10 @@ It also chooses `TF_CPP_MIN_LOG_LEVEL` before TensorFlow reads it: 2 (errors
 only: no "Local rendezvous is aborting" lines at every end of input) unless the
 command line asks for `--verbosity` >= 1 or the variable is already set.
 
-Every trainer tool calls it first thing, through `preprocessing/quiet_tensorflow.py`;
-the dataset launchers capture the same
-lines into their build log instead (`preprocessing.tool_logging`).
+The trainer's tools call it first thing, by importing
+`preprocessing.quiet_tensorflow` above their other imports; the dataset
+launchers capture the same lines into their log file instead
+(`preprocessing.tool_logging`).
 """
 
 from __future__ import annotations
@@ -72,9 +73,9 @@ def import_tensorflow() -> None:
 
         return
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from preprocessing import tool_logging as build_logging  # pylint: disable=import-outside-toplevel
+    from preprocessing import tool_logging  # pylint: disable=import-outside-toplevel
 
-    with build_logging.capture_native_stderr() as captured:
+    with tool_logging.capture_native_stderr() as captured:
         import tensorflow  # noqa: F401
     notes, others = split_notes("".join(captured))
     _startup_notes.append(notes)

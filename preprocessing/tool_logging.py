@@ -1,23 +1,24 @@
-"""The console shows the build's own lines; everything else goes to a log file.
+"""A tool's console shows the project's own lines; everything else goes to a log file.
 
-A 240-image build used to print about 200 lines: TensorFlow's C++ start-up lines
-(in the main process and in every Beam worker), Beam's type-hint and gRPC INFO
-lines, every worker log line relayed twice, TFDS' progress bars. What a user
-needs is a dozen lines from this project. So a build run through the launcher:
+Left alone, a Beam job floods the console: TensorFlow's C++ start-up lines (in
+the main process and in every Beam worker), Beam's type-hint and gRPC INFO
+lines, every worker log line relayed twice, TFDS' progress bars; a 240-image
+build prints about 200 lines, of which a user needs a dozen from this project.
+So a tool that runs inside `log_to_file` (the dataset launchers, batch scoring):
 
 - writes every log record (INFO and up, any library, worker output included) to
   a log file in the output folder, whose path is printed first;
 - shows on the console only records from the project's own modules, plus
   errors from anyone; `--verbosity=1` (or more) shows everything again;
-- keeps TFDS' printed progress lines ("Downloading and preparing dataset...")
+- keeps printed progress lines (TFDS' "Downloading and preparing dataset...")
   out of stdout, which holds the results.
 
 TensorFlow's C++ lines at import cannot be switched off by environment variable
 in TF 2.21 (the oneDNN notice ignores TF_CPP_MIN_LOG_LEVEL): `capture_native_stderr`
-collects what file descriptor 2 receives during the import, and `build_log`
+collects what file descriptor 2 receives during the import, and `log_to_file`
 writes it to the log file once that exists.
 
-Reusable by any build tool: the project's packages are passed in, nothing here
+Reusable by any tool: the project's packages are passed in, nothing here
 knows about a dataset.
 """
 
@@ -32,7 +33,7 @@ import tempfile
 
 from absl import logging
 
-# Records of this logger go to the log file only, e.g. the full build configuration.
+# Records of this logger go to the log file only, e.g. a tool's full configuration.
 DETAILS_LOGGER = "dfd.details"
 _FORMAT = "%(levelname).1s%(asctime)s %(process)d %(filename)s:%(lineno)d] %(message)s"
 
@@ -82,7 +83,7 @@ def capture_native_stderr():
 
 
 @contextlib.contextmanager
-def build_log(log_path: str, *, project_dirs, verbose: bool = False, preamble: str = ""):
+def log_to_file(log_path: str, *, project_dirs, verbose: bool = False, preamble: str = ""):
     """Sends all records to `log_path` and keeps the console to the project's lines.
 
     Args:
@@ -99,7 +100,7 @@ def build_log(log_path: str, *, project_dirs, verbose: bool = False, preamble: s
 
     remote = "://" in log_path
     if remote:
-        fd, local_path = tempfile.mkstemp(prefix="dfd-build-", suffix=".log")
+        fd, local_path = tempfile.mkstemp(prefix="dfd-log-", suffix=".log")
         os.close(fd)
     else:
         local_path = log_path
@@ -133,6 +134,10 @@ def build_log(log_path: str, *, project_dirs, verbose: bool = False, preamble: s
             tf.io.gfile.makedirs(log_path.rsplit("/", 1)[0])
             tf.io.gfile.copy(local_path, log_path, overwrite=True)
             os.remove(local_path)
+
+
+# The name trainer/inference/batch_score_lib.py calls; remove once it calls `log_to_file`.
+build_log = log_to_file
 
 
 @contextlib.contextmanager

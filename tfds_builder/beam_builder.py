@@ -40,10 +40,9 @@ from absl import logging
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from preprocessing import cli, paths, schema
-from preprocessing import tool_logging as build_logging
+from preprocessing import cli, paths, schema, tool_logging
 from preprocessing.building import archive, dataset_dirs, fingerprint, inputs, ledger
-from preprocessing.building import summary as report
+from preprocessing.building import summary as summary_lib
 
 LEDGER_FOLDER = "_ledger"
 # The fraction of inputs that may be rejected as bad input before a build fails: the
@@ -68,6 +67,30 @@ class BuildOutcome:
     dataset_dir: str
     leftovers: tuple[str, ...] = ()
     extraction: archive.Extraction | None = None
+
+
+def _expand_user_paths(download_dir, download_config):
+    """`tfds build` passes path flags as typed: `~` is expanded here, as the launchers do."""
+    if download_dir:
+        download_dir = cli.expand_user(os.fspath(download_dir))
+    if download_config.extract_dir:
+        download_config = dataclasses.replace(
+            download_config, extract_dir=cli.expand_user(os.fspath(download_config.extract_dir))
+        )
+    return download_dir, download_config
+
+
+@contextlib.contextmanager
+def _printed_lines_to_log():
+    """Sends what the block prints to the log file (details logger), not to stdout."""
+    printed = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(printed):
+            yield
+    finally:
+        for line in printed.getvalue().splitlines():
+            if line.strip():
+                tool_logging.details().info("tfds: %s", line)
 
 
 class LedgerBuilder(tfds.core.GeneratorBasedBuilder):
@@ -134,7 +157,7 @@ class LedgerBuilder(tfds.core.GeneratorBasedBuilder):
 
     def _finalise(self, records: list[dict], data_dir: str) -> dict:
         """Writes rejects.jsonl and build_summary.json from the ledger; returns the summary."""
-        return report.finalise_records(records, data_dir)
+        return summary_lib.finalise_records(records, data_dir)
 
     def _content_options(self) -> dict:
         """Options that change the examples, recorded in the fingerprint."""
@@ -217,19 +240,13 @@ class LedgerBuilder(tfds.core.GeneratorBasedBuilder):
 
     def download_and_prepare(self, *, download_dir=None, download_config=None, **kwargs):
         """Builds beside the current version and installs the result (module docstring)."""
-        download_config = download_config or tfds.download.DownloadConfig()
-        # `tfds build` passes path flags as typed: `~` is expanded here, as the launchers do.
-        if download_dir:
-            download_dir = cli.expand_user(os.fspath(download_dir))
-        if download_config.extract_dir:
-            download_config = dataclasses.replace(
-                download_config, extract_dir=cli.expand_user(os.fspath(download_config.extract_dir))
-            )
-        if self._staged_inputs is not None:  # The staging builder: TFDS' own build.
-            return super().download_and_prepare(
-                download_dir=download_dir, download_config=download_config, **kwargs
-            )
-        if download_config.download_mode == tfds.download.GenerateMode.UPDATE_DATASET_INFO:
+        download_dir, download_config = _expand_user_paths(
+            download_dir, download_config or tfds.download.DownloadConfig()
+        )
+        if (
+            self._staged_inputs is not None  # The staging builder: TFDS' own build.
+            or download_config.download_mode == tfds.download.GenerateMode.UPDATE_DATASET_INFO
+        ):
             return super().download_and_prepare(
                 download_dir=download_dir, download_config=download_config, **kwargs
             )
@@ -242,7 +259,24 @@ class LedgerBuilder(tfds.core.GeneratorBasedBuilder):
         source_files = self._list_inputs(manual_dir)
         if not source_files:
             raise ValueError(f"No inputs found under {manual_dir}.")
-        current = fingerprint.make(
+        current = self._fingerprint(source_files, manual_dir)
+        if dataset_dirs.is_complete(final) and not download_config.download_mode.overwrite_dataset:
+            self.outcome = self._reuse(final, current, source_files, manual_dir, leftovers)
+            return None
+        self._choose_runner(download_config)
+        staged_config = dataclasses.replace(
+            download_config,
+            manual_dir=manual_dir,
+            download_mode=tfds.download.GenerateMode.REUSE_DATASET_IF_EXISTS,
+        )
+        self._build_and_install(final, source_files, current, download_dir, staged_config, **kwargs)
+        self.info.read_from_directory(final)
+        self.outcome = BuildOutcome("built", final, leftovers, self._extraction)
+        return None
+
+    def _fingerprint(self, source_files, manual_dir: str) -> fingerprint.Fingerprint:
+        """The record of these inputs and this builder's content options."""
+        return fingerprint.make(
             source_files,
             builder=f"{self.name}/{self.builder_config.name}:{self.version}"
             if self.builder_config
@@ -250,53 +284,48 @@ class LedgerBuilder(tfds.core.GeneratorBasedBuilder):
             options=self._content_options(),
             manual_dir=manual_dir,
         )
-        if dataset_dirs.is_complete(final) and not download_config.download_mode.overwrite_dataset:
-            status, found = fingerprint.check(final, current, source_files)
-            if status == "different":
-                raise fingerprint.changed_error(final, found)
-            if status == "unrecorded":
-                logging.warning(
-                    "Reusing %s, built before inputs were recorded: whether it matches %s is "
-                    "unknown. Pass --overwrite to rebuild it with a record.",
-                    final,
-                    manual_dir,
-                )
-            else:
-                logging.info("Reusing %s: built from the same inputs and options.", final)
-            self.outcome = BuildOutcome(
-                "reused" if status == "same" else "reused_unrecorded",
+
+    def _reuse(self, final: str, current, source_files, manual_dir: str, leftovers) -> BuildOutcome:
+        """The outcome of keeping the complete version at `final`.
+
+        Raises:
+            fingerprint.InputsChangedError: it was built from other inputs or options.
+        """
+        status, found = fingerprint.check(final, current, source_files)
+        if status == "different":
+            raise fingerprint.changed_error(final, found)
+        if status == "unrecorded":
+            logging.warning(
+                "Reusing %s, built before inputs were recorded: whether it matches %s is "
+                "unknown. Pass --overwrite to rebuild it with a record.",
                 final,
-                leftovers,
-                self._extraction,
+                manual_dir,
             )
-            return None
-        self._choose_runner(download_config)
+        else:
+            logging.info("Reusing %s: built from the same inputs and options.", final)
+        return BuildOutcome(
+            "reused" if status == "same" else "reused_unrecorded",
+            final,
+            leftovers,
+            self._extraction,
+        )
+
+    def _build_and_install(
+        self, final: str, source_files, current, download_dir, staged_config, **kwargs
+    ) -> None:
+        """Builds in a new staging root, installs the result at `final`, removes the root."""
         staging = dataset_dirs.start_staging(self._config_dir)
         try:
             staged = self._staging_builder(staging, source_files, current, final)
-            staged_config = dataclasses.replace(
-                download_config,
-                manual_dir=manual_dir,
-                download_mode=tfds.download.GenerateMode.REUSE_DATASET_IF_EXISTS,
-            )
-            printed = io.StringIO()  # TFDS prints the staging path: log it, do not show it.
-            try:
-                with contextlib.redirect_stdout(printed):
-                    staged.download_and_prepare(
-                        download_dir=download_dir, download_config=staged_config, **kwargs
-                    )
-            finally:
-                for line in printed.getvalue().splitlines():
-                    if line.strip():
-                        build_logging.details().info("tfds: %s", line)
+            with _printed_lines_to_log():  # TFDS prints the staging path: log it, do not show it.
+                staged.download_and_prepare(
+                    download_dir=download_dir, download_config=staged_config, **kwargs
+                )
             dataset_dirs.install(os.fspath(staged.data_dir), final)
             self._record_default_config()
         finally:
             if tf.io.gfile.exists(staging):
                 tf.io.gfile.rmtree(staging)
-        self.info.read_from_directory(final)
-        self.outcome = BuildOutcome("built", final, leftovers, self._extraction)
-        return None
 
     def _staging_builder(self, staging_root: str, source_files, current, final: str):
         """The same builder writing under `staging_root`, with the inputs listed already."""
@@ -383,7 +412,7 @@ class LedgerBuilder(tfds.core.GeneratorBasedBuilder):
         ledger_dir = paths.join(data_dir, LEDGER_FOLDER)
         if not tf.io.gfile.exists(ledger_dir):
             return  # max_examples_per_split=0: no pipeline ran.
-        records = report.read_ledger(paths.join(ledger_dir, "ledger-*.jsonl"))
+        records = summary_lib.read_ledger(paths.join(ledger_dir, "ledger-*.jsonl"))
         summary = self._finalise(records, data_dir)
         source_files, current = self._staged_inputs
         fingerprint.write(
@@ -395,16 +424,16 @@ class LedgerBuilder(tfds.core.GeneratorBasedBuilder):
         tf.io.gfile.rmtree(ledger_dir)
         failed_rejects = f"{self._final_data_dir.rstrip('/')}.failed-rejects.jsonl"
         try:
-            report.check_reject_fraction(
+            summary_lib.check_reject_fraction(
                 summary,
                 self._options["max_reject_fraction"],
                 failed_rejects,
                 **self._reject_limit_words(summary["total"]["reject_fraction"]),
             )
-        except report.RejectFractionExceededError:
+        except summary_lib.RejectFractionExceededError:
             # The staged build is discarded: keep its rejects beside the version folder.
             tf.io.gfile.copy(
-                paths.join(data_dir, report.REJECTS_FILENAME), failed_rejects, overwrite=True
+                paths.join(data_dir, summary_lib.REJECTS_FILENAME), failed_rejects, overwrite=True
             )
             raise
         if tf.io.gfile.exists(failed_rejects):

@@ -30,12 +30,12 @@ from __future__ import annotations
 
 import os
 
-# TensorFlow's C++ start-up lines go to the build log, not the console (see build_logging).
+# TensorFlow's C++ start-up lines go to the build log, not the console (see tool_logging).
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
 
-from preprocessing import tool_logging as build_logging  # noqa: E402  (pure Python: before TensorFlow)
+from preprocessing import tool_logging  # noqa: E402  (pure Python: before TensorFlow)
 
-with build_logging.capture_native_stderr() as _IMPORT_STDERR:
+with tool_logging.capture_native_stderr() as _IMPORT_STDERR:
     import dataclasses  # noqa: E402
     import json  # noqa: E402
     import sys  # noqa: E402
@@ -45,7 +45,7 @@ with build_logging.capture_native_stderr() as _IMPORT_STDERR:
 
     from preprocessing import cli, paths, schema
     from preprocessing.building import archive, dataset_dirs, runners
-    from preprocessing.building import summary as report
+    from preprocessing.building import summary as summary_lib
     from preprocessing.real_and_fake_faces import sources
     from tfds_builder import beam_builder, launcher  # noqa: E402
     from tfds_builder.real_and_fake_faces import (  # noqa: E402
@@ -114,6 +114,22 @@ def _estimate_num_shards(source_files, target_bytes: float) -> int:
     return int(max(1, min(wanted, min(per_split.values()) // 2)))
 
 
+def _num_shards(config: BuildConfig, layout: sources.Layout) -> int | None:
+    """--target_shard_size_mb as a shard count; None (TFDS decides) without it or for a zip."""
+    if not config.target_shard_size_mb or layout.image_root is None:
+        return None
+    num_shards = _estimate_num_shards(
+        sources.list_sources(layout, allow_links_outside=config.allow_links_outside_input),
+        config.target_shard_size_mb * (1 << 20),
+    )
+    logging.info(
+        "--target_shard_size_mb=%s: %d shards per split.",
+        config.target_shard_size_mb,
+        num_shards,
+    )
+    return num_shards
+
+
 def make_builder(config: BuildConfig, *, worker_log: str | None = None) -> rff.Builder:
     """The builder for `config` (cheap: nothing is read or written)."""
     return rff.Builder(
@@ -151,11 +167,11 @@ def run(config: BuildConfig, *, beam_runner=None, beam_options=None, worker_log=
         ValueError, FileNotFoundError: bad flags or inputs, naming them
             (fingerprint.InputsChangedError: the dataset was built from other inputs).
         PermissionError: data_dir is not writable.
-        report.RejectFractionExceededError: too many rejects; says why.
+        summary_lib.RejectFractionExceededError: too many rejects; says why.
         dataset_dirs.BuildInProgressError: another build writes the same config.
     """
     config.validate()
-    build_logging.details().info(
+    tool_logging.details().info(
         "Build config: %s", json.dumps(dataclasses.asdict(config), sort_keys=True)
     )
     # Fail in seconds, before any Beam work, on a wrong --manual_dir or a read-only --data_dir.
@@ -166,19 +182,7 @@ def run(config: BuildConfig, *, beam_runner=None, beam_options=None, worker_log=
         beam_runner, beam_options, runner_name = launcher.runner_and_options(
             config.runner, config.num_workers, config.running_mode, config.beam_pipeline_options
         )
-
-    num_shards = None
-    if config.target_shard_size_mb and layout.image_root is not None:
-        num_shards = _estimate_num_shards(
-            sources.list_sources(layout, allow_links_outside=config.allow_links_outside_input),
-            config.target_shard_size_mb * (1 << 20),
-        )
-        logging.info(
-            "--target_shard_size_mb=%s: %d shards per split.",
-            config.target_shard_size_mb,
-            num_shards,
-        )
-
+    num_shards = _num_shards(config, layout)
     outcome, summary = launcher.prepare(
         make_builder(config, worker_log=worker_log),
         manual_dir=config.manual_dir,
@@ -243,7 +247,7 @@ def _print_result(result: dict, log_file: str) -> None:
         )
     print(f"Log: {log_file}")
     if result["summary"]:
-        print(report.format_table(result["summary"]))
+        print(summary_lib.format_table(result["summary"]))
 
 
 def main(argv):
@@ -277,7 +281,10 @@ def run_main():
         main,
         module=sys.modules[__name__],
         prog="dfd-build-dataset",
-        extra_user_errors=(report.RejectFractionExceededError, dataset_dirs.BuildInProgressError),
+        extra_user_errors=(
+            summary_lib.RejectFractionExceededError,
+            dataset_dirs.BuildInProgressError,
+        ),
     )
 
 

@@ -19,7 +19,7 @@ faces, tracks). Train on it with `dfd-train --dataset=video_faces/<layout>`.
 The same flags run on this machine's cores and on Dataflow: the heavy step
 (decode + detect) runs per chunk of frames, on any worker. Staged builds,
 reuse only for the same inputs and options, the reject-rate check and the
-console/log split are the image build's (`tfds_builder.beam_builder`,
+console/log split are every build's (`tfds_builder.beam_builder`,
 `preprocessing.tool_logging`). This module does not import the image launcher:
 that would register the `real_and_fake_faces` builder in every process that
 builds videos.
@@ -31,9 +31,9 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
 
-from preprocessing import tool_logging as build_logging  # noqa: E402  (pure Python: before TensorFlow)
+from preprocessing import tool_logging  # noqa: E402  (pure Python: before TensorFlow)
 
-with build_logging.capture_native_stderr() as _IMPORT_STDERR:
+with tool_logging.capture_native_stderr() as _IMPORT_STDERR:
     import dataclasses  # noqa: E402
     import json  # noqa: E402
     import sys  # noqa: E402
@@ -43,10 +43,10 @@ with build_logging.capture_native_stderr() as _IMPORT_STDERR:
 
     from preprocessing import cli, paths
     from preprocessing.building import runners
-    from preprocessing.building import summary as report
+    from preprocessing.building import summary as summary_lib
     from preprocessing.media import video
     from preprocessing.video_faces import sources as video_sources
-    from preprocessing.video_faces import summary as video_report
+    from preprocessing.video_faces import summary as video_summary
     from preprocessing.video_faces import transforms as video_transforms
     from tfds_builder import beam_builder, launcher  # noqa: E402
     from tfds_builder.video_faces import video_faces_dataset_builder as vf  # noqa: E402
@@ -119,10 +119,10 @@ def run(config: VideoBuildConfig, *, beam_runner=None, beam_options=None, worker
         ValueError, FileNotFoundError: bad flags or inputs, naming them
             (fingerprint.InputsChangedError: the dataset was built from other inputs).
         PermissionError: data_dir is not writable.
-        report.RejectFractionExceededError: too many rejects; says why.
+        summary_lib.RejectFractionExceededError: too many rejects; says why.
     """
     config.validate()
-    build_logging.details().info(
+    tool_logging.details().info(
         "Video build config: %s", json.dumps(dataclasses.asdict(config), sort_keys=True)
     )
     layout = video_sources.find_video_layout(config.manual_dir, config.layout)
@@ -140,9 +140,9 @@ def run(config: VideoBuildConfig, *, beam_runner=None, beam_options=None, worker
         beam_options=beam_options,
         overwrite=config.overwrite,
     )
-    sheet = paths.join(outcome.dataset_dir, video_report.CONTACT_SHEET_FILENAME)
+    sheet = paths.join(outcome.dataset_dir, video_summary.CONTACT_SHEET_FILENAME)
     if outcome.action == "built" and summary and summary["total"]["written"]:
-        video_report.write_contact_sheet(outcome.dataset_dir, sheet)
+        video_summary.write_contact_sheet(outcome.dataset_dir, sheet)
     return {
         "dataset_dir": outcome.dataset_dir,
         "dataset": f"{vf.DATASET_NAME}/{layout.kind}",
@@ -166,6 +166,13 @@ def define_flags() -> None:
         "(deliberate leaves excluded).",
     )
     flags.adopt_module_key_flags(launcher)  # --help lists them as this tool's own.
+    _define_layout_flags()
+    _define_sampling_flags()
+    _define_face_flags()
+
+
+def _define_layout_flags() -> None:
+    """Input layout and splits."""
     flags.DEFINE_enum(
         "layout",
         "auto",
@@ -173,6 +180,26 @@ def define_flags() -> None:
         "Input layout (the dataset config); auto: FaceForensics++, Celeb-DF or folders, "
         "whichever --manual_dir holds.",
     )
+    flags.DEFINE_float(
+        "validation_fraction",
+        video_sources.SplitOptions.validation_fraction,
+        "Share of groups hashed to validation when the layout has no split list for it.",
+    )
+    flags.DEFINE_float(
+        "test_fraction",
+        video_sources.SplitOptions.test_fraction,
+        "Share of groups hashed to test when the layout has no test list.",
+    )
+    flags.DEFINE_enum(
+        "ffpp_compression",
+        video_sources.SplitOptions.ffpp_compression,
+        sorted(video_sources.FFPP_COMPRESSIONS),
+        "FaceForensics++ compression to read.",
+    )
+
+
+def _define_sampling_flags() -> None:
+    """Which frames are decoded, and how a video spreads over workers."""
     flags.DEFINE_integer(
         "frames_per_video",
         None,
@@ -193,6 +220,18 @@ def define_flags() -> None:
         "Videos holding fewer frames are rejected as too_short.",
     )
     flags.DEFINE_integer(
+        "max_frame_pixels", video.DEFAULT_MAX_PIXELS, "Larger frames: the video is huge_frame."
+    )
+    flags.DEFINE_integer(
+        "chunk_frames",
+        video_transforms.DEFAULT_CHUNK_FRAMES,
+        "Sampled frames per work item: a long video spreads over workers.",
+    )
+
+
+def _define_face_flags() -> None:
+    """Face detection and crops."""
+    flags.DEFINE_integer(
         "image_size",
         video_transforms.DEFAULT_IMAGE_SIZE,
         "Side of the aligned face crops, in pixels (the training images' size).",
@@ -212,30 +251,6 @@ def define_flags() -> None:
         video_transforms.DEFAULT_MAX_FACES_PER_FRAME,
         "Largest faces kept per frame (1: the manipulated face of FF++/Celeb-DF videos, not a "
         "bystander's).",
-    )
-    flags.DEFINE_integer(
-        "max_frame_pixels", video.DEFAULT_MAX_PIXELS, "Larger frames: the video is huge_frame."
-    )
-    flags.DEFINE_integer(
-        "chunk_frames",
-        video_transforms.DEFAULT_CHUNK_FRAMES,
-        "Sampled frames per work item: a long video spreads over workers.",
-    )
-    flags.DEFINE_float(
-        "validation_fraction",
-        video_sources.SplitOptions.validation_fraction,
-        "Share of groups hashed to validation when the layout has no split list for it.",
-    )
-    flags.DEFINE_float(
-        "test_fraction",
-        video_sources.SplitOptions.test_fraction,
-        "Share of groups hashed to test when the layout has no test list.",
-    )
-    flags.DEFINE_enum(
-        "ffpp_compression",
-        video_sources.SplitOptions.ffpp_compression,
-        sorted(video_sources.FFPP_COMPRESSIONS),
-        "FaceForensics++ compression to read.",
     )
 
 
@@ -283,7 +298,7 @@ def _print_result(result: dict, log_file: str) -> None:
     if result["contact_sheet"]:
         print(f"Face crops of a few videos per split: {result['contact_sheet']}")
     if result["summary"]:
-        print(video_report.format_table(result["summary"]))
+        print(video_summary.format_table(result["summary"]))
 
 
 def main(argv):
@@ -311,7 +326,7 @@ def run_main():
 def _user_errors():
     from preprocessing.building import dataset_dirs  # pylint: disable=import-outside-toplevel
 
-    return (report.RejectFractionExceededError, dataset_dirs.BuildInProgressError)
+    return (summary_lib.RejectFractionExceededError, dataset_dirs.BuildInProgressError)
 
 
 if __name__ == "__main__":

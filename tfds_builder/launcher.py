@@ -29,10 +29,9 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 import preprocessing
-from preprocessing import paths
-from preprocessing import tool_logging as build_logging
+from preprocessing import paths, tool_logging
 from preprocessing.building import runners
-from preprocessing.building import summary as report
+from preprocessing.building import summary as summary_lib
 import tfds_builder
 from tfds_builder import beam_builder
 
@@ -118,7 +117,7 @@ def prepare(
         )
     )
     outcome = builder.outcome
-    summary_path = paths.join(outcome.dataset_dir, report.SUMMARY_FILENAME)
+    summary_path = paths.join(outcome.dataset_dir, summary_lib.SUMMARY_FILENAME)
     summary = None
     if tf.io.gfile.exists(summary_path):
         with tf.io.gfile.GFile(summary_path) as f:
@@ -141,7 +140,7 @@ def logged(log_file: str, import_stderr: list[str]):
     """
     logging.info("Full log: %s", log_file)
     tfds.disable_progress_bar()
-    with build_logging.build_log(
+    with tool_logging.log_to_file(
         log_file,
         project_dirs=PROJECT_DIRS,
         verbose=logging.get_verbosity() >= 1,
@@ -150,7 +149,7 @@ def logged(log_file: str, import_stderr: list[str]):
         try:
             yield local_log
         except BaseException:
-            build_logging.details().exception("The build failed.")
+            tool_logging.details().exception("The build failed.")
             raise
 
 

@@ -75,8 +75,8 @@ class Extraction:
 def format_size(n_bytes: int) -> str:
     """Bytes for people: "1.23 GB", "4.2 MB", "812 kB", "96 bytes" (powers of 1000, as GB).
 
-    Small sizes keep their own unit: a cap of `--max_extract_gb=0.001` and a zip
-    that declares 1.2 MB used to both read "0.00 GB".
+    Small sizes keep their own unit, so that a cap of `--max_extract_gb=0.001` and a
+    zip that declares 1.2 MB do not both read "0.00 GB".
     """
     for unit, size in (("GB", GB), ("MB", GB // 1000), ("kB", GB // 1_000_000)):
         if n_bytes >= size:
@@ -157,65 +157,17 @@ def extract(zip_path: str, destination: str, *, max_bytes: int) -> Extraction:
         ValueError: the file is not a zip.
         cli.UserError: not enough free space on a local disk.
     """
-    record_path = paths.join(destination, RECORD_FILENAME)
     identity = _identity(zip_path)
-    if tf.io.gfile.exists(record_path):
-        with tf.io.gfile.GFile(record_path) as f:
-            record = json.load(f)
-        if {k: record.get(k) for k in identity} == identity:
-            return Extraction(
-                destination, record["files"], record["bytes"], True, tuple(record["skipped"])
-            )
-        logging.info(
-            "%s was extracted from a zip with other contents (%s); extracting %s again.",
-            destination,
-            record.get("zip", "unknown"),
-            zip_path,
-        )
-        tf.io.gfile.rmtree(destination)
+    earlier = _earlier_extraction(destination, identity, zip_path)
+    if earlier is not None:
+        return earlier
     _remove_incomplete(destination)
-
     staging = f"{destination}{INCOMPLETE_INFIX}{uuid.uuid4().hex[:8]}"
     try:
-        with tf.io.gfile.GFile(zip_path, "rb") as raw:
-            try:
-                archive = zipfile.ZipFile(raw)
-            except (zipfile.BadZipFile, tf.errors.OpError, OSError) as error:
-                raise ValueError(f"{zip_path} is not a readable zip file ({error}).") from error
-            with archive:
-                entries = [i for i in archive.infolist() if not i.is_dir()]
-                declared = sum(i.file_size for i in entries)
-                if declared > max_bytes:
-                    raise ArchiveTooLargeError(
-                        f"{zip_path} declares {format_size(declared)} ({declared:,} bytes) "
-                        f"uncompressed, more than --max_extract_gb={max_bytes / GB:g} "
-                        f"({max_bytes:,} bytes); nothing was extracted. Fix: if "
-                        "this is the dataset you expect, raise --max_extract_gb; a small zip "
-                        "that expands this much is probably not a dataset of images."
-                    )
-                _check_free_space(posixpath.dirname(destination.rstrip("/")), declared)
-                logging.info(
-                    "Extracting %s (%d files, %s uncompressed) to %s.",
-                    zip_path,
-                    len(entries),
-                    format_size(declared),
-                    destination,
-                )
-                files, written, skipped = _extract_entries(
-                    archive, entries, staging, max_bytes, zip_path
-                )
+        files, written, skipped = _extract_to_staging(zip_path, staging, destination, max_bytes)
+        record = {**identity, "zip": zip_path, "files": files, "bytes": written, "skipped": skipped}
         with tf.io.gfile.GFile(paths.join(staging, RECORD_FILENAME), "w") as f:
-            json.dump(
-                {
-                    **identity,
-                    "zip": zip_path,
-                    "files": files,
-                    "bytes": written,
-                    "skipped": skipped,
-                },
-                f,
-                indent=1,
-            )
+            json.dump(record, f, indent=1)
         tf.io.gfile.rename(staging, destination, overwrite=False)
     except BaseException:
         if tf.io.gfile.exists(staging):
@@ -224,6 +176,59 @@ def extract(zip_path: str, destination: str, *, max_bytes: int) -> Extraction:
     for line in skipped[:5]:
         logging.warning("Not extracted from %s: %s", zip_path, line)
     return Extraction(destination, files, written, False, tuple(skipped))
+
+
+def _earlier_extraction(destination: str, identity: dict, zip_path: str) -> Extraction | None:
+    """The complete extraction of the same zip at `destination`, if there is one.
+
+    One of another zip is removed (and None returned): the caller extracts again.
+    """
+    record_path = paths.join(destination, RECORD_FILENAME)
+    if not tf.io.gfile.exists(record_path):
+        return None
+    with tf.io.gfile.GFile(record_path) as f:
+        record = json.load(f)
+    if {k: record.get(k) for k in identity} == identity:
+        return Extraction(
+            destination, record["files"], record["bytes"], True, tuple(record["skipped"])
+        )
+    logging.info(
+        "%s was extracted from a zip with other contents (%s); extracting %s again.",
+        destination,
+        record.get("zip", "unknown"),
+        zip_path,
+    )
+    tf.io.gfile.rmtree(destination)
+    return None
+
+
+def _extract_to_staging(zip_path: str, staging: str, destination: str, max_bytes: int):
+    """Checks the declared size and the free space, then extracts; (files, bytes, skipped)."""
+    with tf.io.gfile.GFile(zip_path, "rb") as raw:
+        try:
+            archive = zipfile.ZipFile(raw)
+        except (zipfile.BadZipFile, tf.errors.OpError, OSError) as error:
+            raise ValueError(f"{zip_path} is not a readable zip file ({error}).") from error
+        with archive:
+            entries = [i for i in archive.infolist() if not i.is_dir()]
+            declared = sum(i.file_size for i in entries)
+            if declared > max_bytes:
+                raise ArchiveTooLargeError(
+                    f"{zip_path} declares {format_size(declared)} ({declared:,} bytes) "
+                    f"uncompressed, more than --max_extract_gb={max_bytes / GB:g} "
+                    f"({max_bytes:,} bytes); nothing was extracted. Fix: if "
+                    "this is the dataset you expect, raise --max_extract_gb; a small zip "
+                    "that expands this much is probably not a dataset of images."
+                )
+            _check_free_space(posixpath.dirname(destination.rstrip("/")), declared)
+            logging.info(
+                "Extracting %s (%d files, %s uncompressed) to %s.",
+                zip_path,
+                len(entries),
+                format_size(declared),
+                destination,
+            )
+            return _extract_entries(archive, entries, staging, max_bytes, zip_path)
 
 
 def _extract_entries(archive, entries, staging: str, max_bytes: int, zip_path: str):

@@ -1,21 +1,22 @@
-"""One Beam SDK worker process that ends when the build that started it ends.
+"""One Beam SDK worker process that ends when the job that started it ends.
 
 Beam's local multi-processing runner starts each worker as
-`python -m apache_beam.runners.worker.sdk_worker_main`. When the build's main
-process is killed (SIGKILL, an out-of-memory kill), those workers are adopted by
-PID 1 and keep running, about 190 MB each, until someone finds them. The local
-runner (`preprocessing.building.runners`) starts workers through this module instead,
+`python -m apache_beam.runners.worker.sdk_worker_main`. When the job's main
+process (a dataset build, a batch scoring run) is killed (SIGKILL, an
+out-of-memory kill), those workers are adopted by PID 1 and keep running, about
+190 MB each, until someone finds them. The local runner
+(`preprocessing.building.runners`) starts workers through this module instead,
 which
 
 - asks Linux to send it SIGKILL when its parent dies (`PR_SET_PDEATHSIG`; the
-  shell Beam starts it with is replaced by `exec`, so the parent is the build's
+  shell Beam starts it with is replaced by `exec`, so the parent is the job's
   thread that waits for this worker);
-- watches the build's process id and start time once a second and exits when
+- watches the job's process id and start time once a second and exits when
   that process is gone (any POSIX system, and the case where the parent died
   before the first line of this module ran);
 - sends its own stderr (TensorFlow's start-up lines, the Python worker's INFO
-  lines) to the build's log file when one is given, so that the console shows
-  the build's own lines;
+  lines) to the tool's log file when one is given, so that the console shows
+  the tool's own lines;
 
 then runs Beam's worker exactly as Beam would.
 
@@ -54,9 +55,9 @@ def watch(pid: int, start: str = "", interval_s: float = 1.0) -> threading.Threa
     def loop():
         while processes.running(pid, start):
             time.sleep(interval_s)
-        os._exit(1)  # pylint: disable=protected-access  (no cleanup owed to a dead build)
+        os._exit(1)  # pylint: disable=protected-access  (no cleanup owed to a dead job)
 
-    thread = threading.Thread(target=loop, name="watch-build-process", daemon=True)
+    thread = threading.Thread(target=loop, name="watch-parent-process", daemon=True)
     thread.start()
     return thread
 

@@ -1,8 +1,9 @@
 """What a dataset was built from: its input fingerprint, recorded beside the dataset.
 
-A prepared TFDS folder says nothing about its inputs, so a second build into the
-same `--data_dir` from another `--manual_dir` used to return the first dataset
-as if it were the second. Each build now leaves two files in its version folder:
+A prepared TFDS folder says nothing about its inputs: without a record, a second
+build into the same `--data_dir` from another `--manual_dir` would return the
+first dataset as if it were the second. So each build leaves two files in its
+version folder:
 
 - `build_fingerprint.json`: the builder (name/config:version), the options that
   change the content, the `manual_dir` given, the number of inputs and two

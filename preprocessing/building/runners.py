@@ -9,8 +9,8 @@ Any other runner (DataflowRunner, FlinkRunner, SparkRunner, PrismRunner,
 DirectRunner) is passed to Beam by name with the user's pipeline options.
 
 The local runner's worker processes are started through
-`preprocessing.building.beam_worker`, so they end when the build's process ends (even by
-SIGKILL) and can send their own console noise to the build's log file.
+`preprocessing.building.beam_worker`, so they end when the job's main process ends (even
+by SIGKILL) and can send their own console noise to the tool's log file.
 """
 
 from __future__ import annotations

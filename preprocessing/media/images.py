@@ -138,6 +138,20 @@ def normalise(data: bytes, *, check_with_tensorflow: bool = True) -> StoredImage
     """
     if not data:
         raise EmptyFileError("the file is empty (0 bytes)")
+    image, source_format = _decode(data)
+    orientation = image.getexif().get(_EXIF_ORIENTATION, 1)
+    rotated = orientation in range(2, 9)  # 1 is upright; 0 and junk values are ignored.
+    if source_format == "JPEG" and image.mode == "RGB" and not rotated:
+        if check_with_tensorflow:
+            check_tensorflow_decodes(data, image.width, image.height)
+        return StoredImage(
+            jpeg=data, sha256=sha256_hex(data), width=image.width, height=image.height
+        )
+    return _convert_to_jpeg(image, source_format, orientation if rotated else None)
+
+
+def _decode(data: bytes) -> tuple[Image.Image, str | None]:
+    """(the decoded Pillow image, its format), or the InvalidImageError that says why not."""
     source_format = None
     try:
         image = Image.open(io.BytesIO(data))
@@ -157,20 +171,17 @@ def normalise(data: bytes, *, check_with_tensorflow: bool = True) -> StoredImage
         raise TruncatedImageError(
             f"{source_format or 'image'} data is incomplete or corrupt: {error}"
         ) from error
+    return image, source_format
 
-    orientation = image.getexif().get(_EXIF_ORIENTATION, 1)
-    rotated = orientation in range(2, 9)  # 1 is upright; 0 and junk values are ignored.
-    if source_format == "JPEG" and image.mode == "RGB" and not rotated:
-        if check_with_tensorflow:
-            check_tensorflow_decodes(data, image.width, image.height)
-        return StoredImage(
-            jpeg=data, sha256=sha256_hex(data), width=image.width, height=image.height
-        )
 
+def _convert_to_jpeg(
+    image: Image.Image, source_format: str | None, orientation: int | None
+) -> StoredImage:
+    """The one re-encode: upright (`orientation`: the EXIF value to apply, if any), RGB, JPEG."""
     conversions = []
     if source_format != "JPEG":
         conversions.append(f"{source_format}->JPEG")
-    if rotated:
+    if orientation is not None:
         conversions.append(f"exif_orientation={orientation}")
         image = ImageOps.exif_transpose(image)
     if image.mode != "RGB":

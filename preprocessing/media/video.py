@@ -176,8 +176,6 @@ def probe(source, max_pixels: int = DEFAULT_MAX_PIXELS) -> VideoInfo:
         NotAVideoError, TruncatedVideoError, UnsupportedCodecError, ZeroFramesError,
         HugeFrameError (all VideoError).
     """
-    import av
-
     container = _open(source)
     try:
         stream = _video_stream(container)
@@ -187,42 +185,10 @@ def probe(source, max_pixels: int = DEFAULT_MAX_PIXELS) -> VideoInfo:
                 f"frames are {width}x{height} = {width * height / 1e6:.0f} MP, above the "
                 f"{max_pixels / 1e6:.0f} MP limit (--max_frame_pixels)"
             )
-        rate = float(stream.average_rate or stream.guessed_rate or 0) or 25.0
-        duration = None
-        if stream.duration is not None and stream.time_base is not None:
-            duration = float(stream.duration * stream.time_base)
-        elif container.duration is not None:
-            duration = container.duration / av.time_base
+        rate = _frame_rate(stream)
+        duration = _header_duration(container, stream)
         rotation = _rotation(stream)
-        last_time = None
-        first = None
-        packets = 0
-        try:
-            # The display matrix reaches PyAV on frames; the first one also proves the
-            # stream decodes. Packets are then walked (no decoding) for the last time stamp
-            # when the header has no duration (common in WebM).
-            for packet in container.demux(stream):
-                packets += packet.size > 0
-                for frame in packet.decode():
-                    first = frame
-                    break
-                if first is not None:
-                    break
-            if duration is None or duration <= 0:
-                for packet in container.demux(stream):
-                    if packet.pts is not None:
-                        end = (packet.pts + (packet.duration or 0)) * stream.time_base
-                        last_time = max(last_time or 0.0, float(end))
-        except av.error.FFmpegError as error:
-            if first is None:
-                raise _decode_error(error) from None
-        if first is None and (packets or (duration or 0) > 0):
-            raise TruncatedVideoError(
-                f"no frame decodes from {packets} packet(s) of a {duration or 0:.1f} s stream: "
-                "truncated or corrupt"
-            )
-        if first is None:
-            raise ZeroFramesError("the video stream holds no frame")
+        first, last_time = _first_frame(container, stream, duration)
         rotation = (first.rotation or rotation) % 360
         if duration is None or duration <= 0:
             duration = last_time or (1.0 / rate)
@@ -239,6 +205,64 @@ def probe(source, max_pixels: int = DEFAULT_MAX_PIXELS) -> VideoInfo:
         )
     finally:
         container.close()
+
+
+def _frame_rate(stream) -> float:
+    """Average frames per second; 25 when the container states none."""
+    return float(stream.average_rate or stream.guessed_rate or 0) or 25.0
+
+
+def _header_duration(container, stream) -> float | None:
+    """Seconds, from the stream's header or else the container's; None when neither says."""
+    import av
+
+    if stream.duration is not None and stream.time_base is not None:
+        return float(stream.duration * stream.time_base)
+    if container.duration is not None:
+        return container.duration / av.time_base
+    return None
+
+
+def _first_frame(container, stream, duration: float | None):
+    """(first decoded frame, end time of the last packet or None).
+
+    The display matrix reaches PyAV on frames; the first one also proves the
+    stream decodes. Packets are then walked (no decoding) for the last time stamp
+    when the header has no duration (common in WebM).
+
+    Raises:
+        TruncatedVideoError, UnsupportedCodecError: no frame decodes.
+        ZeroFramesError: the stream holds no packet and no duration.
+    """
+    import av
+
+    last_time = None
+    first = None
+    packets = 0
+    try:
+        for packet in container.demux(stream):
+            packets += packet.size > 0
+            for frame in packet.decode():
+                first = frame
+                break
+            if first is not None:
+                break
+        if duration is None or duration <= 0:
+            for packet in container.demux(stream):
+                if packet.pts is not None:
+                    end = (packet.pts + (packet.duration or 0)) * stream.time_base
+                    last_time = max(last_time or 0.0, float(end))
+    except av.error.FFmpegError as error:
+        if first is None:
+            raise _decode_error(error) from None
+    if first is None and (packets or (duration or 0) > 0):
+        raise TruncatedVideoError(
+            f"no frame decodes from {packets} packet(s) of a {duration or 0:.1f} s stream: "
+            "truncated or corrupt"
+        )
+    if first is None:
+        raise ZeroFramesError("the video stream holds no frame")
+    return first, last_time
 
 
 def _decode_error(error) -> VideoError:
@@ -290,8 +314,6 @@ def read_frames(
         the break (or when the stream ends before the last requested time by more
         than a second).
     """
-    import av
-
     targets = sorted(float(t) for t in times)
     if not targets:
         return
@@ -303,10 +325,11 @@ def read_frames(
                 f"frames are {stream.codec_context.width}x{stream.codec_context.height}, above "
                 f"the {max_pixels / 1e6:.0f} MP limit (--max_frame_pixels)"
             )
-        rate = float(stream.average_rate or stream.guessed_rate or 0) or 25.0
-        tolerance = 0.5 / rate  # A target half a frame before a frame's time is that frame's.
+        rate = _frame_rate(stream)
         start = targets[0]
         if start > 0 and stream.time_base is not None:
+            # To the key frame before `start`: decoding from there gives the frames
+            # a sequential read gives (module docstring).
             container.seek(
                 int(max(0.0, start - 1.0 / rate) / stream.time_base),
                 stream=stream,
@@ -314,40 +337,48 @@ def read_frames(
                 any_frame=False,
             )
         stream.thread_type = "AUTO"
-        position = 0
-        decoded_any = False
-        last, last_yielded = None, False
-        try:
-            for frame in container.decode(stream):
-                decoded_any = True
-                if frame.time is None:
-                    continue
-                last, last_yielded = frame, False
-                if frame.time + tolerance < targets[position]:
-                    continue
-                yield _to_frame(frame, rate)
-                last_yielded = True
-                while position < len(targets) and targets[position] <= frame.time + tolerance:
-                    position += 1
-                if position == len(targets):
-                    return
-        except av.error.FFmpegError as error:
-            raise _decode_error(error) from None
-        if not decoded_any:
-            raise ZeroFramesError("the video stream holds no decodable frame")
-        if last is None:
-            return
-        # Targets inside the last frame's display time (the plan spreads them up to the
-        # container's duration) are that frame; one well after it means the file ends early.
-        if not last_yielded and targets[position] <= last.time + 1.5 / rate:
-            yield _to_frame(last, rate)
-        if targets[-1] > last.time + 1.5 / rate:
-            raise TruncatedVideoError(
-                f"the stream ends at {last.time:.2f} s, before {targets[-1]:.2f} s: the "
-                "file was cut short or its header claims more than it holds"
-            )
+        yield from _frames_at(container, stream, targets, rate)
     finally:
         container.close()
+
+
+def _frames_at(container, stream, targets: list[float], rate: float) -> Iterator[Frame]:
+    """Decodes from the current position and yields the frame shown at each target time."""
+    import av
+
+    tolerance = 0.5 / rate  # A target half a frame before a frame's time is that frame's.
+    position = 0
+    decoded_any = False
+    last, last_yielded = None, False
+    try:
+        for frame in container.decode(stream):
+            decoded_any = True
+            if frame.time is None:
+                continue
+            last, last_yielded = frame, False
+            if frame.time + tolerance < targets[position]:
+                continue
+            yield _to_frame(frame, rate)
+            last_yielded = True
+            while position < len(targets) and targets[position] <= frame.time + tolerance:
+                position += 1
+            if position == len(targets):
+                return
+    except av.error.FFmpegError as error:
+        raise _decode_error(error) from None
+    if not decoded_any:
+        raise ZeroFramesError("the video stream holds no decodable frame")
+    if last is None:
+        return
+    # Targets inside the last frame's display time (the plan spreads them up to the
+    # container's duration) are that frame; one well after it means the file ends early.
+    if not last_yielded and targets[position] <= last.time + 1.5 / rate:
+        yield _to_frame(last, rate)
+    if targets[-1] > last.time + 1.5 / rate:
+        raise TruncatedVideoError(
+            f"the stream ends at {last.time:.2f} s, before {targets[-1]:.2f} s: the "
+            "file was cut short or its header claims more than it holds"
+        )
 
 
 def _to_frame(frame, rate: float) -> Frame:

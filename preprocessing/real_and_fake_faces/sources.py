@@ -92,6 +92,24 @@ def find_layout(manual_dir: str) -> Layout:
         ValueError: nothing under manual_dir looks like the dataset; the message
             lists what was expected.
     """
+    _check_manual_dir_exists(manual_dir)
+    if not inputs.is_dir(manual_dir):
+        return _layout_of_zip_file(manual_dir)
+    image_root, csv_home, found_splits = _find_image_root(manual_dir)
+    csvs = _find_split_csvs([manual_dir, csv_home, image_root or manual_dir])
+    zips = sorted(tf.io.gfile.glob(paths.join(manual_dir, "*.zip")))
+    return Layout(
+        manual_dir=manual_dir,
+        image_root=image_root,
+        split_folders=found_splits,
+        csvs=csvs,
+        zip_path=_the_only_zip(manual_dir, zips) if image_root is None else None,
+        unused_zips=tuple(zips) if image_root is not None else (),
+    )
+
+
+def _check_manual_dir_exists(manual_dir: str) -> None:
+    """Raises on a mistyped gs:// URL or a missing manual_dir, saying what to pass instead."""
     if paths.looks_like_gcs_typo(manual_dir):
         raise ValueError(
             f"--manual_dir={manual_dir} is not a valid Cloud Storage URL: write gs://BUCKET/PATH."
@@ -102,65 +120,72 @@ def find_layout(manual_dir: str) -> Layout:
             "'140k Real and Fake Faces' folder (the one holding real_vs_fake/ and train.csv), "
             "at the Kaggle zip (or its folder), or at a <split>/{real,fake}/ tree."
         )
-    if not inputs.is_dir(manual_dir):
-        if manual_dir.lower().endswith(".zip"):
-            return Layout(
-                manual_dir=manual_dir,
-                image_root=None,
-                split_folders={},
-                csvs={},
-                zip_path=manual_dir,
-            )
-        raise ValueError(
-            f"--manual_dir={manual_dir} is a file, not a folder or a .zip. Fix: pass the "
-            "Kaggle zip, the folder it was extracted to, or a <split>/{real,fake}/ tree."
+
+
+def _layout_of_zip_file(manual_dir: str) -> Layout:
+    """The layout when manual_dir is a file: the Kaggle zip itself, or an error."""
+    if manual_dir.lower().endswith(".zip"):
+        return Layout(
+            manual_dir=manual_dir,
+            image_root=None,
+            split_folders={},
+            csvs={},
+            zip_path=manual_dir,
         )
+    raise ValueError(
+        f"--manual_dir={manual_dir} is a file, not a folder or a .zip. Fix: pass the "
+        "Kaggle zip, the folder it was extracted to, or a <split>/{real,fake}/ tree."
+    )
+
+
+def _find_image_root(manual_dir: str) -> tuple[str | None, str, dict[str, str]]:
+    """(image root, folder its Kaggle CSVs would be in, split folders), or (None, manual_dir, {}).
+
+    Looks at manual_dir, the Kaggle roots under it, and the same one level down
+    (e.g. manual_dir/my_copy/real_vs_fake/...); the first with split folders wins.
+    """
     # (image root candidate, the folder its Kaggle CSVs would be in).
     candidates = [(manual_dir, manual_dir)]
     candidates += [(paths.join(manual_dir, sub), manual_dir) for sub in KAGGLE_IMAGE_ROOTS]
-    # One or two unknown levels down as well, e.g. manual_dir/my_copy/real_vs_fake/...
     for child in paths.listdir(manual_dir):
         child_dir = paths.join(manual_dir, child)
         if inputs.is_dir(child_dir):
             candidates.append((child_dir, child_dir))
             candidates.extend((paths.join(child_dir, sub), child_dir) for sub in KAGGLE_IMAGE_ROOTS)
-    image_root, csv_home, found_splits = None, manual_dir, {}
     for candidate, home in candidates:
         found_splits = inputs.split_folders(candidate)
         if found_splits:
-            image_root, csv_home = candidate, home
-            break
+            return candidate, home, found_splits
+    return None, manual_dir, {}
+
+
+def _find_split_csvs(folders: list[str]) -> dict[str, str]:
+    """TFDS split -> the first `<kaggle split name>.csv` found in `folders`, in order."""
     csvs: dict[str, str] = {}
-    for folder in dict.fromkeys([manual_dir, csv_home, image_root or manual_dir]):
+    for folder in dict.fromkeys(folders):
         for kaggle_name in ("train", "valid", "validation", "test"):
             path = paths.join(folder, f"{kaggle_name}.csv")
             split = schema.split_from_folder(kaggle_name)
             if split not in csvs and tf.io.gfile.exists(path):
                 csvs[split] = path
-    zip_path = None
-    zips = sorted(tf.io.gfile.glob(paths.join(manual_dir, "*.zip")))
-    if image_root is None:
-        if len(zips) > 1:
-            raise ValueError(
-                f"--manual_dir={manual_dir} holds several zips {zips} and no extracted dataset; "
-                "pass the Kaggle zip itself as --manual_dir, or extract it."
-            )
-        if not zips:
-            raise ValueError(
-                f"--manual_dir={manual_dir} holds no dataset: expected "
-                "real_vs_fake/real-vs-fake/{train,valid,test}/{real,fake}/ (the extracted Kaggle "
-                "download), the Kaggle zip, or <split>/{real,fake}/ folders with split in "
-                f"{sorted(schema.SPLIT_FOLDERS)}. Found: {paths.listdir(manual_dir)[:20]}."
-            )
-        zip_path = zips[0]
-    return Layout(
-        manual_dir=manual_dir,
-        image_root=image_root,
-        split_folders=found_splits,
-        csvs=csvs,
-        zip_path=zip_path,
-        unused_zips=tuple(zips) if image_root is not None else (),
-    )
+    return csvs
+
+
+def _the_only_zip(manual_dir: str, zips: list[str]) -> str:
+    """The zip to extract when manual_dir holds no image folders; raises unless exactly one."""
+    if len(zips) > 1:
+        raise ValueError(
+            f"--manual_dir={manual_dir} holds several zips {zips} and no extracted dataset; "
+            "pass the Kaggle zip itself as --manual_dir, or extract it."
+        )
+    if not zips:
+        raise ValueError(
+            f"--manual_dir={manual_dir} holds no dataset: expected "
+            "real_vs_fake/real-vs-fake/{train,valid,test}/{real,fake}/ (the extracted Kaggle "
+            "download), the Kaggle zip, or <split>/{real,fake}/ folders with split in "
+            f"{sorted(schema.SPLIT_FOLDERS)}. Found: {paths.listdir(manual_dir)[:20]}."
+        )
+    return zips[0]
 
 
 def _entries_on_disk(
@@ -264,19 +289,44 @@ def list_sources(layout: Layout, *, allow_links_outside: bool = False) -> list[i
     """
     if layout.image_root is None:
         raise ValueError(f"{layout.manual_dir} holds only {layout.zip_path}; extract it first.")
+    _log_layout(layout)
+    splits = sorted(set(layout.split_folders) | set(layout.csvs), key=schema.SPLITS.index)
+    folders = {
+        split: layout.split_folders.get(split, schema.KAGGLE_SPLIT_FOLDERS[split])
+        for split in splits
+    }
+    on_disk = _scan_split_folders(layout, splits, folders, allow_links_outside)
+    sources: list[inputs.SourceFile] = []
+    for split in splits:
+        if split in layout.csvs:
+            sources.extend(_sources_from_csv(layout, split, on_disk[split], folders[split]))
+        else:
+            sources.extend(_sources_from_folder(layout, split, on_disk[split], folders[split]))
+    ids = [source.id for source in sources]
+    if len(ids) != len(set(ids)):
+        raise ValueError("Two inputs share an id; a CSV path points into another split's folder.")
+    return sorted(sources)
+
+
+def _log_layout(layout: Layout) -> None:
     logging.info(
         "Images from %s (split CSVs: %s)%s.",
         layout.image_root,
         ", ".join(layout.csvs[split] for split in schema.SPLITS if split in layout.csvs) or "none",
         f"; not used: {', '.join(layout.unused_zips)} beside it" if layout.unused_zips else "",
     )
+
+
+def _scan_split_folders(
+    layout: Layout, splits: list[str], folders: dict[str, str], allow_links_outside: bool
+) -> dict[str, dict[str, inputs.Entry]]:
+    """split -> {relative path: entry} of every file in the split folders, linked copies marked.
+
+    All splits are scanned before any link is judged: a link in one split to a
+    file of another is a linked copy too.
+    """
     local = "://" not in layout.image_root
     root_real = os.path.realpath(layout.manual_dir) if local else None
-    splits = sorted(set(layout.split_folders) | set(layout.csvs), key=schema.SPLITS.index)
-    folders = {
-        split: layout.split_folders.get(split, schema.KAGGLE_SPLIT_FOLDERS[split])
-        for split in splits
-    }
     scanned: list[tuple[str, inputs.Entry]] = []
     for split in splits:
         if split in layout.split_folders:
@@ -290,70 +340,83 @@ def list_sources(layout: Layout, *, allow_links_outside: bool = False) -> list[i
     on_disk: dict[str, dict[str, inputs.Entry]] = {split: {} for split in splits}
     for (split, _), entry in zip(scanned, checked):
         on_disk[split][entry.relative] = entry
+    return on_disk
 
-    sources: list[inputs.SourceFile] = []
-    for split in splits:
-        files = on_disk[split]
-        if split not in layout.csvs:
-            sources.extend(
-                _source(layout, entry, split, entry.label, entry.problem, entry.note)
-                for entry in files.values()
-            )
-            logging.info(
-                "Split %s: %d files from folder %s (no CSV).", split, len(files), folders[split]
-            )
-            continue
-        labels: dict[str, set[int]] = collections.defaultdict(set)
-        lines: dict[str, list[int]] = collections.defaultdict(list)
-        for rel, label, line in _read_csv(layout.csvs[split]):
-            labels[rel].add(label)
-            lines[rel].append(line)
-        repeated = sum(len(v) > 1 for v in lines.values())
-        if repeated:
-            logging.warning("%s lists %d file(s) more than once.", layout.csvs[split], repeated)
-        for rel in labels:  # CSV order; the final list is sorted by id.
-            entry = files.get(rel)
-            if len(labels[rel]) > 1:
-                label = entry.label if entry else min(labels[rel])
-                problem = CONFLICTING_CSV_ROWS
-                note = f"{layout.csvs[split]} lines {', '.join(map(str, lines[rel]))}"
-            else:
-                (label,) = labels[rel]
-                note = ""
-                if entry is None:
-                    problem = inputs.MISSING_FILE
-                elif entry.problem:
-                    problem, note = entry.problem, entry.note
-                elif entry.label != label:
-                    problem = inputs.LABEL_CONFLICT
-                else:
-                    problem = ""
-            sources.append(_source(layout, entry or rel, split, label, problem, note))
-        unlisted = sorted(set(files) - set(labels))
-        # A file-level problem (a FIFO, a bad link) says more than "not in the CSV".
-        sources.extend(
-            _source(
-                layout,
-                files[rel],
-                split,
-                files[rel].label,
-                files[rel].problem or NOT_IN_CSV,
-                files[rel].note,
-            )
-            for rel in unlisted
-        )
-        logging.info(
-            "Split %s: %d rows in %s, %d files in folder %s, %d listed but missing, "
-            "%d on disk but not listed.",
+
+def _sources_from_folder(
+    layout: Layout, split: str, files: dict[str, inputs.Entry], folder: str
+) -> list[inputs.SourceFile]:
+    """A split without a CSV: every file, labelled by its class folder."""
+    logging.info("Split %s: %d files from folder %s (no CSV).", split, len(files), folder)
+    return [
+        _source(layout, entry, split, entry.label, entry.problem, entry.note)
+        for entry in files.values()
+    ]
+
+
+def _sources_from_csv(
+    layout: Layout, split: str, files: dict[str, inputs.Entry], folder: str
+) -> list[inputs.SourceFile]:
+    """A split with a CSV: its rows, reconciled with the files on disk, then the unlisted files."""
+    csv_path = layout.csvs[split]
+    labels, lines = _rows_by_path(csv_path)
+    sources = []
+    for rel in labels:  # CSV order; the final list is sorted by id.
+        entry = files.get(rel)
+        label, problem, note = _reconcile_row(csv_path, entry, labels[rel], lines[rel])
+        sources.append(_source(layout, entry or rel, split, label, problem, note))
+    unlisted = sorted(set(files) - set(labels))
+    # A file-level problem (a FIFO, a bad link) says more than "not in the CSV".
+    sources.extend(
+        _source(
+            layout,
+            files[rel],
             split,
-            len(labels),
-            layout.csvs[split],
-            len(files),
-            folders[split],
-            len(set(labels) - set(files)),
-            len(unlisted),
+            files[rel].label,
+            files[rel].problem or NOT_IN_CSV,
+            files[rel].note,
         )
-    ids = [source.id for source in sources]
-    if len(ids) != len(set(ids)):
-        raise ValueError("Two inputs share an id; a CSV path points into another split's folder.")
-    return sorted(sources)
+        for rel in unlisted
+    )
+    logging.info(
+        "Split %s: %d rows in %s, %d files in folder %s, %d listed but missing, "
+        "%d on disk but not listed.",
+        split,
+        len(labels),
+        csv_path,
+        len(files),
+        folder,
+        len(set(labels) - set(files)),
+        len(unlisted),
+    )
+    return sources
+
+
+def _rows_by_path(csv_path: str) -> tuple[dict[str, set[int]], dict[str, list[int]]]:
+    """({path: labels}, {path: line numbers}) of a split CSV, in CSV order; warns on repeats."""
+    labels: dict[str, set[int]] = collections.defaultdict(set)
+    lines: dict[str, list[int]] = collections.defaultdict(list)
+    for rel, label, line in _read_csv(csv_path):
+        labels[rel].add(label)
+        lines[rel].append(line)
+    repeated = sum(len(v) > 1 for v in lines.values())
+    if repeated:
+        logging.warning("%s lists %d file(s) more than once.", csv_path, repeated)
+    return labels, lines
+
+
+def _reconcile_row(
+    csv_path: str, entry: inputs.Entry | None, labels: set[int], lines: list[int]
+) -> tuple[int, str, str]:
+    """(label, problem, note) of one CSV path, given the file found for it (None: not on disk)."""
+    if len(labels) > 1:
+        label = entry.label if entry else min(labels)
+        return label, CONFLICTING_CSV_ROWS, f"{csv_path} lines {', '.join(map(str, lines))}"
+    (label,) = labels
+    if entry is None:
+        return label, inputs.MISSING_FILE, ""
+    if entry.problem:
+        return label, entry.problem, entry.note
+    if entry.label != label:
+        return label, inputs.LABEL_CONFLICT, ""
+    return label, "", ""

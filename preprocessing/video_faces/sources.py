@@ -38,8 +38,8 @@ every video made from the same source video, lands in one split. The hash split
 machine and for every run; `validation_fraction` and `test_fraction` set it.
 
 Only files named like videos (`preprocessing.media.video.VIDEO_EXTENSIONS`) are
-inputs; other files are counted and named in a warning. Files are listed as in
-the image build (`preprocessing.real_and_fake_faces.sources`): a named pipe, a link out of
+inputs; other files are counted and named in a warning. Files are classified as
+in every build (`preprocessing.building.inputs`): a named pipe, a link out of
 manual_dir, a broken link or a second link to the same file becomes an input
 with a `problem`, which the Beam job reports as a reject, never a silent drop.
 """
@@ -72,7 +72,7 @@ CELEB_DF_FOLDERS = {
 }
 CELEB_DF_TEST_LIST = "list_of_testing_videos.txt"  # Compared in lower case.
 
-# Listing problems of video layouts (the file problems of `sources` apply too).
+# Listing problems of video layouts (the file problems of `inputs` apply too).
 NOT_IN_SPLIT_LIST = "not_in_split_list"
 SPLIT_CONFLICT = "split_conflict"
 LEAKS_TEST_SOURCE = "leaks_test_source"
@@ -257,7 +257,7 @@ class _File:
 
 
 def _walk_local(root: str, folder: str, allow_links_outside: bool) -> list[_File]:
-    """Every file under root/folder (recursively), classified as the image build does."""
+    """Every file under root/folder (recursively), classified by `inputs.local_entry`."""
     root_real = os.path.realpath(root)
     entries = []
     pending = [folder]
@@ -476,51 +476,7 @@ def _components(links: list[tuple[str, ...]]) -> dict[str, str]:
 
 def _list_faceforensics(layout: VideoLayout, options: SplitOptions, allow_links_outside: bool):
     root = layout.root
-    names = _child_dirs(root)
-    folders: list[tuple[str, int, str]] = []  # (videos folder, label, source)
-    if "original_sequences" in names:
-        base = f"{names['original_sequences']}/youtube"
-        folder = _ffpp_videos_folder(root, base, options.ffpp_compression)
-        if folder:
-            folders.append((folder, schema.REAL, "youtube"))
-        else:
-            logging.warning(
-                "%s has no %s/videos folder: no real video is read.",
-                paths.join(root, base),
-                options.ffpp_compression,
-            )
-    if "manipulated_sequences" in names:
-        base = names["manipulated_sequences"]
-        for method in paths.listdir(paths.join(root, base)):
-            method_dir = f"{base}/{method}"
-            if not tf.io.gfile.isdir(paths.join(root, method_dir)) or method.startswith("."):
-                continue
-            if f"manipulated_sequences/{method}" in FFPP_SKIPPED:
-                continue
-            folder = _ffpp_videos_folder(root, method_dir, options.ffpp_compression)
-            if folder:
-                folders.append((folder, schema.FAKE, method))
-            else:
-                logging.warning(
-                    "%s has no %s/videos folder (it has: %s): not read.",
-                    paths.join(root, method_dir),
-                    options.ffpp_compression,
-                    ", ".join(paths.listdir(paths.join(root, method_dir))),
-                )
-    skipped_folders = [f for f in FFPP_SKIPPED if tf.io.gfile.isdir(paths.join(root, f))]
-    if skipped_folders:
-        logging.warning(
-            "Not read: %s (DeepFakeDetection and its actors have another naming and no official "
-            "split; build them as a <split>/{real,fake}/ tree if you want them).",
-            ", ".join(skipped_folders),
-        )
-    if not folders:
-        raise ValueError(
-            f"{root} has no {options.ffpp_compression} videos: expected "
-            f"original_sequences/youtube/{options.ffpp_compression}/videos/ or "
-            f"manipulated_sequences/<Method>/{options.ffpp_compression}/videos/. "
-            "Fix: pass the compression you downloaded with --ffpp_compression."
-        )
+    folders = _ffpp_video_folders(root, options.ffpp_compression)
     listed: list[tuple[_File, int, str, tuple[str, ...]]] = []
     skipped = []
     for folder, label, source in folders:
@@ -544,19 +500,93 @@ def _list_faceforensics(layout: VideoLayout, options: SplitOptions, allow_links_
     for file, label, source, ids in listed:
         group = component[ids[0]] if ids else file.relative
         fields = {"source": source, "group": f"faceforensics:{group}"}
-        if not lists:
-            split = hash_split(fields["group"], options)
+        if lists:
+            split = _ffpp_listed_split(ids, split_of, fields)
         else:
-            splits = {split_of.get(i) for i in ids} if ids else {None}
-            if splits == {None}:
-                split, fields["problem"] = "train", NOT_IN_SPLIT_LIST
-            elif len(splits) > 1:
-                split, fields["problem"] = "train", SPLIT_CONFLICT
-                fields["note"] = ", ".join(f"{i}: {split_of.get(i) or 'no list'}" for i in ids)
-            else:
-                (split,) = splits
+            split = hash_split(fields["group"], options)
         found.append(_source(layout, file, split, label, **fields))
     return found
+
+
+def _ffpp_video_folders(root: str, compression: str) -> list[tuple[str, int, str]]:
+    """(videos folder, label, source) of the originals and each method, at `compression`.
+
+    Warns about what is not read (a method without that compression, the
+    DeepFakeDetection folders).
+
+    Raises:
+        ValueError: no folder of that compression at all, naming the flag to change.
+    """
+    names = _child_dirs(root)
+    folders: list[tuple[str, int, str]] = []
+    if "original_sequences" in names:
+        base = f"{names['original_sequences']}/youtube"
+        folder = _ffpp_videos_folder(root, base, compression)
+        if folder:
+            folders.append((folder, schema.REAL, "youtube"))
+        else:
+            logging.warning(
+                "%s has no %s/videos folder: no real video is read.",
+                paths.join(root, base),
+                compression,
+            )
+    if "manipulated_sequences" in names:
+        folders.extend(_ffpp_method_folders(root, names["manipulated_sequences"], compression))
+    skipped_folders = [f for f in FFPP_SKIPPED if tf.io.gfile.isdir(paths.join(root, f))]
+    if skipped_folders:
+        logging.warning(
+            "Not read: %s (DeepFakeDetection and its actors have another naming and no official "
+            "split; build them as a <split>/{real,fake}/ tree if you want them).",
+            ", ".join(skipped_folders),
+        )
+    if not folders:
+        raise ValueError(
+            f"{root} has no {compression} videos: expected "
+            f"original_sequences/youtube/{compression}/videos/ or "
+            f"manipulated_sequences/<Method>/{compression}/videos/. "
+            "Fix: pass the compression you downloaded with --ffpp_compression."
+        )
+    return folders
+
+
+def _ffpp_method_folders(root: str, base: str, compression: str) -> list[tuple[str, int, str]]:
+    """(videos folder, FAKE, method) of each method folder under manipulated_sequences."""
+    folders = []
+    for method in paths.listdir(paths.join(root, base)):
+        method_dir = f"{base}/{method}"
+        if not tf.io.gfile.isdir(paths.join(root, method_dir)) or method.startswith("."):
+            continue
+        if f"manipulated_sequences/{method}" in FFPP_SKIPPED:
+            continue
+        folder = _ffpp_videos_folder(root, method_dir, compression)
+        if folder:
+            folders.append((folder, schema.FAKE, method))
+        else:
+            logging.warning(
+                "%s has no %s/videos folder (it has: %s): not read.",
+                paths.join(root, method_dir),
+                compression,
+                ", ".join(paths.listdir(paths.join(root, method_dir))),
+            )
+    return folders
+
+
+def _ffpp_listed_split(ids: tuple[str, ...], split_of: dict[str, str], fields: dict) -> str:
+    """The split the FF++ lists give a video made from originals `ids`.
+
+    A video no list names, or whose originals the lists put in two splits, goes
+    to train with a problem (added to `fields`), so it is rejected, not guessed.
+    """
+    splits = {split_of.get(i) for i in ids} if ids else {None}
+    if splits == {None}:
+        fields["problem"] = NOT_IN_SPLIT_LIST
+        return "train"
+    if len(splits) > 1:
+        fields["problem"] = SPLIT_CONFLICT
+        fields["note"] = ", ".join(f"{i}: {split_of.get(i) or 'no list'}" for i in ids)
+        return "train"
+    (split,) = splits
+    return split
 
 
 # ------------------------------------------------------------------------------ Celeb-DF

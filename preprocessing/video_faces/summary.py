@@ -1,11 +1,11 @@
 """After the video build's Beam job: rejects.jsonl and a summary that counts videos and faces.
 
-The ledger has one record per input video (`video_transforms`). The image
-build's `preprocessing.building.summary` writes rejects.jsonl and the per split and label
-counts of inputs (here: videos read, written, rejected, duplicates); this module
-adds what only videos have, per split and label: sampled frames decoded, face
-crops written (the examples) and face tracks, and writes the result as
-`build_summary.json`.
+The ledger has one record per input video (`preprocessing.video_faces.transforms`).
+`preprocessing.building.summary`, which every build uses, writes rejects.jsonl and
+the per split and label counts of inputs (here: videos read, written, rejected,
+duplicates); this module adds what only videos have, per split and label:
+sampled frames decoded, face crops written (the examples) and face tracks, and
+writes the result as `build_summary.json`.
 
 The reject fraction that can fail a build leaves out deliberate rejects: copies
 of a video in a later split (`duplicate_across_splits`) and Celeb-DF videos made
@@ -14,22 +14,26 @@ from the source video of a test video (`leaks_test_source`).
 
 from __future__ import annotations
 
+import io
 import json
 
 import tensorflow as tf
 
 from preprocessing import paths, schema
-from preprocessing.building import summary as report
+from preprocessing.building import summary as summary_lib
 from preprocessing.video_faces import sources as video_sources
 
 CONTACT_SHEET_FILENAME = "face_crops.png"
 VIDEO_COLUMNS = ("read", "written", "rejected", "duplicates", "frames", "faces", "tracks")
-DELIBERATE_REASONS = report.DELIBERATE_REASONS | video_sources.DELIBERATE_PROBLEMS
+DELIBERATE_REASONS = summary_lib.DELIBERATE_REASONS | video_sources.DELIBERATE_PROBLEMS
 
 
 def summarise(records: list[dict]) -> dict:
-    """`report.summarise` (counts of videos) plus frames, faces and tracks. JSON-able."""
-    summary = report.summarise(records)
+    """Counts of videos (`preprocessing.building.summary.summarise`), plus frames, faces, tracks.
+
+    JSON-able.
+    """
+    summary = summary_lib.summarise(records)
     for split_rows in summary["splits"].values():
         for row in split_rows.values():
             row.pop("converted", None)  # Face crops are always encoded once: nothing to say.
@@ -77,9 +81,9 @@ def format_table(summary: dict) -> str:
 
 def finalise_records(records: list[dict], output_dir: str) -> dict:
     """Writes rejects.jsonl and build_summary.json to `output_dir`; returns the summary."""
-    report.finalise_records(records, output_dir)  # rejects.jsonl (and a first summary)
+    summary_lib.finalise_records(records, output_dir)  # rejects.jsonl (and a first summary)
     summary = summarise(records)
-    with tf.io.gfile.GFile(paths.join(output_dir, report.SUMMARY_FILENAME), "w") as f:
+    with tf.io.gfile.GFile(paths.join(output_dir, summary_lib.SUMMARY_FILENAME), "w") as f:
         f.write(json.dumps(summary, indent=2, sort_keys=True))
     return summary
 
@@ -102,9 +106,19 @@ def write_contact_sheet(
     Returns:
         `path`.
     """
-    import io  # pylint: disable=import-outside-toplevel
+    rows = _contact_sheet_rows(dataset_dir, videos_per_split, crops_per_video, scan)
+    sheet = _draw_contact_sheet(rows, crops_per_video, thumbnail)
+    buffer = io.BytesIO()
+    sheet.save(buffer, format="PNG")
+    with tf.io.gfile.GFile(path, "wb") as f:
+        f.write(buffer.getvalue())
+    return path
 
-    from PIL import Image, ImageDraw  # pylint: disable=import-outside-toplevel
+
+def _contact_sheet_rows(
+    dataset_dir: str, videos_per_split: int, crops_per_video: int, scan: int
+) -> list[tuple[str, list]]:
+    """(title, examples in frame order) per video shown (see `write_contact_sheet`)."""
     import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
 
     builder = tfds.builder_from_directory(dataset_dir)
@@ -127,6 +141,13 @@ def write_contact_sheet(
                 f"{first[schema.SOURCE].decode()} | {video_id}"
             )
             rows.append((title, crops))
+    return rows
+
+
+def _draw_contact_sheet(rows: list[tuple[str, list]], crops_per_video: int, thumbnail: int):
+    """The sheet as a PIL image: per row its title, then its crops captioned `f<frame> t<track>`."""
+    from PIL import Image, ImageDraw  # pylint: disable=import-outside-toplevel
+
     caption, title_height, pad = 12, 16, 4
     width = pad + crops_per_video * (thumbnail + pad)
     width = max(width, 7 * max((len(title) for title, _ in rows), default=0) + 2 * pad)
@@ -148,8 +169,4 @@ def write_contact_sheet(
             )
     if not rows:
         draw.text((pad, pad), "no examples", fill=(0, 0, 0))
-    buffer = io.BytesIO()
-    sheet.save(buffer, format="PNG")
-    with tf.io.gfile.GFile(path, "wb") as f:
-        f.write(buffer.getvalue())
-    return path
+    return sheet

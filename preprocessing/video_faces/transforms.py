@@ -426,7 +426,6 @@ class AssembleVideoFn(beam.DoFn):
         _, joined = element
         (planned,) = joined["video"]
         results = sorted(joined["chunks"], key=lambda r: r.chunk)
-        source = planned.source
         common = {
             "sha256": planned.sha256,
             "source_sha256": planned.sha256,
@@ -434,77 +433,93 @@ class AssembleVideoFn(beam.DoFn):
             "duplicate_of": planned.duplicate_of,
         }
         broken = next((r.error for r in results if r.error), None)
-        frames: dict[int, DecodedFrame] = {}
-        for result in results:
-            for frame in result.frames:
-                frames.setdefault(frame.index, frame)
-        ordered = [frames[index] for index in sorted(frames)]
+        ordered = _frames_in_order(results)
         if broken:
-            reason, message = broken
-            _count(f"rejected_{reason}")
             yield beam.pvalue.TaggedOutput(
-                "ledger",
-                _ledger(
-                    source,
-                    ledger.REJECTED,
-                    reason=reason,
-                    detail=f"{message}; {len(ordered)} of {len(planned.times)} sampled frames "
-                    "decoded before it",
-                    frames=len(ordered),
-                    **common,
-                ),
+                "ledger", _reject_broken(planned, broken, ordered, common)
             )
             return
         faces = sum(len(frame.faces) for frame in ordered)
         if not faces:
-            too_small = sum(frame.too_small for frame in ordered)
-            reason = FACE_TOO_SMALL if too_small else NO_FACE
-            detail = (
-                f"{too_small} face(s) in {len(ordered)} sampled frames, all smaller than "
-                "--min_face_size"
-                if too_small
-                else f"no face in {len(ordered)} sampled frames"
-            )
-            _count(f"rejected_{reason}")
-            yield beam.pvalue.TaggedOutput(
-                "ledger",
-                _ledger(
-                    source,
-                    ledger.REJECTED,
-                    reason=reason,
-                    detail=detail,
-                    frames=len(ordered),
-                    **common,
-                ),
-            )
+            yield beam.pvalue.TaggedOutput("ledger", _reject_faceless(planned, ordered, common))
             return
-        track_ids = faces_lib.track_faces(
+        yield from _write_video(planned, ordered, faces, common)
+
+
+def _frames_in_order(results: list[ChunkResult]) -> list[DecodedFrame]:
+    """The chunks' frames by frame index, each index once (the first chunk's)."""
+    frames: dict[int, DecodedFrame] = {}
+    for result in results:
+        for frame in result.frames:
+            frames.setdefault(frame.index, frame)
+    return [frames[index] for index in sorted(frames)]
+
+
+def _reject_broken(
+    planned: PlannedVideo, broken: tuple[str, str], ordered: list[DecodedFrame], common: dict
+) -> dict:
+    """The ledger record of a video a chunk could not decode (rejected whole: module docstring)."""
+    reason, message = broken
+    _count(f"rejected_{reason}")
+    return _ledger(
+        planned.source,
+        ledger.REJECTED,
+        reason=reason,
+        detail=f"{message}; {len(ordered)} of {len(planned.times)} sampled frames "
+        "decoded before it",
+        frames=len(ordered),
+        **common,
+    )
+
+
+def _reject_faceless(planned: PlannedVideo, ordered: list[DecodedFrame], common: dict) -> dict:
+    """The ledger record of a video with no usable face: `face_too_small` or `no_face`."""
+    too_small = sum(frame.too_small for frame in ordered)
+    reason = FACE_TOO_SMALL if too_small else NO_FACE
+    detail = (
+        f"{too_small} face(s) in {len(ordered)} sampled frames, all smaller than --min_face_size"
+        if too_small
+        else f"no face in {len(ordered)} sampled frames"
+    )
+    _count(f"rejected_{reason}")
+    return _ledger(
+        planned.source,
+        ledger.REJECTED,
+        reason=reason,
+        detail=detail,
+        frames=len(ordered),
+        **common,
+    )
+
+
+def _write_video(planned: PlannedVideo, ordered: list[DecodedFrame], faces: int, common: dict):
+    """One example per face crop, each with its track over the whole video, then the record."""
+    source = planned.source
+    track_ids = faces_lib.track_faces(
+        [
             [
-                [
-                    faces_lib.Face(
-                        box=face.box, landmarks=face.landmarks, confidence=face.confidence
-                    )
-                    for face in frame.faces
-                ]
-                for frame in ordered
+                faces_lib.Face(box=face.box, landmarks=face.landmarks, confidence=face.confidence)
+                for face in frame.faces
             ]
-        )
-        for frame, ids in zip(ordered, track_ids):
-            for face, track in zip(frame.faces, ids):
-                yield _example(planned, frame, face, track)
-        _count(f"written_{source.split}")
-        Metrics.counter(METRICS_NAMESPACE, f"faces_{source.split}").inc(faces)
-        yield beam.pvalue.TaggedOutput(
-            "ledger",
-            _ledger(
-                source,
-                ledger.WRITTEN,
-                frames=len(ordered),
-                faces=faces,
-                tracks=len({t for ids in track_ids for t in ids}),
-                **common,
-            ),
-        )
+            for frame in ordered
+        ]
+    )
+    for frame, ids in zip(ordered, track_ids):
+        for face, track in zip(frame.faces, ids):
+            yield _example(planned, frame, face, track)
+    _count(f"written_{source.split}")
+    Metrics.counter(METRICS_NAMESPACE, f"faces_{source.split}").inc(faces)
+    yield beam.pvalue.TaggedOutput(
+        "ledger",
+        _ledger(
+            source,
+            ledger.WRITTEN,
+            frames=len(ordered),
+            faces=faces,
+            tracks=len({t for ids in track_ids for t in ids}),
+            **common,
+        ),
+    )
 
 
 class BuildVideoExamples(beam.PTransform):

@@ -151,6 +151,6 @@ class Builder(beam_builder.LedgerBuilder):
         return video_transforms.BuildVideoExamples(self._options["frame_options"])
 
     def _finalise(self, records: list[dict], data_dir: str) -> dict:
-        from preprocessing.video_faces import summary as video_report  # pylint: disable=import-outside-toplevel
+        from preprocessing.video_faces import summary as video_summary  # pylint: disable=import-outside-toplevel
 
-        return video_report.finalise_records(records, data_dir)
+        return video_summary.finalise_records(records, data_dir)
