@@ -81,7 +81,7 @@ def plan_phases(config: config_lib.TrainConfig) -> list[Phase]:
     return phases
 
 
-@keras.saving.register_keras_serializable(package="dfd")
+@keras.saving.register_keras_serializable(package=model_lib.KERAS_PACKAGE)
 class ExampleCount(keras.metrics.Metric):
     """How many examples a metric pass saw: the sum of sample weights (padding weighs 0).
 
