@@ -200,12 +200,12 @@ def split_figures(
     """Every figure of one split at one threshold: what report.json and the matrix hold.
 
     Returns:
-        {"metrics": frame-level `metrics.summarize`, "per_source": per source or None,
+        {"metrics": frame-level `metrics.summarise`, "per_source": per source or None,
          "num_videos", "video_metrics", "video_per_source": the same per video, or None
          when the dataset has no video ids}.
     """
     figures = {
-        "metrics": metrics.summarize(scores.labels, scores.scores, threshold, calibration_bins),
+        "metrics": metrics.summarise(scores.labels, scores.scores, threshold, calibration_bins),
         "per_source": (
             metrics.by_group(scores.labels, scores.scores, scores.sources, threshold)
             if scores.sources is not None
@@ -218,7 +218,7 @@ def split_figures(
     if scores.video_ids is not None:
         videos = aggregate_videos(scores)
         figures["num_videos"] = len(videos.ids)
-        figures["video_metrics"] = metrics.summarize(
+        figures["video_metrics"] = metrics.summarise(
             videos.labels, videos.scores, threshold, calibration_bins
         )
         if videos.sources is not None:
@@ -467,7 +467,7 @@ def run(
         },
         **figures,
         "threshold_split_metrics": (
-            metrics.summarize(chosen_on.labels, chosen_on.scores, value, calibration_bins)
+            metrics.summarise(chosen_on.labels, chosen_on.scores, value, calibration_bins)
             if chosen_on is not None
             else None
         ),
