@@ -252,8 +252,15 @@ def training_model(
 # ----------------------------------------------------------------------------- host reference
 
 
-def gaussian_blur(image: tf.Tensor, sigma: tf.Tensor, radius: int = BLUR_RADIUS) -> tf.Tensor:
-    """Blurs one float [H, W, 3] image with a separable Gaussian of std `sigma` pixels."""
+def reference_gaussian_blur(
+    image: tf.Tensor, sigma: tf.Tensor, radius: int = BLUR_RADIUS
+) -> tf.Tensor:
+    """Blurs one float [H, W, 3] image with a separable Gaussian of std `sigma` pixels.
+
+    The per-image reference of `gaussian_blur_batch` (the TensorFlow op training
+    runs); `trainer.evaluation.perturbations.pil_gaussian_blur` is the Pillow blur
+    that robustness evaluation applies to JPEG files.
+    """
     offsets = tf.range(-radius, radius + 1, dtype=tf.float32)
     kernel = tf.exp(-0.5 * tf.square(offsets / tf.maximum(sigma, 1e-3)))
     kernel /= tf.reduce_sum(kernel)
@@ -288,7 +295,7 @@ def reference_augment_image(image: tf.Tensor, config: config_lib.TrainConfig) ->
         sigma = tf.random.uniform([], *BLUR_SIGMA_RANGE)
         x = tf.cond(
             tf.random.uniform([]) < config.blur_probability,
-            lambda: gaussian_blur(x, sigma),
+            lambda: reference_gaussian_blur(x, sigma),
             lambda: x,
         )
     if config.jpeg_quality_min:
