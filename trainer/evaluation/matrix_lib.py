@@ -27,8 +27,7 @@ import tensorflow as tf  # noqa: E402
 
 from preprocessing import cli, paths, schema  # noqa: E402
 from trainer import data, export  # noqa: E402
-from trainer.evaluation import evaluate_lib as evaluate
-from trainer.evaluation import report_lib  # noqa: E402
+from trainer.evaluation import evaluate_lib, report_lib  # noqa: E402
 
 MATRIX_JSON = "matrix.json"
 MATRIX_MD = "matrix.md"
@@ -154,9 +153,9 @@ def _file_part(label: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", label).strip("_") or "x"
 
 
-def cell(scores: evaluate.SplitScores, threshold: float) -> dict:
+def cell(scores: evaluate_lib.SplitScores, threshold: float) -> dict:
     """One matrix cell from one export's scores of one split (dfd-evaluate's own figures)."""
-    figures = evaluate.split_figures(scores, threshold)
+    figures = evaluate_lib.split_figures(scores, threshold)
     frames = figures["metrics"]
     videos = figures["video_metrics"]
     return {
@@ -215,14 +214,14 @@ def run(
         cells[model.label] = {}
         for spec in datasets:
             started = time.monotonic()
-            scores = evaluate.score_split(
+            scores = evaluate_lib.score_split(
                 builders[spec.label],
                 spec.split,
                 scorer,
                 batch_size=batch_size,
                 max_examples=max_examples,
             )
-            evaluate.write_scores(
+            evaluate_lib.write_scores(
                 scores,
                 paths.join(scores_dir, f"{_file_part(model.label)}__{_file_part(spec.label)}.csv"),
             )
