@@ -328,6 +328,12 @@ def assemble(
 def _assemble_video(
     path: str, parts: list[dict], scores: Mapping[PartKey, float | None], threshold: float
 ) -> scoring.Prediction:
+    """A video's Prediction: its plan, its chunks' frames and their faces' scores joined.
+
+    Faces are linked into tracks across the sampled frames, each track scored
+    from its frames and the video from its tracks. A chunk that broke while
+    decoding leaves a verdict on the frames decoded before it, with the error.
+    """
     plan = next((part for part in parts if "video" in part or "frames_planned" in part), None)
     if plan is None or plan.get("error"):
         source = plan or next(part for part in parts if part.get("error"))
@@ -337,40 +343,11 @@ def _assemble_video(
         for frame in part.get("frames", ()):
             frames.setdefault(frame["frame_index"], frame)
     ordered = [frames[index] for index in sorted(frames)]
-    track_ids = faces_lib.track_faces(
-        [[_face_from_dict(face) for face in frame["faces"]] for frame in ordered]
-    )
-    tracks: dict[int, list[dict]] = {}
-    undecodable = 0
-    for frame, ids in zip(ordered, track_ids):
-        for number, (face, track) in enumerate(zip(frame["faces"], ids)):
-            p_fake = scores.get((frame["frame_index"], number))
-            if p_fake is None:
-                undecodable += 1
-                continue
-            tracks.setdefault(track, []).append(
-                {
-                    "frame_index": frame["frame_index"],
-                    "time": frame["time"],
-                    "box": face["box"],
-                    "confidence": face["confidence"],
-                    "p_fake": p_fake,
-                }
-            )
-    track_records = []
-    for number, track in enumerate(tracks[t] for t in sorted(tracks)):
-        p_fake = aggregation.track_score(entry["p_fake"] for entry in track)
-        track_records.append(
-            {
-                "track_id": number,
-                "p_fake": p_fake,
-                "label": metrics.label_name(p_fake, threshold),
-                "start_time": track[0]["time"],
-                "end_time": track[-1]["time"],
-                "num_frames": len(track),
-                "frames": track,
-            }
-        )
+    tracks, undecodable = _tracks(ordered, scores)
+    track_records = [
+        _track_record(number, tracks[track_id], threshold)
+        for number, track_id in enumerate(sorted(tracks))
+    ]
     too_small = sum(frame["too_small"] for frame in ordered)
     details = {
         "video": plan["video"],
@@ -403,6 +380,47 @@ def _assemble_video(
         status=status,
         details=details,
     )
+
+
+def _tracks(
+    frames: list[dict], scores: Mapping[PartKey, float | None]
+) -> tuple[dict[int, list[dict]], int]:
+    """({track id: its scored faces, in frame order}, faces the model could not decode)."""
+    track_ids = faces_lib.track_faces(
+        [[_face_from_dict(face) for face in frame["faces"]] for frame in frames]
+    )
+    tracks: dict[int, list[dict]] = {}
+    undecodable = 0
+    for frame, ids in zip(frames, track_ids):
+        for number, (face, track) in enumerate(zip(frame["faces"], ids)):
+            p_fake = scores.get((frame["frame_index"], number))
+            if p_fake is None:
+                undecodable += 1
+                continue
+            tracks.setdefault(track, []).append(
+                {
+                    "frame_index": frame["frame_index"],
+                    "time": frame["time"],
+                    "box": face["box"],
+                    "confidence": face["confidence"],
+                    "p_fake": p_fake,
+                }
+            )
+    return tracks, undecodable
+
+
+def _track_record(number: int, track: list[dict], threshold: float) -> dict:
+    """One track's record: its score (`aggregation.track_score`), label, span and frames."""
+    p_fake = aggregation.track_score(entry["p_fake"] for entry in track)
+    return {
+        "track_id": number,
+        "p_fake": p_fake,
+        "label": metrics.label_name(p_fake, threshold),
+        "start_time": track[0]["time"],
+        "end_time": track[-1]["time"],
+        "num_frames": len(track),
+        "frames": track,
+    }
 
 
 # ---------------------------------------------------------------------------- one machine
