@@ -43,6 +43,7 @@ import dataclasses
 import io
 import os
 
+from absl import flags
 import numpy as np
 from PIL import Image
 
@@ -94,10 +95,9 @@ class MediaOptions:
 
     @classmethod
     def from_flags(cls, flag_values, **more) -> MediaOptions:
-        """The face and video flags `dfd-predict` and `dfd-batch-score` share, as MediaOptions.
+        """The flags `define_media_flags` defines, as MediaOptions.
 
-        Each tool defines the flags next to its own `main`; this reads them the same
-        way in both (`more`: options only one tool has, e.g. batch scoring's chunk size).
+        `more`: options only one tool has, e.g. batch scoring's chunk size.
         """
         return cls(
             faces=flag_values.faces,
@@ -116,6 +116,51 @@ class MediaOptions:
             min_confidence=self.min_confidence,
             max_faces=self.max_faces,
         )
+
+
+def define_media_flags() -> None:
+    """Defines the face and video flags that `MediaOptions.from_flags` reads.
+
+    One definition for every command that scores photos and videos
+    (`dfd-predict`, `dfd-batch-score`), called from the command's own
+    `define_flags`, which then adopts them (`flags.adopt_module_key_flags(media)`)
+    so that its `--help` lists them.
+    """
+    flags.DEFINE_enum(
+        "faces",
+        "auto",
+        list(FACE_MODES),
+        "auto: square images with no face or one face filling them are crops, other images "
+        "are photos; detect: every image is a photo (faces found and cropped); none: every "
+        "image is scored as given.",
+    )
+    flags.DEFINE_integer(
+        "min_face_size",
+        faces_lib.DEFAULT_MIN_FACE_SIZE,
+        "Faces smaller than this (box's shorter side, pixels) are reported, not scored.",
+    )
+    flags.DEFINE_float(
+        "min_face_confidence",
+        faces_lib.DEFAULT_MIN_CONFIDENCE,
+        "MTCNN confidence below which a candidate is not a face.",
+    )
+    flags.DEFINE_integer(
+        "max_faces", faces_lib.DEFAULT_MAX_FACES, "At most this many faces (the largest) per image."
+    )
+    flags.DEFINE_float(
+        "frames_per_second", None, "Sample videos at this rate (default: --max_frames spread)."
+    )
+    flags.DEFINE_integer(
+        "max_frames",
+        None,
+        f"Frames sampled per video (default {video.DEFAULT_MAX_FRAMES}, spread over the "
+        f"video; at most {video.HARD_CAP}, the hard cap).",
+    )
+    flags.DEFINE_integer(
+        "max_frame_pixels",
+        video.DEFAULT_MAX_PIXELS,
+        "Photos and video frames with more pixels are rejected (huge_frame).",
+    )
 
 
 def crop_size(image_size: int) -> int:
