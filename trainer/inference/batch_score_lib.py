@@ -29,14 +29,13 @@ from typing import Any
 from absl import logging
 
 # TensorFlow is imported already, quietly (trainer/batch_score.py imports it first). Beam
-# warns at import, through
-# the root logger ("apitools not found ..."), before any log file exists: that goes to the log
-# file too, kept until then, so `--help` and every run start with this tool's own lines.
-from preprocessing import tf_startup
-from preprocessing import tool_logging as build_logging
+# warns at import, through the root logger ("apitools not found ..."), before any log file
+# exists: that goes to the log file too, kept until then, so `--help` and every run start
+# with this tool's own lines.
+from preprocessing import tf_startup, tool_logging
 
 with (
-    build_logging.capture_native_stderr()
+    tool_logging.capture_native_stderr()
     if tf_startup.verbosity_in_argv(sys.argv) <= 0
     else contextlib.nullcontext([])
 ) as _IMPORT_STDERR:
@@ -417,7 +416,7 @@ def log_to(log_file: str):
     logging.info("Full log (Beam, TensorFlow, worker processes): %s", log_file)
     if tf.io.gfile.exists(log_file):
         tf.io.gfile.remove(log_file)
-    with build_logging.build_log(
+    with tool_logging.build_log(
         log_file,
         project_dirs=PROJECT_DIRS,
         verbose=logging.get_verbosity() >= 1,
@@ -426,5 +425,5 @@ def log_to(log_file: str):
         try:
             yield local_log
         except BaseException:
-            build_logging.details().exception("The job failed.")
+            tool_logging.details().exception("The job failed.")
             raise
