@@ -23,7 +23,8 @@ local or `gs://`. What happens to each (`trainer.inference.media` has the rules)
 `--faces=auto` (default) tells crops from photos: a square image in which the
 face detector finds no usable face, or one face whose crop square covers most of
 the image, is a crop; other images are photos. `--faces=detect` treats every
-image as a photo, `--faces=none` every image as a crop (the old behaviour).
+image as a photo, `--faces=none` every image as a crop (for inputs that are
+all aligned faces, like the training data: no face detection at all).
 
 Each label is taken at the threshold recorded in the export's `detector.json`
 (`trainer.evaluate --write_threshold` calibrates it). A file that cannot be

@@ -7,7 +7,7 @@ JPEG bytes and returns JPEG bytes, because that is what the exported detector
 takes (`serving_default(images: JPEG bytes)`), so a perturbed image goes
 through the same served decode-and-crop as a clean one.
 
-    from trainer import perturbations
+    from trainer.evaluation import perturbations
     worse = perturbations.perturb(jpeg, "jpeg", 50)              # one image
     for perturbation, strengths in perturbations.parse_specs(["blur", "jpeg:90/50"]):
         ...                                                      # what --perturbations names

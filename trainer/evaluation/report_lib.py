@@ -3,8 +3,8 @@
 `evaluate_lib` computes the figures; this module only lays them out, so a
 report can be redrawn or summarised without a model or a dataset (`dfd-report`,
 trainer/report.py). The Markdown per-class table has the layout of
-scikit-learn's `classification_report`, which the original notebook printed,
-so old and new results read side by side.
+scikit-learn's `classification_report`, the table the project's original
+notebook printed, so the two compare line by line.
 """
 
 from __future__ import annotations
@@ -59,8 +59,8 @@ def text_colour(rgba) -> str:
 
     Chosen by the cell's relative luminance (WCAG 2: linearised sRGB weighted
     0.2126/0.7152/0.0722); above 0.179 black has the higher contrast, below it white.
-    A rule on the cell's *value* (the old `count > max / 2`) put white text on pale
-    cells whenever the colour map did not start at white.
+    A rule on the cell's *value* (such as `count > max / 2`) puts white text on pale
+    cells whenever the colour map does not start at white.
     """
     channels = np.asarray(rgba[:3], dtype=np.float64)
     linear = np.where(channels <= 0.04045, channels / 12.92, ((channels + 0.055) / 1.055) ** 2.4)

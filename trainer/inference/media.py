@@ -19,14 +19,14 @@ The work is cut in stages that `trainer.predict` runs in one process and
 3. `assemble` joins the parts and the scores into one `Prediction` per input.
 
 `--faces` (`FACE_MODES`):
-- `none`: every image is scored as given, as an aligned crop (the behaviour
-  before photos were supported; for inputs like the training data).
+- `none`: every image is scored as given, as an aligned crop (for inputs that
+  are all aligned faces, like the training data: no face detection at all).
 - `detect`: every image is a photo: faces are found and cropped.
 - `auto` (default): a square image is taken as an already-aligned crop when the
   face detector finds no usable face in it, or one face whose canonical crop
   square covers most of the image (IoU >= `CROP_IOU`); any other image is a
   photo. So the 140k images and the synthetic demo faces (which MTCNN does not
-  see as faces) are scored as before, and a group photo is not.
+  see as faces) are scored whole, as crops, and a group photo is not.
 Videos are recognised by extension or by their container's first bytes, in
 every mode.
 
