@@ -40,8 +40,7 @@ from trainer.training import callbacks as callbacks_lib
 from trainer.training import config as config_lib
 from trainer.training import optimizer as optimizer_lib
 from trainer.training.divergence import TrainingDiverged, check_not_diverged  # noqa: F401
-from trainer.training.keras_workarounds import multi_step
-from trainer.training.keras_workarounds import multiworker as multiworker_workaround
+from trainer.training.keras_workarounds import multi_step, multiworker
 
 BACKUP_DIR = "backup"
 CHECKPOINT_DIR = "checkpoints"
@@ -168,7 +167,7 @@ def fit_model(
             (needed under MultiWorkerMirroredStrategy only).
     """
     if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
-        return multiworker_workaround.twin(model, strategy, element_spec, config)
+        return multiworker.twin(model, strategy, element_spec, config)
     with strategy.scope():
         return augment.training_model(model, config, model_class=multi_step.MultiStepModel)
 
