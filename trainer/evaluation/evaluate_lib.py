@@ -494,7 +494,7 @@ class _Threshold:
 
     Attributes:
         value: the threshold on p_fake.
-        rule: the rule `metrics.choose_threshold` names ("eer", "max_f1", or a number's).
+        rule: how `metrics.choose_threshold` chose it: "eer", "max_f1" or "fixed".
         description: for people, e.g. "EER on validation" or "fixed by --threshold".
         split: the split it was chosen on (None for a number given by --threshold).
         scores: that split's scores (None for a number).
@@ -513,7 +513,8 @@ def _choose_threshold(
     """Applies `--threshold`: a rule scores `threshold_split`; a number needs no scores.
 
     Raises:
-        ValueError: for a threshold that is neither a rule nor a number (naming it).
+        ValueError: for a threshold that is neither a rule nor a number in [0, 1], or a
+            rule the threshold split cannot support (naming it).
     """
     rule = str(threshold).strip().lower()
     if rule not in metrics.THRESHOLD_RULES:
@@ -534,7 +535,7 @@ def _choose_threshold(
 def _threshold_section(
     chosen: _Threshold, metadata: export.DetectorMetadata, *, written: bool
 ) -> dict:
-    """report.json's "threshold": the value, its rule and origin, and the export's before."""
+    """report.json's "threshold": the value, how and where it was chosen, the export's own."""
     return {
         "value": float(chosen.value),
         "rule": chosen.rule,
