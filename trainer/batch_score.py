@@ -48,8 +48,6 @@ from absl import app, flags
 
 from preprocessing import cli  # noqa: E402
 from preprocessing.building import runners
-from preprocessing.media import faces as faces_lib  # noqa: E402
-from preprocessing.media import video as video_lib  # noqa: E402
 from trainer.inference import batch_score_lib, media, scoring
 
 FLAGS = flags.FLAGS
@@ -58,6 +56,20 @@ FLAGS = flags.FLAGS
 def define_flags() -> None:
     """Defines the command's flags; called by `run_main`, so importing this module as a
     library (tests, other tools) defines none and cannot collide with other commands."""
+    _define_job_flags()
+    _define_runner_flags()
+    media.define_media_flags()
+    flags.adopt_module_key_flags(media)
+    flags.DEFINE_integer(
+        "chunk_frames", 8, "Sampled frames per work item: a video spreads over workers."
+    )
+    flags.DEFINE_boolean(
+        "follow_outside_links", False, "Follow links in input folders that point outside them."
+    )
+
+
+def _define_job_flags() -> None:
+    """The detector, the inputs, the output and the batching."""
     flags.DEFINE_string(
         "export_dir", None, "Exported detector: <model_dir>/export written by trainer.task."
     )
@@ -68,6 +80,13 @@ def define_flags() -> None:
     flags.DEFINE_float(
         "threshold", None, "Override the threshold recorded in the export's detector.json."
     )
+    flags.DEFINE_integer("min_batch_size", 1, "Smallest batch RunInference sends to the model.")
+    flags.DEFINE_integer("max_batch_size", 32, "Largest batch RunInference sends to the model.")
+    flags.DEFINE_integer("num_shards", 0, "Output files (0: the runner chooses).")
+
+
+def _define_runner_flags() -> None:
+    """Where the Beam job runs."""
     flags.DEFINE_string(
         "runner",
         runners.LOCAL,
@@ -83,41 +102,6 @@ def define_flags() -> None:
         [],
         "Comma-separated Beam options for a named runner, "
         "e.g. project=P,region=R,temp_location=gs://b/tmp,setup_file=./setup.py.",
-    )
-    flags.DEFINE_integer("min_batch_size", 1, "Smallest batch RunInference sends to the model.")
-    flags.DEFINE_integer("max_batch_size", 32, "Largest batch RunInference sends to the model.")
-    flags.DEFINE_integer("num_shards", 0, "Output files (0: the runner chooses).")
-    flags.DEFINE_enum(
-        "faces",
-        "auto",
-        list(media.FACE_MODES),
-        "auto: square images with no face or one face filling them are crops, other images "
-        "are photos; detect: every image is a photo; none: every image is scored as given.",
-    )
-    flags.DEFINE_integer(
-        "min_face_size",
-        faces_lib.DEFAULT_MIN_FACE_SIZE,
-        "Faces smaller than this (pixels) are reported, not scored.",
-    )
-    flags.DEFINE_float(
-        "min_face_confidence", faces_lib.DEFAULT_MIN_CONFIDENCE, "MTCNN confidence for a face."
-    )
-    flags.DEFINE_integer("max_faces", faces_lib.DEFAULT_MAX_FACES, "At most this many per image.")
-    flags.DEFINE_float("frames_per_second", None, "Sample videos at this rate.")
-    flags.DEFINE_integer(
-        "max_frames",
-        None,
-        f"Frames per video (default {video_lib.DEFAULT_MAX_FRAMES}; "
-        f"hard cap {video_lib.HARD_CAP}).",
-    )
-    flags.DEFINE_integer(
-        "max_frame_pixels", video_lib.DEFAULT_MAX_PIXELS, "Larger photos/frames: huge_frame."
-    )
-    flags.DEFINE_integer(
-        "chunk_frames", 8, "Sampled frames per work item: a video spreads over workers."
-    )
-    flags.DEFINE_boolean(
-        "follow_outside_links", False, "Follow links in input folders that point outside them."
     )
 
 

@@ -15,7 +15,7 @@ import re
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from preprocessing import paths, schema
+from preprocessing import cli, paths, schema
 from preprocessing.building import dataset_dirs
 
 
@@ -92,7 +92,7 @@ def find_corrupted_shards(builder: tfds.core.DatasetBuilder, splits) -> list[str
                     )
                 )
             except (tf.errors.DataLossError, tf.errors.NotFoundError) as error:
-                problems.append(f"{path} ({one_line(error)})")
+                problems.append(f"{path} ({_one_line(error)})")
                 continue
             if count != expected:
                 problems.append(f"{path} ({count} records, dataset_info.json says {expected})")
@@ -107,7 +107,7 @@ def corrupted_data_error(
     where = (
         f"damaged shard(s): {'; '.join(bad)}"
         if bad
-        else f"no shard of {list(splits)} fails when read alone ({one_line(error)})"
+        else f"no shard of {list(splits)} fails when read alone ({_one_line(error)})"
     )
     data_dir = builder.data_dir.split("/" + builder.info.name + "/")[0]
     return CorruptedDataError(
@@ -118,9 +118,9 @@ def corrupted_data_error(
     )
 
 
-def one_line(error: BaseException) -> str:
-    text = " ".join(str(error).split())
-    return text[:300] or type(error).__name__
+def _one_line(error: BaseException) -> str:
+    """`cli.one_line`, cut to 300 characters: it goes inside a longer message."""
+    return cli.one_line(error)[:300]
 
 
 def num_examples(builder: tfds.core.DatasetBuilder, split: str) -> int:

@@ -12,10 +12,11 @@ frame-level and, for datasets whose examples carry `video_id`, video-level
 (frames aggregated per track and per video by `trainer.aggregation`), the two
 numbers DeepfakeBench reports side by side.
 
-Each cell is computed by the code of `trainer.evaluate` (`score_split` on the
-exported SavedModel, `split_figures`), so a cell equals what `dfd-evaluate`
-reports for that export, dataset and split. Accuracy is at each export's own
-threshold (its detector.json); AUC and EER need none.
+Each cell is computed by `dfd-evaluate`'s own code (`score_split` on the
+exported SavedModel and `split_figures`, in `trainer.evaluation.evaluate_lib`),
+so a cell equals what `dfd-evaluate` reports for that export, dataset and
+split. Accuracy is at each export's own threshold (its detector.json); AUC and
+EER need none.
 
 Writes to `--output_dir`: matrix.json, matrix.md, matrix.png (heat maps) and
 scores/<model>__<dataset>.csv (one row per image, as dfd-evaluate's scores.csv).

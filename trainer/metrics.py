@@ -298,7 +298,7 @@ def _fixed_threshold(rule) -> float:
     return value
 
 
-def summarize(labels, scores, threshold: float, num_bins: int = DEFAULT_CALIBRATION_BINS) -> dict:
+def summarise(labels, scores, threshold: float, num_bins: int = DEFAULT_CALIBRATION_BINS) -> dict:
     """Every figure of the report for one split at one threshold, JSON-ready (NaN becomes None)."""
     labels, scores = _as_arrays(labels, scores)
     eer, eer_threshold = equal_error_rate(labels, scores)

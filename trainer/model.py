@@ -87,9 +87,12 @@ HEAD_PHASE = "head"
 FINE_TUNE_PHASE = "fine_tune"
 FULL_PHASE = "full"
 LOGIT_LAYER = "logit"
+# The Keras package every serializable class of the trainer registers under: saved
+# files name each class `dfd>ClassName`.
+KERAS_PACKAGE = "dfd"
 
 
-@keras.saving.register_keras_serializable(package="dfd")
+@keras.saving.register_keras_serializable(package=KERAS_PACKAGE)
 class ImagePreprocessing(keras.layers.Layer):
     """uint8 RGB -> the float input a backbone was trained on.
 

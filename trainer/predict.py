@@ -23,7 +23,8 @@ local or `gs://`. What happens to each (`trainer.inference.media` has the rules)
 `--faces=auto` (default) tells crops from photos: a square image in which the
 face detector finds no usable face, or one face whose crop square covers most of
 the image, is a crop; other images are photos. `--faces=detect` treats every
-image as a photo, `--faces=none` every image as a crop (the old behaviour).
+image as a photo, `--faces=none` every image as a crop (for inputs that are
+all aligned faces, like the training data: no face detection at all).
 
 Each label is taken at the threshold recorded in the export's `detector.json`
 (`trainer.evaluate --write_threshold` calibrates it). A file that cannot be
@@ -45,8 +46,6 @@ import sys
 from absl import app, flags
 
 from preprocessing import cli
-from preprocessing.media import faces as faces_lib
-from preprocessing.media import video as video_lib
 from trainer.inference import media, predict_lib
 
 FLAGS = flags.FLAGS
@@ -55,6 +54,15 @@ FLAGS = flags.FLAGS
 def define_flags() -> None:
     """Defines the command's flags; called by `run_main`, so importing this module as a
     library (tests, other tools) defines none and cannot collide with other commands."""
+    _define_model_and_output_flags()
+    media.define_media_flags()
+    flags.adopt_module_key_flags(media)
+    _define_reading_flags()
+    _define_explain_flags()
+
+
+def _define_model_and_output_flags() -> None:
+    """The detector, its threshold, and what is written."""
     flags.DEFINE_string(
         "export_dir", None, "Exported detector: <model_dir>/export written by trainer.task."
     )
@@ -71,41 +79,6 @@ def define_flags() -> None:
         "Format of --output when its name does not say.",
     )
     flags.DEFINE_integer("batch_size", 32, "Images (face crops) scored per model call.")
-    flags.DEFINE_enum(
-        "faces",
-        "auto",
-        list(media.FACE_MODES),
-        "auto: square images with no face or one face filling them are crops, other images "
-        "are photos; detect: every image is a photo (faces found and cropped); none: every "
-        "image is scored as given.",
-    )
-    flags.DEFINE_integer(
-        "min_face_size",
-        faces_lib.DEFAULT_MIN_FACE_SIZE,
-        "Faces smaller than this (box's shorter side, pixels) are reported, not scored.",
-    )
-    flags.DEFINE_float(
-        "min_face_confidence",
-        faces_lib.DEFAULT_MIN_CONFIDENCE,
-        "MTCNN confidence below which a candidate is not a face.",
-    )
-    flags.DEFINE_integer(
-        "max_faces", faces_lib.DEFAULT_MAX_FACES, "At most this many faces (the largest) per image."
-    )
-    flags.DEFINE_float(
-        "frames_per_second", None, "Sample videos at this rate (default: --max_frames spread)."
-    )
-    flags.DEFINE_integer(
-        "max_frames",
-        None,
-        f"Frames sampled per video (default {video_lib.DEFAULT_MAX_FRAMES}, spread over the "
-        f"video; at most {video_lib.HARD_CAP}, the hard cap).",
-    )
-    flags.DEFINE_integer(
-        "max_frame_pixels",
-        video_lib.DEFAULT_MAX_PIXELS,
-        "Photos and video frames with more pixels are rejected (huge_frame).",
-    )
     flags.DEFINE_boolean(
         "annotate", False, "Write <media_dir>/<name>.annotated.png: each photo with its faces."
     )
@@ -115,11 +88,19 @@ def define_flags() -> None:
         "Where per-video JSON and timeline PNGs and --annotate PNGs go; "
         "default <output dir or cwd>/media.",
     )
+
+
+def _define_reading_flags() -> None:
+    """How input folders are read."""
     flags.DEFINE_boolean(
         "follow_outside_links",
         False,
         "Follow symbolic links in input folders that point outside the folder.",
     )
+
+
+def _define_explain_flags() -> None:
+    """Grad-CAM (--explain)."""
     flags.DEFINE_boolean(
         "explain",
         False,

@@ -1,10 +1,9 @@
-"""The evaluation report: report.json, report.md, PNG plots; `python -m trainer.report` prints it.
+"""The evaluation report, summarised: `python -m trainer.report` (`dfd-report`) prints it.
 
-`trainer.evaluate` computes the figures; this module only lays them out, so a
-report can be redrawn or summarised without a model or a dataset. The
-Markdown per-class table has the layout of scikit-learn's
-`classification_report`, which the original notebook printed, so old and new
-results read side by side.
+Reads the report.json that `dfd-evaluate` wrote to `--report_dir` and prints
+the headline, the per-class table and where the report, the scores and the
+plots are: no model and no dataset needed. The layout is
+`trainer.evaluation.report_lib`'s, the same as `dfd-evaluate` prints.
 
     python -m trainer.report --report_dir=demo_out/model/report   # headline + paths
 """
@@ -31,8 +30,7 @@ FLAGS = flags.FLAGS
 
 
 def define_flags() -> None:
-    """Defined only when this module is the program: `trainer.evaluate` imports it as a
-    library and has a --report_dir of its own."""
+    """Defines the command's flags; called by `run_main` only."""
     flags.DEFINE_string(
         "report_dir", None, "Folder holding report.json (written by trainer.evaluate)."
     )

@@ -268,7 +268,7 @@ def main(argv):
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}; every option is a --flag.")
     config = config_from_flags()
     config_lib.validate(config)
-    from trainer.training import train_lib as train  # Heavy imports after the cheap checks.
+    from trainer.training import train_lib  # Heavy imports after the cheap checks.
 
     log_file = console.configure_console(config.model_dir, FLAGS.verbosity)
 
@@ -277,7 +277,7 @@ def main(argv):
         if log_file:
             print(f"  (TensorFlow/Keras messages: {log_file}; --verbosity=1 shows them here)")
 
-    result = train.run(config, on_setup=announce)
+    result = train_lib.run(config, on_setup=announce)
     print(console.done_summary(result), flush=True)
 
 

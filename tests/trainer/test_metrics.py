@@ -151,7 +151,7 @@ def test_single_class_and_bad_inputs():
         metrics.roc_auc([0, 2], [0.2, 0.8])
     with pytest.raises(ValueError, match="2 values but scores has 3"):
         metrics.accuracy([0, 1], [0.1, 0.2, 0.3], 0.5)
-    summary = metrics.summarize([1, 1], [0.2, 0.8], 0.5)
+    summary = metrics.summarise([1, 1], [0.2, 0.8], 0.5)
     assert summary["roc_auc"] is None and summary["eer"] is None
     assert summary["per_class"]["fake"]["recall"] == 0.5
 

@@ -95,20 +95,10 @@ def score_split(
         raise ValueError(f"batch_size must be >= 1; got {batch_size}.")
     features = set(builder.info.features.keys())
     optional = [key for key in (schema.SOURCE, schema.VIDEO_ID, schema.TRACK_ID) if key in features]
-    dataset = builder.as_dataset(
-        split=split, shuffle_files=False, decoders={schema.IMAGE: tfds.decode.SkipDecoding()}
-    )
-    if max_examples > 0:
-        dataset = dataset.take(max_examples)
-    if perturb is not None:
-        dataset = dataset.map(
-            _perturb_map(perturb), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
-        )
-    dataset = dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
     ids, labels, scores = [], [], []
     columns: dict[str, list] = {key: [] for key in optional}
     started = time.monotonic()
-    for batch in dataset:
+    for batch in _scoring_dataset(builder, split, batch_size, max_examples, perturb):
         outputs = scorer(**{export.INPUT_NAME: batch[schema.IMAGE]})
         scores.append(outputs[export.OUTPUT_NAME].numpy().reshape(-1))
         labels.append(batch[schema.LABEL].numpy())
@@ -120,6 +110,31 @@ def score_split(
     if not ids:
         raise ValueError(f"Split {split!r} of {builder.info.full_name} holds no examples.")
     logging.info("%s: scored %d images in %.1f s", split, len(ids), time.monotonic() - started)
+    return _split_scores(ids, labels, scores, columns)
+
+
+def _scoring_dataset(
+    builder: tfds.core.DatasetBuilder,
+    split: str,
+    batch_size: int,
+    max_examples: int,
+    perturb: Callable[[bytes], bytes] | None,
+) -> tf.data.Dataset:
+    """Batches of `split`'s examples in file order, JPEG bytes undecoded (perturbed if asked)."""
+    dataset = builder.as_dataset(
+        split=split, shuffle_files=False, decoders={schema.IMAGE: tfds.decode.SkipDecoding()}
+    )
+    if max_examples > 0:
+        dataset = dataset.take(max_examples)
+    if perturb is not None:
+        dataset = dataset.map(
+            _perturb_map(perturb), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
+        )
+    return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def _split_scores(ids: list[str], labels: list, scores: list, columns: dict[str, list]):
+    """The `SplitScores` of the batches' labels and scores and the optional columns read."""
     return SplitScores(
         ids,
         np.concatenate(labels).astype(np.int64),
@@ -132,6 +147,26 @@ def score_split(
             else None
         ),
     )
+
+
+@dataclasses.dataclass(frozen=True)
+class SplitScorer:
+    """`score_split` bound to one dataset, one exported scorer and one batch size."""
+
+    builder: tfds.core.DatasetBuilder
+    scorer: Callable
+    batch_size: int = 64
+    max_examples: int = 0
+
+    def __call__(self, split: str, perturb: Callable[[bytes], bytes] | None = None):
+        return score_split(
+            self.builder,
+            split,
+            self.scorer,
+            batch_size=self.batch_size,
+            max_examples=self.max_examples,
+            perturb=perturb,
+        )
 
 
 def aggregate_videos(frames: SplitScores) -> SplitScores:
@@ -200,12 +235,12 @@ def split_figures(
     """Every figure of one split at one threshold: what report.json and the matrix hold.
 
     Returns:
-        {"metrics": frame-level `metrics.summarize`, "per_source": per source or None,
+        {"metrics": frame-level `metrics.summarise`, "per_source": per source or None,
          "num_videos", "video_metrics", "video_per_source": the same per video, or None
          when the dataset has no video ids}.
     """
     figures = {
-        "metrics": metrics.summarize(scores.labels, scores.scores, threshold, calibration_bins),
+        "metrics": metrics.summarise(scores.labels, scores.scores, threshold, calibration_bins),
         "per_source": (
             metrics.by_group(scores.labels, scores.scores, scores.sources, threshold)
             if scores.sources is not None
@@ -218,7 +253,7 @@ def split_figures(
     if scores.video_ids is not None:
         videos = aggregate_videos(scores)
         figures["num_videos"] = len(videos.ids)
-        figures["video_metrics"] = metrics.summarize(
+        figures["video_metrics"] = metrics.summarise(
             videos.labels, videos.scores, threshold, calibration_bins
         )
         if videos.sources is not None:
@@ -272,6 +307,19 @@ def robustness(
          "models", "strength_name", "levels": [{"level", "strength", "label",
          "num_examples", "roc_auc", "eer", "accuracy"}, ...]}, ...]}.
     """
+    score = SplitScorer(builder, scorer, batch_size=batch_size, max_examples=max_examples)
+    return _robustness(score, split, threshold, chosen, clean, seed)
+
+
+def _robustness(
+    score: SplitScorer,
+    split: str,
+    threshold: float,
+    chosen: Sequence[tuple[perturbations.Perturbation, tuple]],
+    clean: SplitScores,
+    seed: int,
+) -> dict:
+    """`robustness`, scoring with `score`."""
     result = {
         "split": split,
         "threshold": float(threshold),
@@ -280,42 +328,10 @@ def robustness(
         "perturbations": [],
     }
     for perturbation, strengths in chosen:
-        levels = []
-        for level, strength in enumerate(strengths, start=1):
-            started = time.monotonic()
-            label = perturbation.format_strength(strength)
-            try:
-                scored = score_split(
-                    builder,
-                    split,
-                    scorer,
-                    batch_size=batch_size,
-                    max_examples=max_examples,
-                    perturb=functools.partial(perturbation, strength=strength, seed=seed),
-                )
-            except tf.errors.OpError as error:
-                raise RuntimeError(
-                    f"Perturbation {perturbation.name} {label} failed on {split}: "
-                    f"{cli.one_line(error)[:500]}"
-                ) from error
-            figures = _robust_figures(scored, threshold)
-            levels.append(
-                {
-                    "level": level,
-                    "strength": perturbation.strength_to_json(strength),
-                    "label": label,
-                    **figures,
-                }
-            )
-            logging.info(
-                "robustness %s %s: AUC %s, EER %s, accuracy %.4f (%.1f s)",
-                perturbation.name,
-                label,
-                figures["roc_auc"],
-                figures["eer"],
-                figures["accuracy"],
-                time.monotonic() - started,
-            )
+        levels = [
+            _robust_level(score, split, threshold, perturbation, level, strength, seed)
+            for level, strength in enumerate(strengths, start=1)
+        ]
         result["perturbations"].append(
             {
                 "name": perturbation.name,
@@ -325,6 +341,47 @@ def robustness(
             }
         )
     return result
+
+
+def _robust_level(
+    score: SplitScorer,
+    split: str,
+    threshold: float,
+    perturbation: perturbations.Perturbation,
+    level: int,
+    strength,
+    seed: int,
+) -> dict:
+    """One point of a robustness curve: `split` scored under `perturbation` at `strength`.
+
+    Raises:
+        RuntimeError: when scoring fails under the perturbation (naming it and the split).
+    """
+    started = time.monotonic()
+    label = perturbation.format_strength(strength)
+    try:
+        scored = score(split, perturb=functools.partial(perturbation, strength=strength, seed=seed))
+    except tf.errors.OpError as error:
+        raise RuntimeError(
+            f"Perturbation {perturbation.name} {label} failed on {split}: "
+            f"{cli.one_line(error)[:500]}"
+        ) from error
+    figures = _robust_figures(scored, threshold)
+    logging.info(
+        "robustness %s %s: AUC %s, EER %s, accuracy %.4f (%.1f s)",
+        perturbation.name,
+        label,
+        figures["roc_auc"],
+        figures["eer"],
+        figures["accuracy"],
+        time.monotonic() - started,
+    )
+    return {
+        "level": level,
+        "strength": perturbation.strength_to_json(strength),
+        "label": label,
+        **figures,
+    }
 
 
 def write_scores(scores: SplitScores, path: str) -> None:
@@ -385,101 +442,154 @@ def run(
     """
     chosen_perturbations = perturbations.parse_specs(perturbation_specs)  # Bad specs fail first.
     paths.ensure_writable(report_dir)
-    metadata = export.read_metadata(export_dir)
-    scorer = export.load_scorer(export_dir)
-    builder = data.load_builder(data_dir, dataset)
-
-    rule = str(threshold).strip().lower()
-    chosen_on = None
-    if rule in metrics.THRESHOLD_RULES:
-        if threshold_split == split:
-            logging.warning(
-                "--threshold_split=%s equals --split: the thresholded figures are optimistic.",
-                split,
-            )
-        chosen_on = score_split(
-            builder, threshold_split, scorer, batch_size=batch_size, max_examples=max_examples
-        )
-        value, how = metrics.choose_threshold(chosen_on.labels, chosen_on.scores, rule)
-        description = f"{_RULE_NAMES[how]} on {threshold_split}"
-    else:
-        value, how = metrics.choose_threshold([], [], rule)  # A number: no scores needed.
-        description = "fixed by --threshold"
-    evaluated = (
-        chosen_on
-        if threshold_split == split and chosen_on is not None
-        else score_split(builder, split, scorer, batch_size=batch_size, max_examples=max_examples)
-    )
-    figures = split_figures(evaluated, value, calibration_bins)
-
-    plots_dir = paths.join(report_dir, report_lib.PLOTS_DIR)
-    plots = report_lib.write_plots(
-        evaluated.labels,
-        evaluated.scores,
-        value,
-        plots_dir,
-        title=f"{dataset} {split}",
-        num_bins=calibration_bins,
-    )
-    write_scores(evaluated, paths.join(report_dir, SCORES_CSV))
-    video_scores_csv = None
-    if evaluated.video_ids is not None:
-        video_scores_csv = paths.join(report_dir, VIDEO_SCORES_CSV)
-        write_scores(aggregate_videos(evaluated), video_scores_csv)
-    robust = None
-    if chosen_perturbations:
-        robust = robustness(
-            builder,
-            split,
-            scorer,
-            value,
-            chosen_perturbations,
-            clean=evaluated,
-            seed=perturbation_seed,
-            batch_size=batch_size,
-            max_examples=max_examples,
-        )
-        plots["robustness"] = report_lib.write_robustness_plot(
-            robust, plots_dir, title=f"{dataset} {split}"
-        )
-    if write_threshold:
-        export.write_metadata(
-            export_dir,
-            dataclasses.replace(metadata, threshold=float(value), threshold_source=description),
-        )
-        logging.info(
-            "Recorded threshold %.4f (%s) in %s",
-            value,
-            description,
-            paths.join(export_dir, export.METADATA_FILENAME),
-        )
+    metadata, builder, score = _open(export_dir, data_dir, dataset, batch_size, max_examples)
+    chosen = _choose_threshold(threshold, threshold_split, score, split=split)
+    evaluated = chosen.scores if chosen.split == split else score(split)
+    title = f"{dataset} {split}"
     report = {
         "export_dir": export_dir,
         "dataset": {"name": dataset, "data_dir": data_dir, "version": str(builder.info.version)},
         "split": split,
-        "threshold": {
-            "value": float(value),
-            "rule": how,
-            "chosen_on": threshold_split if chosen_on else None,
-            "description": description,
-            "written_to_export": bool(write_threshold),
-            "export_threshold_before": metadata.threshold,
-        },
-        **figures,
-        "threshold_split_metrics": (
-            metrics.summarize(chosen_on.labels, chosen_on.scores, value, calibration_bins)
-            if chosen_on is not None
-            else None
-        ),
-        "robustness": robust,
+        "threshold": _threshold_section(chosen, metadata, written=write_threshold),
+        **split_figures(evaluated, chosen.value, calibration_bins),
+        "threshold_split_metrics": _threshold_split_metrics(chosen, calibration_bins),
+        "robustness": None,
         "calibration_bins": calibration_bins,
         "max_examples": max_examples or None,
-        "plots": plots,
-        "scores_csv": paths.join(report_dir, SCORES_CSV),
-        "video_scores_csv": video_scores_csv,
+        **_write_split_outputs(evaluated, chosen.value, report_dir, title, calibration_bins),
         "image_size": metadata.image_size,
-        "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
+    if chosen_perturbations:
+        report["robustness"] = _robustness(
+            score, split, chosen.value, chosen_perturbations, evaluated, perturbation_seed
+        )
+        report["plots"]["robustness"] = report_lib.write_robustness_plot(
+            report["robustness"], paths.join(report_dir, report_lib.PLOTS_DIR), title=title
+        )
+    if write_threshold:
+        _record_threshold(export_dir, metadata, chosen)
+    report["created_utc"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     written = report_lib.write_report(report, report_dir)
     logging.info("Wrote %s and %s", written["json"], written["markdown"])
     return report
+
+
+def _open(
+    export_dir: str, data_dir: str, dataset: str, batch_size: int, max_examples: int
+) -> tuple[export.DetectorMetadata, tfds.core.DatasetBuilder, SplitScorer]:
+    """(the export's metadata, the dataset's builder, a scorer of its splits).
+
+    Everything `run` reads is opened before the first image is scored, so a
+    wrong path fails in seconds.
+    """
+    metadata = export.read_metadata(export_dir)
+    scorer = export.load_scorer(export_dir)
+    builder = data.load_builder(data_dir, dataset)
+    return metadata, builder, SplitScorer(builder, scorer, batch_size, max_examples)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Threshold:
+    """The threshold an evaluation applies, how it was chosen, and on which scores.
+
+    Attributes:
+        value: the threshold on p_fake.
+        rule: how `metrics.choose_threshold` chose it: "eer", "max_f1" or "fixed".
+        description: for people, e.g. "EER on validation" or "fixed by --threshold".
+        split: the split it was chosen on (None for a number given by --threshold).
+        scores: that split's scores (None for a number).
+    """
+
+    value: float
+    rule: str
+    description: str
+    split: str | None = None
+    scores: SplitScores | None = None
+
+
+def _choose_threshold(
+    threshold: str, threshold_split: str, score: Callable[[str], SplitScores], *, split: str
+) -> _Threshold:
+    """Applies `--threshold`: a rule scores `threshold_split`; a number needs no scores.
+
+    Raises:
+        ValueError: for a threshold that is neither a rule nor a number in [0, 1], or a
+            rule the threshold split cannot support (naming it).
+    """
+    rule = str(threshold).strip().lower()
+    if rule not in metrics.THRESHOLD_RULES:
+        value, how = metrics.choose_threshold([], [], rule)  # A number: no scores needed.
+        return _Threshold(value, how, "fixed by --threshold")
+    if threshold_split == split:
+        logging.warning(
+            "--threshold_split=%s equals --split: the thresholded figures are optimistic.",
+            split,
+        )
+    chosen_on = score(threshold_split)
+    value, how = metrics.choose_threshold(chosen_on.labels, chosen_on.scores, rule)
+    return _Threshold(
+        value, how, f"{_RULE_NAMES[how]} on {threshold_split}", threshold_split, chosen_on
+    )
+
+
+def _threshold_section(
+    chosen: _Threshold, metadata: export.DetectorMetadata, *, written: bool
+) -> dict:
+    """report.json's "threshold": the value, how and where it was chosen, the export's own."""
+    return {
+        "value": float(chosen.value),
+        "rule": chosen.rule,
+        "chosen_on": chosen.split,
+        "description": chosen.description,
+        "written_to_export": bool(written),
+        "export_threshold_before": metadata.threshold,
+    }
+
+
+def _threshold_split_metrics(chosen: _Threshold, calibration_bins: int) -> dict | None:
+    """Every figure of the split the threshold was chosen on; None for a fixed threshold."""
+    if chosen.scores is None:
+        return None
+    return metrics.summarise(
+        chosen.scores.labels, chosen.scores.scores, chosen.value, calibration_bins
+    )
+
+
+def _write_split_outputs(
+    scores: SplitScores, threshold: float, report_dir: str, title: str, calibration_bins: int
+) -> dict:
+    """The report's plots and scores CSVs: {"plots", "scores_csv", "video_scores_csv"}."""
+    plots = report_lib.write_plots(
+        scores.labels,
+        scores.scores,
+        threshold,
+        paths.join(report_dir, report_lib.PLOTS_DIR),
+        title=title,
+        num_bins=calibration_bins,
+    )
+    write_scores(scores, paths.join(report_dir, SCORES_CSV))
+    video_scores_csv = None
+    if scores.video_ids is not None:
+        video_scores_csv = paths.join(report_dir, VIDEO_SCORES_CSV)
+        write_scores(aggregate_videos(scores), video_scores_csv)
+    return {
+        "plots": plots,
+        "scores_csv": paths.join(report_dir, SCORES_CSV),
+        "video_scores_csv": video_scores_csv,
+    }
+
+
+def _record_threshold(export_dir: str, metadata: export.DetectorMetadata, chosen: _Threshold):
+    """Writes the chosen threshold into the export's detector.json (`--write_threshold`)."""
+    export.write_metadata(
+        export_dir,
+        dataclasses.replace(
+            metadata, threshold=float(chosen.value), threshold_source=chosen.description
+        ),
+    )
+    logging.info(
+        "Recorded threshold %.4f (%s) in %s",
+        chosen.value,
+        chosen.description,
+        paths.join(export_dir, export.METADATA_FILENAME),
+    )

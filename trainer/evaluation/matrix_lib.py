@@ -27,8 +27,7 @@ import tensorflow as tf  # noqa: E402
 
 from preprocessing import cli, paths, schema  # noqa: E402
 from trainer import data, export  # noqa: E402
-from trainer.evaluation import evaluate_lib as evaluate
-from trainer.evaluation import report_lib  # noqa: E402
+from trainer.evaluation import evaluate_lib, report_lib  # noqa: E402
 
 MATRIX_JSON = "matrix.json"
 MATRIX_MD = "matrix.md"
@@ -154,9 +153,9 @@ def _file_part(label: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", label).strip("_") or "x"
 
 
-def cell(scores: evaluate.SplitScores, threshold: float) -> dict:
+def cell(scores: evaluate_lib.SplitScores, threshold: float) -> dict:
     """One matrix cell from one export's scores of one split (dfd-evaluate's own figures)."""
-    figures = evaluate.split_figures(scores, threshold)
+    figures = evaluate_lib.split_figures(scores, threshold)
     frames = figures["metrics"]
     videos = figures["video_metrics"]
     return {
@@ -194,6 +193,29 @@ def run(
     _check_unique([m.label for m in models], "model")
     _check_unique([d.label for d in datasets], "dataset")
     metadata = {m.label: export.read_metadata(m.export_dir) for m in models}
+    builders = _open_datasets(datasets)
+    paths.ensure_writable(output_dir)
+    scores_dir = paths.join(output_dir, SCORES_DIR)
+    tf.io.gfile.makedirs(scores_dir)
+    cells = _score_cells(models, datasets, builders, metadata, scores_dir, batch_size, max_examples)
+    result = _result(models, datasets, builders, metadata, cells)
+    result["scores_dir"] = scores_dir
+    result["created_utc"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    result["heatmap"] = write_heatmap(result, paths.join(output_dir, MATRIX_PNG))
+    with tf.io.gfile.GFile(paths.join(output_dir, MATRIX_JSON), "w") as f:
+        f.write(json.dumps(result, indent=2, sort_keys=True) + "\n")
+    with tf.io.gfile.GFile(paths.join(output_dir, MATRIX_MD), "w") as f:
+        f.write(markdown(result))
+    return result
+
+
+def _open_datasets(datasets: Sequence[DatasetSpec]) -> dict[str, object]:
+    """{label: builder} of every dataset, each split checked to exist.
+
+    Raises:
+        FileNotFoundError: a missing dataset, naming the dataset folders its data_dir holds.
+        ValueError: a missing split, listing the splits that exist.
+    """
     builders = {}
     for spec in datasets:
         try:
@@ -204,10 +226,19 @@ def run(
             ) from None
         data.num_examples(builder, spec.split)  # ValueError listing the splits.
         builders[spec.label] = builder
-    paths.ensure_writable(output_dir)
-    scores_dir = paths.join(output_dir, SCORES_DIR)
-    tf.io.gfile.makedirs(scores_dir)
+    return builders
 
+
+def _score_cells(
+    models: Sequence[ModelSpec],
+    datasets: Sequence[DatasetSpec],
+    builders: dict,
+    metadata: dict,
+    scores_dir: str,
+    batch_size: int,
+    max_examples: int,
+) -> dict[str, dict[str, dict]]:
+    """{model label: {dataset label: cell}}, each model's scores written to `scores_dir`."""
     cells: dict[str, dict[str, dict]] = {}
     for model in models:
         scorer = export.load_scorer(model.export_dir)
@@ -215,14 +246,14 @@ def run(
         cells[model.label] = {}
         for spec in datasets:
             started = time.monotonic()
-            scores = evaluate.score_split(
+            scores = evaluate_lib.score_split(
                 builders[spec.label],
                 spec.split,
                 scorer,
                 batch_size=batch_size,
                 max_examples=max_examples,
             )
-            evaluate.write_scores(
+            evaluate_lib.write_scores(
                 scores,
                 paths.join(scores_dir, f"{_file_part(model.label)}__{_file_part(spec.label)}.csv"),
             )
@@ -236,12 +267,22 @@ def run(
                 cells[model.label][spec.label]["eer"],
                 time.monotonic() - started,
             )
+    return cells
 
+
+def _result(
+    models: Sequence[ModelSpec],
+    datasets: Sequence[DatasetSpec],
+    builders: dict,
+    metadata: dict,
+    cells: dict[str, dict[str, dict]],
+) -> dict:
+    """matrix.json's models, datasets, cells and the cells' figures as matrices."""
     has_videos = any(
         cells[m.label][d.label]["num_videos"] is not None for m in models for d in datasets
     )
     shown = FRAME_METRICS + (VIDEO_METRICS if has_videos else ())
-    result = {
+    return {
         "models": [
             {
                 "label": m.label,
@@ -267,15 +308,7 @@ def run(
             key: [[cells[m.label][d.label][key] for d in datasets] for m in models]
             for key, _, _ in shown
         },
-        "scores_dir": scores_dir,
-        "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    result["heatmap"] = write_heatmap(result, paths.join(output_dir, MATRIX_PNG))
-    with tf.io.gfile.GFile(paths.join(output_dir, MATRIX_JSON), "w") as f:
-        f.write(json.dumps(result, indent=2, sort_keys=True) + "\n")
-    with tf.io.gfile.GFile(paths.join(output_dir, MATRIX_MD), "w") as f:
-        f.write(markdown(result))
-    return result
 
 
 def _titles(result: dict) -> list[tuple[str, str, bool]]:

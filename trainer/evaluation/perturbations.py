@@ -7,7 +7,7 @@ JPEG bytes and returns JPEG bytes, because that is what the exported detector
 takes (`serving_default(images: JPEG bytes)`), so a perturbed image goes
 through the same served decode-and-crop as a clean one.
 
-    from trainer import perturbations
+    from trainer.evaluation import perturbations
     worse = perturbations.perturb(jpeg, "jpeg", 50)              # one image
     for perturbation, strengths in perturbations.parse_specs(["blur", "jpeg:90/50"]):
         ...                                                      # what --perturbations names
@@ -81,8 +81,12 @@ def down_up(image: Image.Image, scale: float) -> Image.Image:
     return small.resize((width, height), Image.Resampling.BILINEAR)
 
 
-def gaussian_blur(image: Image.Image, sigma: float) -> Image.Image:
-    """Gaussian blur of standard deviation `sigma` pixels (Pillow's `radius` is the std)."""
+def pil_gaussian_blur(image: Image.Image, sigma: float) -> Image.Image:
+    """Gaussian blur of standard deviation `sigma` pixels (Pillow's `radius` is the std).
+
+    The `blur` perturbation. Training's blur is another one, a TensorFlow op on
+    whole batches (`trainer.training.augment.gaussian_blur_batch`).
+    """
     return image.filter(ImageFilter.GaussianBlur(radius=float(sigma)))
 
 
@@ -211,7 +215,7 @@ register(
         models="defocus, motion smoothing and soft resampling (Gaussian blur)",
         strength_name="Gaussian sigma (pixels)",
         strengths=(0.5, 1.0, 2.0, 3.0),
-        transform=lambda image, sigma, rng: encode(gaussian_blur(image, sigma)),
+        transform=lambda image, sigma, rng: encode(pil_gaussian_blur(image, sigma)),
         parse_strength=_number(float, 0.0, 50.0, "blur sigma"),
         format_strength=lambda sigma: f"s{sigma:g}",
     )

@@ -3,8 +3,8 @@
 `evaluate_lib` computes the figures; this module only lays them out, so a
 report can be redrawn or summarised without a model or a dataset (`dfd-report`,
 trainer/report.py). The Markdown per-class table has the layout of
-scikit-learn's `classification_report`, which the original notebook printed,
-so old and new results read side by side.
+scikit-learn's `classification_report`, the table the project's original
+notebook printed, so the two compare line by line.
 """
 
 from __future__ import annotations
@@ -59,8 +59,8 @@ def text_colour(rgba) -> str:
 
     Chosen by the cell's relative luminance (WCAG 2: linearised sRGB weighted
     0.2126/0.7152/0.0722); above 0.179 black has the higher contrast, below it white.
-    A rule on the cell's *value* (the old `count > max / 2`) put white text on pale
-    cells whenever the colour map did not start at white.
+    A rule on the cell's *value* (such as `count > max / 2`) puts white text on pale
+    cells whenever the colour map does not start at white.
     """
     channels = np.asarray(rgba[:3], dtype=np.float64)
     linear = np.where(channels <= 0.04045, channels / 12.92, ((channels + 0.055) / 1.055) ** 2.4)
@@ -99,63 +99,94 @@ def write_plots(
     tf.io.gfile.makedirs(plots_dir)
     labels = np.asarray(labels)
     scores = np.asarray(scores, dtype=np.float64)
-    both = bool(np.any(labels == schema.FAKE) and np.any(labels == schema.REAL))
-    written = {}
     matrix = metrics.confusion_matrix(labels, scores, threshold)
-    fake_total, real_total = max(matrix[1].sum(), 1), max(matrix[0].sum(), 1)
-    operating = (matrix[0, 1] / real_total, matrix[1, 1] / fake_total)  # (FPR, TPR) at threshold.
-
-    if both:
-        fpr, tpr, _ = metrics.roc_curve(labels, scores)
-        figure, axis = plt.subplots(figsize=(4.8, 4.4))
-        axis.plot(
-            fpr, tpr, color="tab:red", label=f"ROC (AUC = {metrics.roc_auc(labels, scores):.4f})"
+    has_fakes = bool(np.any(labels == schema.FAKE))
+    written = {}
+    if has_fakes and np.any(labels == schema.REAL):
+        written["roc"] = _save(
+            roc_figure(labels, scores, threshold, matrix, title), _plot_path(plots_dir, "roc")
         )
-        axis.plot([0, 1], [0, 1], ":", color="grey", label="chance")
-        axis.plot(*operating, "ko", label=f"threshold {threshold:.3f}")
-        axis.set(
-            xlabel="false positive rate (real called fake)",
-            ylabel="true positive rate (fakes caught)",
-            xlim=(0, 1),
-            ylim=(0, 1.01),
-            title=f"ROC: {title}",
-        )
-        axis.legend(loc="lower right", fontsize=8)
-        written["roc"] = _save(figure, paths.join(plots_dir, PLOT_FILES["roc"]))
-
-    if np.any(labels == schema.FAKE):
-        precision, recall, _ = metrics.precision_recall_curve(labels, scores)
-        figure, axis = plt.subplots(figsize=(4.8, 4.4))
-        axis.step(
-            np.r_[0.0, recall],
-            np.r_[precision[0], precision],
-            where="pre",
-            color="tab:red",
-            label=f"AP = {metrics.average_precision(labels, scores):.4f}",
-        )
-        axis.axhline(
-            np.mean(labels == schema.FAKE), linestyle=":", color="grey", label="share of fakes"
-        )
-        predicted_fake = matrix[:, 1].sum()
-        if predicted_fake:
-            axis.plot(
-                operating[1],
-                matrix[1, 1] / predicted_fake,
-                "ko",
-                label=f"threshold {threshold:.3f}",
-            )
-        axis.set(
-            xlabel="recall (fakes caught)",
-            ylabel="precision (called fake that are fake)",
-            xlim=(0, 1),
-            ylim=(0, 1.01),
-            title=f"Precision-recall: {title}",
-        )
-        axis.legend(loc="lower left", fontsize=8)
+    if has_fakes:
         written["precision_recall"] = _save(
-            figure, paths.join(plots_dir, PLOT_FILES["precision_recall"])
+            precision_recall_figure(labels, scores, threshold, matrix, title),
+            _plot_path(plots_dir, "precision_recall"),
         )
+    written["confusion_matrix"] = _save(
+        confusion_figure(matrix, threshold), _plot_path(plots_dir, "confusion_matrix")
+    )
+    written["score_histogram"] = _save(
+        histogram_figure(labels, scores, threshold, title),
+        _plot_path(plots_dir, "score_histogram"),
+    )
+    written["reliability"] = _save(
+        reliability_figure(labels, scores, num_bins), _plot_path(plots_dir, "reliability")
+    )
+    return written
 
+
+def _plot_path(plots_dir: str, name: str) -> str:
+    return paths.join(plots_dir, PLOT_FILES[name])
+
+
+def _operating_point(matrix: np.ndarray) -> tuple[float, float]:
+    """(false positive rate, true positive rate) of a confusion matrix (rows: true class)."""
+    fake_total, real_total = max(matrix[1].sum(), 1), max(matrix[0].sum(), 1)
+    return matrix[0, 1] / real_total, matrix[1, 1] / fake_total
+
+
+def roc_figure(labels, scores, threshold: float, matrix: np.ndarray, title: str):
+    """The ROC curve with its AUC, the chance diagonal and the threshold's point."""
+    fpr, tpr, _ = metrics.roc_curve(labels, scores)
+    figure, axis = plt.subplots(figsize=(4.8, 4.4))
+    axis.plot(fpr, tpr, color="tab:red", label=f"ROC (AUC = {metrics.roc_auc(labels, scores):.4f})")
+    axis.plot([0, 1], [0, 1], ":", color="grey", label="chance")
+    axis.plot(*_operating_point(matrix), "ko", label=f"threshold {threshold:.3f}")
+    axis.set(
+        xlabel="false positive rate (real called fake)",
+        ylabel="true positive rate (fakes caught)",
+        xlim=(0, 1),
+        ylim=(0, 1.01),
+        title=f"ROC: {title}",
+    )
+    axis.legend(loc="lower right", fontsize=8)
+    return figure
+
+
+def precision_recall_figure(labels, scores, threshold: float, matrix: np.ndarray, title: str):
+    """Precision against recall of the fake class, with the share of fakes as the baseline."""
+    precision, recall, _ = metrics.precision_recall_curve(labels, scores)
+    figure, axis = plt.subplots(figsize=(4.8, 4.4))
+    axis.step(
+        np.r_[0.0, recall],
+        np.r_[precision[0], precision],
+        where="pre",
+        color="tab:red",
+        label=f"AP = {metrics.average_precision(labels, scores):.4f}",
+    )
+    axis.axhline(
+        np.mean(labels == schema.FAKE), linestyle=":", color="grey", label="share of fakes"
+    )
+    predicted_fake = matrix[:, 1].sum()
+    if predicted_fake:
+        axis.plot(
+            _operating_point(matrix)[1],
+            matrix[1, 1] / predicted_fake,
+            "ko",
+            label=f"threshold {threshold:.3f}",
+        )
+    axis.set(
+        xlabel="recall (fakes caught)",
+        ylabel="precision (called fake that are fake)",
+        xlim=(0, 1),
+        ylim=(0, 1.01),
+        title=f"Precision-recall: {title}",
+    )
+    axis.legend(loc="lower left", fontsize=8)
+    return figure
+
+
+def confusion_figure(matrix: np.ndarray, threshold: float):
+    """The 2x2 confusion matrix at `threshold`, counts written in."""
     figure, axis = plt.subplots(figsize=(4.2, 3.8))
     image = axis.imshow(matrix, cmap="Blues", vmin=0)
     annotated_heatmap(axis, matrix, image, [[str(count) for count in row] for row in matrix])
@@ -168,10 +199,11 @@ def write_plots(
         ylabel="true",
         title=f"Confusion at {threshold:.3f}",
     )
-    written["confusion_matrix"] = _save(
-        figure, paths.join(plots_dir, PLOT_FILES["confusion_matrix"])
-    )
+    return figure
 
+
+def histogram_figure(labels, scores, threshold: float, title: str):
+    """The p_fake histogram of each true class, and the threshold."""
     figure, axis = plt.subplots(figsize=(5.2, 3.8))
     bins = np.linspace(0, 1, 41)
     for label in (schema.REAL, schema.FAKE):
@@ -187,13 +219,7 @@ def write_plots(
     axis.axvline(threshold, color="black", linestyle="--", label=f"threshold {threshold:.3f}")
     axis.set(xlabel="p_fake", ylabel="images", title=f"Scores by true class: {title}")
     axis.legend(fontsize=8)
-    written["score_histogram"] = _save(figure, paths.join(plots_dir, PLOT_FILES["score_histogram"]))
-
-    written["reliability"] = _save(
-        reliability_figure(labels, scores, num_bins),
-        paths.join(plots_dir, PLOT_FILES["reliability"]),
-    )
-    return written
+    return figure
 
 
 def reliability_figure(labels, scores, num_bins: int = metrics.DEFAULT_CALIBRATION_BINS):
@@ -343,6 +369,37 @@ def headline(report: Mapping) -> str:
 
 def markdown(report: Mapping) -> str:
     """report.md: the headline, every figure, the notebook's table and the plots."""
+    lines = _markdown_figures(report) + _markdown_per_class(report["metrics"])
+    chosen_on = report.get("threshold_split_metrics")
+    if chosen_on:
+        lines += [
+            "",
+            f"## {report['threshold']['chosen_on']} (where the threshold was chosen)",
+            "",
+            f"{chosen_on['num_examples']} images: ROC-AUC {_format(chosen_on['roc_auc'])}, "
+            f"EER {_format(chosen_on['eer'])}, "
+            f"accuracy {_format(chosen_on['accuracy'])} at the threshold.",
+        ]
+    if report.get("per_source"):
+        lines += ["", "## Per source", ""] + source_table(report["per_source"])
+    if report.get("video_metrics"):
+        lines += ["", "## Per video", ""] + video_section(report)
+    if report.get("robustness"):
+        lines += ["", "## Robustness", ""] + robustness_table(report["robustness"])
+        if "robustness" in report.get("plots", {}):
+            lines += ["", f"![robustness]({PLOTS_DIR}/{ROBUSTNESS_PLOT})"]
+    if report.get("plots"):
+        lines += ["", "## Plots", ""]
+        lines += [
+            f"![{name}]({PLOTS_DIR}/{PLOT_FILES[name]})"
+            for name in PLOT_FILES
+            if name in report["plots"]
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def _markdown_figures(report: Mapping) -> list[str]:
+    """report.md's title, what was evaluated at which threshold, and the table of figures."""
     figures = report["metrics"]
     threshold = report["threshold"]
     lines = [
@@ -372,8 +429,12 @@ def markdown(report: Mapping) -> str:
         "log_loss": "log loss (nats)",
         "ece": f"ECE ({report.get('calibration_bins', 10)} bins)",
     }
-    lines += [f"| {label} | {_format(figures[key])} |" for key, label in names.items()]
-    lines += [
+    return lines + [f"| {label} | {_format(figures[key])} |" for key, label in names.items()]
+
+
+def _markdown_per_class(figures: Mapping) -> list[str]:
+    """The per-class table and the confusion matrix, as report.md sections."""
+    lines = [
         "",
         "## Per class (the original notebook's table)",
         "",
@@ -387,36 +448,10 @@ def markdown(report: Mapping) -> str:
         "|---|---|---|",
     ]
     matrix = figures["confusion_matrix"]
-    lines += [
+    return lines + [
         f"| true {name} | {matrix[i][0]} | {matrix[i][1]} |"
         for i, name in enumerate(schema.LABEL_NAMES)
     ]
-    chosen_on = report.get("threshold_split_metrics")
-    if chosen_on:
-        lines += [
-            "",
-            f"## {threshold['chosen_on']} (where the threshold was chosen)",
-            "",
-            f"{chosen_on['num_examples']} images: ROC-AUC {_format(chosen_on['roc_auc'])}, "
-            f"EER {_format(chosen_on['eer'])}, "
-            f"accuracy {_format(chosen_on['accuracy'])} at the threshold.",
-        ]
-    if report.get("per_source"):
-        lines += ["", "## Per source", ""] + source_table(report["per_source"])
-    if report.get("video_metrics"):
-        lines += ["", "## Per video", ""] + video_section(report)
-    if report.get("robustness"):
-        lines += ["", "## Robustness", ""] + robustness_table(report["robustness"])
-        if "robustness" in report.get("plots", {}):
-            lines += ["", f"![robustness]({PLOTS_DIR}/{ROBUSTNESS_PLOT})"]
-    if report.get("plots"):
-        lines += ["", "## Plots", ""]
-        lines += [
-            f"![{name}]({PLOTS_DIR}/{PLOT_FILES[name]})"
-            for name in PLOT_FILES
-            if name in report["plots"]
-        ]
-    return "\n".join(lines) + "\n"
 
 
 def source_table(per_source: Mapping, unit: str = "images") -> list[str]:

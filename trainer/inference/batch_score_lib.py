@@ -29,14 +29,13 @@ from typing import Any
 from absl import logging
 
 # TensorFlow is imported already, quietly (trainer/batch_score.py imports it first). Beam
-# warns at import, through
-# the root logger ("apitools not found ..."), before any log file exists: that goes to the log
-# file too, kept until then, so `--help` and every run start with this tool's own lines.
-from preprocessing import tf_startup
-from preprocessing import tool_logging as build_logging
+# warns at import, through the root logger ("apitools not found ..."), before any log file
+# exists: that goes to the log file too, kept until then, so `--help` and every run start
+# with this tool's own lines.
+from preprocessing import tf_startup, tool_logging
 
 with (
-    build_logging.capture_native_stderr()
+    tool_logging.capture_native_stderr()
     if tf_startup.verbosity_in_argv(sys.argv) <= 0
     else contextlib.nullcontext([])
 ) as _IMPORT_STDERR:
@@ -323,22 +322,7 @@ def run(
     """
     if not inputs:
         raise ValueError("No inputs: pass --inputs with files, folders or globs.")
-    if runner == runners.LOCAL:
-        beam_runner, options = runners.local_runner(
-            num_workers, running_mode, worker_log=worker_log
-        )
-        if pipeline_options:
-            logging.warning(
-                "Ignoring --beam_pipeline_options with the local runner: %s", pipeline_options
-            )
-    else:
-        # "project=P" and "--project=P" both work, as with `dfd-build-dataset` and `tfds build`.
-        options_list = [
-            o if o.startswith("--") else f"--{o}"
-            for o in (o.strip() for o in pipeline_options)
-            if o
-        ]
-        beam_runner, options = runners.named_runner(runner, options_list)
+    beam_runner, options = _runner(runner, num_workers, running_mode, pipeline_options, worker_log)
     leftovers = _temp_folders(output)
     if leftovers:
         logging.warning(
@@ -359,6 +343,37 @@ def run(
         options=media_options,
         follow_outside_links=follow_outside_links,
     )
+    counts = _counts(_run_to_completion(pipeline, output, leftovers))
+    logging.info("Batch scoring done: %s", counts)
+    return counts
+
+
+def _runner(
+    runner: str,
+    num_workers: int | None,
+    running_mode: str,
+    pipeline_options: Sequence[str],
+    worker_log: str | None,
+):
+    """(Beam runner, pipeline options): the local runner, or a named one with its options."""
+    if runner == runners.LOCAL:
+        beam_runner, options = runners.local_runner(
+            num_workers, running_mode, worker_log=worker_log
+        )
+        if pipeline_options:
+            logging.warning(
+                "Ignoring --beam_pipeline_options with the local runner: %s", pipeline_options
+            )
+        return beam_runner, options
+    # "project=P" and "--project=P" both work, as with `dfd-build-dataset` and `tfds build`.
+    options_list = [
+        o if o.startswith("--") else f"--{o}" for o in (o.strip() for o in pipeline_options) if o
+    ]
+    return runners.named_runner(runner, options_list)
+
+
+def _run_to_completion(pipeline: beam.Pipeline, output: str, leftovers: set[str]):
+    """Runs the job and waits; a failed job's new `beam-temp-*` folders are removed first."""
     try:
         result = pipeline.run()
         result.wait_until_finish()
@@ -369,12 +384,16 @@ def run(
             tf.io.gfile.rmtree(folder)
             logging.error("The job failed: removed its unfinished output %s", folder)
         raise
+    return result
+
+
+def _counts(result) -> dict[str, int]:
+    """{counter name: committed value} of this tool's Beam counters (`METRICS_NAMESPACE`)."""
     counts = {}
     for counter in result.metrics().query(
         beam.metrics.MetricsFilter().with_namespace(METRICS_NAMESPACE)
     )["counters"]:
         counts[counter.key.metric.name] = counts.get(counter.key.metric.name, 0) + counter.committed
-    logging.info("Batch scoring done: %s", counts)
     return counts
 
 
@@ -397,7 +416,7 @@ def log_to(log_file: str):
     logging.info("Full log (Beam, TensorFlow, worker processes): %s", log_file)
     if tf.io.gfile.exists(log_file):
         tf.io.gfile.remove(log_file)
-    with build_logging.build_log(
+    with tool_logging.build_log(
         log_file,
         project_dirs=PROJECT_DIRS,
         verbose=logging.get_verbosity() >= 1,
@@ -406,5 +425,5 @@ def log_to(log_file: str):
         try:
             yield local_log
         except BaseException:
-            build_logging.details().exception("The job failed.")
+            tool_logging.details().exception("The job failed.")
             raise

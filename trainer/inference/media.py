@@ -19,14 +19,14 @@ The work is cut in stages that `trainer.predict` runs in one process and
 3. `assemble` joins the parts and the scores into one `Prediction` per input.
 
 `--faces` (`FACE_MODES`):
-- `none`: every image is scored as given, as an aligned crop (the behaviour
-  before photos were supported; for inputs like the training data).
+- `none`: every image is scored as given, as an aligned crop (for inputs that
+  are all aligned faces, like the training data: no face detection at all).
 - `detect`: every image is a photo: faces are found and cropped.
 - `auto` (default): a square image is taken as an already-aligned crop when the
   face detector finds no usable face in it, or one face whose canonical crop
   square covers most of the image (IoU >= `CROP_IOU`); any other image is a
   photo. So the 140k images and the synthetic demo faces (which MTCNN does not
-  see as faces) are scored as before, and a group photo is not.
+  see as faces) are scored whole, as crops, and a group photo is not.
 Videos are recognised by extension or by their container's first bytes, in
 every mode.
 
@@ -43,6 +43,7 @@ import dataclasses
 import io
 import os
 
+from absl import flags
 import numpy as np
 from PIL import Image
 
@@ -94,10 +95,9 @@ class MediaOptions:
 
     @classmethod
     def from_flags(cls, flag_values, **more) -> MediaOptions:
-        """The face and video flags `dfd-predict` and `dfd-batch-score` share, as MediaOptions.
+        """The flags `define_media_flags` defines, as MediaOptions.
 
-        Each tool defines the flags next to its own `main`; this reads them the same
-        way in both (`more`: options only one tool has, e.g. batch scoring's chunk size).
+        `more`: options only one tool has, e.g. batch scoring's chunk size.
         """
         return cls(
             faces=flag_values.faces,
@@ -116,6 +116,51 @@ class MediaOptions:
             min_confidence=self.min_confidence,
             max_faces=self.max_faces,
         )
+
+
+def define_media_flags() -> None:
+    """Defines the face and video flags that `MediaOptions.from_flags` reads.
+
+    One definition for every command that scores photos and videos
+    (`dfd-predict`, `dfd-batch-score`), called from the command's own
+    `define_flags`, which then adopts them (`flags.adopt_module_key_flags(media)`)
+    so that its `--help` lists them.
+    """
+    flags.DEFINE_enum(
+        "faces",
+        "auto",
+        list(FACE_MODES),
+        "auto: square images with no face or one face filling them are crops, other images "
+        "are photos; detect: every image is a photo (faces found and cropped); none: every "
+        "image is scored as given.",
+    )
+    flags.DEFINE_integer(
+        "min_face_size",
+        faces_lib.DEFAULT_MIN_FACE_SIZE,
+        "Faces smaller than this (box's shorter side, pixels) are reported, not scored.",
+    )
+    flags.DEFINE_float(
+        "min_face_confidence",
+        faces_lib.DEFAULT_MIN_CONFIDENCE,
+        "MTCNN confidence below which a candidate is not a face.",
+    )
+    flags.DEFINE_integer(
+        "max_faces", faces_lib.DEFAULT_MAX_FACES, "At most this many faces (the largest) per image."
+    )
+    flags.DEFINE_float(
+        "frames_per_second", None, "Sample videos at this rate (default: --max_frames spread)."
+    )
+    flags.DEFINE_integer(
+        "max_frames",
+        None,
+        f"Frames sampled per video (default {video.DEFAULT_MAX_FRAMES}, spread over the "
+        f"video; at most {video.HARD_CAP}, the hard cap).",
+    )
+    flags.DEFINE_integer(
+        "max_frame_pixels",
+        video.DEFAULT_MAX_PIXELS,
+        "Photos and video frames with more pixels are rejected (huge_frame).",
+    )
 
 
 def crop_size(image_size: int) -> int:
@@ -328,6 +373,12 @@ def assemble(
 def _assemble_video(
     path: str, parts: list[dict], scores: Mapping[PartKey, float | None], threshold: float
 ) -> scoring.Prediction:
+    """A video's Prediction: its plan, its chunks' frames and their faces' scores joined.
+
+    Faces are linked into tracks across the sampled frames, each track scored
+    from its frames and the video from its tracks. A chunk that broke while
+    decoding leaves a verdict on the frames decoded before it, with the error.
+    """
     plan = next((part for part in parts if "video" in part or "frames_planned" in part), None)
     if plan is None or plan.get("error"):
         source = plan or next(part for part in parts if part.get("error"))
@@ -337,40 +388,11 @@ def _assemble_video(
         for frame in part.get("frames", ()):
             frames.setdefault(frame["frame_index"], frame)
     ordered = [frames[index] for index in sorted(frames)]
-    track_ids = faces_lib.track_faces(
-        [[_face_from_dict(face) for face in frame["faces"]] for frame in ordered]
-    )
-    tracks: dict[int, list[dict]] = {}
-    undecodable = 0
-    for frame, ids in zip(ordered, track_ids):
-        for number, (face, track) in enumerate(zip(frame["faces"], ids)):
-            p_fake = scores.get((frame["frame_index"], number))
-            if p_fake is None:
-                undecodable += 1
-                continue
-            tracks.setdefault(track, []).append(
-                {
-                    "frame_index": frame["frame_index"],
-                    "time": frame["time"],
-                    "box": face["box"],
-                    "confidence": face["confidence"],
-                    "p_fake": p_fake,
-                }
-            )
-    track_records = []
-    for number, track in enumerate(tracks[t] for t in sorted(tracks)):
-        p_fake = aggregation.track_score(entry["p_fake"] for entry in track)
-        track_records.append(
-            {
-                "track_id": number,
-                "p_fake": p_fake,
-                "label": metrics.label_name(p_fake, threshold),
-                "start_time": track[0]["time"],
-                "end_time": track[-1]["time"],
-                "num_frames": len(track),
-                "frames": track,
-            }
-        )
+    tracks, undecodable = _tracks(ordered, scores)
+    track_records = [
+        _track_record(number, tracks[track_id], threshold)
+        for number, track_id in enumerate(sorted(tracks))
+    ]
     too_small = sum(frame["too_small"] for frame in ordered)
     details = {
         "video": plan["video"],
@@ -403,6 +425,47 @@ def _assemble_video(
         status=status,
         details=details,
     )
+
+
+def _tracks(
+    frames: list[dict], scores: Mapping[PartKey, float | None]
+) -> tuple[dict[int, list[dict]], int]:
+    """({track id: its scored faces, in frame order}, faces the model could not decode)."""
+    track_ids = faces_lib.track_faces(
+        [[_face_from_dict(face) for face in frame["faces"]] for frame in frames]
+    )
+    tracks: dict[int, list[dict]] = {}
+    undecodable = 0
+    for frame, ids in zip(frames, track_ids):
+        for number, (face, track) in enumerate(zip(frame["faces"], ids)):
+            p_fake = scores.get((frame["frame_index"], number))
+            if p_fake is None:
+                undecodable += 1
+                continue
+            tracks.setdefault(track, []).append(
+                {
+                    "frame_index": frame["frame_index"],
+                    "time": frame["time"],
+                    "box": face["box"],
+                    "confidence": face["confidence"],
+                    "p_fake": p_fake,
+                }
+            )
+    return tracks, undecodable
+
+
+def _track_record(number: int, track: list[dict], threshold: float) -> dict:
+    """One track's record: its score (`aggregation.track_score`), label, span and frames."""
+    p_fake = aggregation.track_score(entry["p_fake"] for entry in track)
+    return {
+        "track_id": number,
+        "p_fake": p_fake,
+        "label": metrics.label_name(p_fake, threshold),
+        "start_time": track[0]["time"],
+        "end_time": track[-1]["time"],
+        "num_frames": len(track),
+        "frames": track,
+    }
 
 
 # ---------------------------------------------------------------------------- one machine

@@ -251,19 +251,7 @@ def run(
     """
     options = options or media.MediaOptions()
     detector = Detector(export_dir, threshold=threshold)
-    files, rejects = expand_inputs(inputs, follow_outside_links=follow_outside_links)
-    for reject in rejects:
-        logging.warning("Skipping %s: %s", reject.path, reject.error)
-    results = rejects + list(media.score_files(detector, files, options, batch_size))
-    judged = [result for result in results if result.status in JUDGED]
-    logging.info(
-        "Judged %d of %d inputs at threshold %.4f (%d with a verdict); %d rejected.",
-        len(judged),
-        len(results),
-        detector.threshold,
-        sum(result.p_fake is not None for result in results),
-        len(results) - len(judged),
-    )
+    results = _score_inputs(detector, inputs, options, batch_size, follow_outside_links)
     default_dir = os.path.dirname(output) if output else os.getcwd()
     if output:
         write_results(results, output, output_format)
@@ -292,3 +280,27 @@ def run(
         "explanations": explanations,
         "threshold": detector.threshold,
     }
+
+
+def _score_inputs(
+    detector: Detector,
+    inputs: Sequence[str],
+    options: media.MediaOptions,
+    batch_size: int,
+    follow_outside_links: bool,
+) -> list[Prediction]:
+    """Every input's Prediction: the inputs that are not read first, then the files in order."""
+    files, rejects = expand_inputs(inputs, follow_outside_links=follow_outside_links)
+    for reject in rejects:
+        logging.warning("Skipping %s: %s", reject.path, reject.error)
+    results = rejects + list(media.score_files(detector, files, options, batch_size))
+    judged = [result for result in results if result.status in JUDGED]
+    logging.info(
+        "Judged %d of %d inputs at threshold %.4f (%d with a verdict); %d rejected.",
+        len(judged),
+        len(results),
+        detector.threshold,
+        sum(result.p_fake is not None for result in results),
+        len(results) - len(judged),
+    )
+    return results

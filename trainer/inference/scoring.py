@@ -113,54 +113,69 @@ def expand_inputs(
         input that matched nothing and each entry that is not read, so it is
         reported like any other reject. No file content is ever put in a message.
     """
-    files: list[str] = []
-    rejects: list[Prediction] = []
-    seen_real: set[str] = set()
-
-    def add(path: str) -> None:
-        key = os.path.realpath(path) if not _is_remote(path) else path
-        if key not in seen_real:
-            seen_real.add(key)
-            files.append(path)
-
+    found = _Expansion(follow_outside_links)
     for item in inputs:
         matches = [item]
         if any(character in item for character in GLOB_CHARACTERS):
             matches = sorted(tf.io.gfile.glob(item))
             if not matches:
-                rejects.append(Prediction.reject(item, "no file matches this glob", "not_found"))
+                found.reject(item, "no file matches this glob", "not_found")
         for match in matches:
             if _is_remote(match):
-                if tf.io.gfile.isdir(match):
-                    found = _remote_files_under(match)
-                    if not found:
-                        rejects.append(
-                            Prediction.reject(match, "folder holds no files", "empty_folder")
-                        )
-                    for path in found:
-                        add(path)
-                elif tf.io.gfile.exists(match):
-                    add(match)
-                else:
-                    rejects.append(Prediction.reject(match, "file not found", "not_found"))
-                continue
-            if os.path.isdir(match):
-                found, bad = _local_files_under(match, follow_outside_links, seen_real)
-                rejects.extend(bad)
-                if not found and not bad:
-                    rejects.append(
-                        Prediction.reject(match, "folder holds no files", "empty_folder")
-                    )
-                files.extend(found)
-            elif os.path.lexists(match):
-                problem = _not_regular(match)
-                if problem:
-                    rejects.append(Prediction.reject(match, problem, "not_a_regular_file"))
-                else:
-                    add(match)
+                found.add_remote(match)
             else:
-                rejects.append(Prediction.reject(match, "file not found", "not_found"))
-    return files, rejects
+                found.add_local(match)
+    return found.files, found.rejects
+
+
+@dataclasses.dataclass
+class _Expansion:
+    """The files and rejects `expand_inputs` has found so far, and the real files seen."""
+
+    follow_outside_links: bool
+    files: list[str] = dataclasses.field(default_factory=list)
+    rejects: list[Prediction] = dataclasses.field(default_factory=list)
+    seen_real: set[str] = dataclasses.field(default_factory=set)
+
+    def reject(self, path: str, error: str, status: str) -> None:
+        self.rejects.append(Prediction.reject(path, error, status))
+
+    def add(self, path: str) -> None:
+        """Adds `path` unless the file it names (links resolved, locally) is listed already."""
+        key = os.path.realpath(path) if not _is_remote(path) else path
+        if key not in self.seen_real:
+            self.seen_real.add(key)
+            self.files.append(path)
+
+    def add_remote(self, match: str) -> None:
+        """A gs:// (or other remote) file, or every file under a remote folder."""
+        if tf.io.gfile.isdir(match):
+            under = _remote_files_under(match)
+            if not under:
+                self.reject(match, "folder holds no files", "empty_folder")
+            for path in under:
+                self.add(path)
+        elif tf.io.gfile.exists(match):
+            self.add(match)
+        else:
+            self.reject(match, "file not found", "not_found")
+
+    def add_local(self, match: str) -> None:
+        """A local file, or the regular files of a local folder (see `expand_inputs`)."""
+        if os.path.isdir(match):
+            under, bad = _local_files_under(match, self.follow_outside_links, self.seen_real)
+            self.rejects.extend(bad)
+            if not under and not bad:
+                self.reject(match, "folder holds no files", "empty_folder")
+            self.files.extend(under)
+        elif os.path.lexists(match):
+            problem = _not_regular(match)
+            if problem:
+                self.reject(match, problem, "not_a_regular_file")
+            else:
+                self.add(match)
+        else:
+            self.reject(match, "file not found", "not_found")
 
 
 def _is_remote(path: str) -> bool:

@@ -8,11 +8,11 @@ images/s. Pixel-wise work on a whole batch is cheap on a GPU/TPU (and fused by
 XLA), so:
 
 - the host keeps only what needs the JPEG codec: the fused decode-and-crop and
-  the JPEG re-compression (`trainer.data`);
+  the JPEG re-compression (`trainer.training.input_pipeline`);
 - flip, colour jitter and blur run here, on the uint8 batch, at the start of
   `train_step`, under the same `tf.function` (and XLA, when on) as the model.
   On a CPU-only machine this is no saving: there, the batched ops cost more CPU
-  per image than the per-image ones did (BENCHMARKS.md).
+  per image than per-image ops in the `tf.data` map (BENCHMARKS.md).
 
 The augmentation is not a layer of the model: `training_model` returns a twin
 of the model (same layers, same weights) whose `train_step` augments first.
@@ -27,12 +27,13 @@ draws what the uninterrupted run would have. Each phase compiles a new
 optimizer whose step restarts at 0, so a phase repeats the first phase's
 draws, on other images.
 
-Per image, the draws follow the host implementation this replaced
-(`reference_augment_image`, kept for the benchmark and the distribution test):
-brightness delta in [-s, s), contrast and saturation factors in [1-s, 1+s),
-clip to [0, 1], then with probability p a Gaussian blur of sigma in [0.1, 1.5)
-(5 taps, zero padding). One difference in order: JPEG re-compression, which
-needs the host's codec, now comes before flip/jitter/blur instead of after.
+Per image, the draws follow `reference_augment_image`, the per-image host
+version that the distribution test compares with and the input-pipeline
+benchmark measures: brightness delta in [-s, s), contrast and saturation
+factors in [1-s, 1+s), clip to [0, 1], then with probability p a Gaussian blur
+of sigma in [0.1, 1.5) (5 taps, zero padding). One difference in order: in
+training, JPEG re-compression (it needs the host's codec) comes before
+flip/jitter/blur; in the reference, after them.
 """
 
 from __future__ import annotations
@@ -46,7 +47,8 @@ from trainer.training import config as config_lib
 
 BLUR_RADIUS = 2
 BLUR_SIGMA_RANGE = (0.1, 1.5)
-JPEG_PROBABILITY = 0.5  # Share of training images re-compressed (host side, trainer.data).
+# Share of training images re-compressed (on the host: `input_pipeline.recompress_jpeg`).
+JPEG_PROBABILITY = 0.5
 # Separate stateless streams: [seed, 0] keys the host pipeline, [seed, 1] the step.
 STEP_STREAM = 1
 
@@ -105,7 +107,7 @@ def adjust_saturation(images: tf.Tensor, factors: tf.Tensor) -> tf.Tensor:
 
 
 def gaussian_blur_batch(images: tf.Tensor, sigmas: tf.Tensor, radius: int = BLUR_RADIUS):
-    """Separable Gaussian blur, one std per image, zero padding (as the host version had).
+    """Separable Gaussian blur, one std per image, zero padding (as `reference_gaussian_blur`).
 
     The batch is folded into the channels ([1, H, W, batch * C]) so that one
     depthwise convolution per direction gives every image its own kernel: two
@@ -252,8 +254,15 @@ def training_model(
 # ----------------------------------------------------------------------------- host reference
 
 
-def gaussian_blur(image: tf.Tensor, sigma: tf.Tensor, radius: int = BLUR_RADIUS) -> tf.Tensor:
-    """Blurs one float [H, W, 3] image with a separable Gaussian of std `sigma` pixels."""
+def reference_gaussian_blur(
+    image: tf.Tensor, sigma: tf.Tensor, radius: int = BLUR_RADIUS
+) -> tf.Tensor:
+    """Blurs one float [H, W, 3] image with a separable Gaussian of std `sigma` pixels.
+
+    The per-image reference of `gaussian_blur_batch` (the TensorFlow op training
+    runs); `trainer.evaluation.perturbations.pil_gaussian_blur` is the Pillow blur
+    that robustness evaluation applies to JPEG files.
+    """
     offsets = tf.range(-radius, radius + 1, dtype=tf.float32)
     kernel = tf.exp(-0.5 * tf.square(offsets / tf.maximum(sigma, 1e-3)))
     kernel /= tf.reduce_sum(kernel)
@@ -266,11 +275,11 @@ def gaussian_blur(image: tf.Tensor, sigma: tf.Tensor, radius: int = BLUR_RADIUS)
 
 
 def reference_augment_image(image: tf.Tensor, config: config_lib.TrainConfig) -> tf.Tensor:
-    """The former host-side augmentation of one uint8 image, all four steps, per image.
+    """All four augmentations of one uint8 image, on the host: the reference of `augment_batch`.
 
-    Not used in training any more: kept as the reference that the step's
-    batched version is compared with (tests/trainer/training/test_augment.py) and as the
-    "before" of the input-pipeline benchmark. Flip, colour jitter, blur and JPEG
+    Training does not call it. The step's batched version is compared with it
+    (tests/trainer/training/test_augment.py), and the input-pipeline benchmark
+    measures it as the host-side alternative. Flip, colour jitter, blur and JPEG
     re-compression, in that order; stateful random ops.
     """
     if config.flip:
@@ -288,7 +297,7 @@ def reference_augment_image(image: tf.Tensor, config: config_lib.TrainConfig) ->
         sigma = tf.random.uniform([], *BLUR_SIGMA_RANGE)
         x = tf.cond(
             tf.random.uniform([]) < config.blur_probability,
-            lambda: gaussian_blur(x, sigma),
+            lambda: reference_gaussian_blur(x, sigma),
             lambda: x,
         )
     if config.jpeg_quality_min:

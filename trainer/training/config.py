@@ -88,56 +88,72 @@ class TrainConfig:
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
 
 
+# The numeric fields `validate` checks by range, in the order it checks them.
+_POSITIVE = (
+    "epochs",
+    "global_batch_size",
+    "image_size",
+    "learning_rate",
+    "fine_tune_learning_rate",
+    "shuffle_buffer",
+)
+_NON_NEGATIVE = (
+    "cpu_replicas",
+    "head_epochs",
+    "steps_per_epoch",
+    "validation_steps",
+    "warmup_epochs",
+    "weight_decay",
+    "backup_every_steps",
+    "backup_every_seconds",
+    "steps_per_execution",
+    "log_every_steps",
+    "log_every_seconds",
+    "early_stopping_patience",
+)
+_FRACTIONS = ("dropout", "label_smoothing", "blur_probability", "color_jitter")
+
+
 def validate(config: TrainConfig) -> None:
     """Checks values that need no devices and no data; raises ValueError naming the bad one.
 
     The checks that need the file system (dataset present, model_dir writable)
     and the replica count live in `check_environment` and `trainer.training.train_lib`.
     """
+    _check_choices(config)
+    _check_ranges(config)
+    _check_combinations(config)
+    if not config.data_dir:
+        raise ValueError("--data_dir is required: the TFDS data dir that dfd-build-dataset wrote.")
+    if not config.model_dir:
+        raise ValueError("--model_dir is required: where checkpoints and the export go.")
 
-    def choice(name, value, accepted):
+
+def _check_choices(config: TrainConfig) -> None:
+    """Each enumerated setting is one of the values its flag accepts."""
+    for name, accepted in (
+        ("backbone", BACKBONES),
+        ("strategy", STRATEGIES),
+        ("precision", PRECISIONS),
+        ("optimizer", OPTIMIZERS),
+    ):
+        value = getattr(config, name)
         if value not in accepted:
             raise ValueError(f"--{name}={value!r} is not one of {list(accepted)}.")
 
-    choice("backbone", config.backbone, BACKBONES)
-    choice("strategy", config.strategy, STRATEGIES)
-    choice("precision", config.precision, PRECISIONS)
-    choice("optimizer", config.optimizer, OPTIMIZERS)
-    positive = {
-        "epochs": config.epochs,
-        "global_batch_size": config.global_batch_size,
-        "image_size": config.image_size,
-        "learning_rate": config.learning_rate,
-        "fine_tune_learning_rate": config.fine_tune_learning_rate,
-        "shuffle_buffer": config.shuffle_buffer,
-    }
-    for name, value in positive.items():
+
+def _check_ranges(config: TrainConfig) -> None:
+    """Each numeric setting lies in its range."""
+    for name in _POSITIVE:
+        value = getattr(config, name)
         if value <= 0:
             raise ValueError(f"--{name}={value} must be > 0.")
-    non_negative = {
-        "cpu_replicas": config.cpu_replicas,
-        "head_epochs": config.head_epochs,
-        "steps_per_epoch": config.steps_per_epoch,
-        "validation_steps": config.validation_steps,
-        "warmup_epochs": config.warmup_epochs,
-        "weight_decay": config.weight_decay,
-        "backup_every_steps": config.backup_every_steps,
-        "backup_every_seconds": config.backup_every_seconds,
-        "steps_per_execution": config.steps_per_execution,
-        "log_every_steps": config.log_every_steps,
-        "log_every_seconds": config.log_every_seconds,
-        "early_stopping_patience": config.early_stopping_patience,
-    }
-    for name, value in non_negative.items():
+    for name in _NON_NEGATIVE:
+        value = getattr(config, name)
         if value < 0:
             raise ValueError(f"--{name}={value} must be >= 0.")
-    fractions = {
-        "dropout": config.dropout,
-        "label_smoothing": config.label_smoothing,
-        "blur_probability": config.blur_probability,
-        "color_jitter": config.color_jitter,
-    }
-    for name, value in fractions.items():
+    for name in _FRACTIONS:
+        value = getattr(config, name)
         if not 0.0 <= value < 1.0:
             raise ValueError(f"--{name}={value} must be in [0, 1).")
     if not 0.0 < config.min_crop_area <= 1.0:
@@ -146,6 +162,10 @@ def validate(config: TrainConfig) -> None:
         raise ValueError(
             f"--jpeg_quality_min={config.jpeg_quality_min} must be 0 (off) or in [1, 100]."
         )
+
+
+def _check_combinations(config: TrainConfig) -> None:
+    """Settings that are valid alone but not together."""
     if config.backbone == "tiny" and config.weights.lower() == "imagenet":
         raise ValueError(
             "--backbone=tiny has no ImageNet weights; pass --weights=none or a local .weights.h5."
@@ -155,10 +175,6 @@ def validate(config: TrainConfig) -> None:
             f"--head_epochs={config.head_epochs} leaves no fine-tuning epoch out of "
             f"--epochs={config.epochs}; raise --epochs or lower --head_epochs."
         )
-    if not config.data_dir:
-        raise ValueError("--data_dir is required: the TFDS data dir that dfd-build-dataset wrote.")
-    if not config.model_dir:
-        raise ValueError("--model_dir is required: where checkpoints and the export go.")
 
 
 def check_environment(config: TrainConfig, *, write: bool = True) -> None:

@@ -242,29 +242,79 @@ def build_dataset(
     """
     builder = builder or data.load_builder(config.data_dir, config.dataset)
     batch = per_replica_batch(config, input_context)
-    map_kwargs = {"num_parallel_calls": AUTOTUNE, "deterministic": config.deterministic}
     if not training:
-        dataset = _read(builder, split, config, input_context, training=False)
-        if config.cache:
-            dataset = dataset.cache()
+        return _eval_dataset(builder, split, config, input_context, batch, eval_steps)
+    numbered = _numbered_examples(
+        builder,
+        split,
+        config,
+        input_context,
+        epochs=epochs,
+        steps_per_epoch=steps_per_epoch,
+        first_step=first_step,
+    )
+    return _train_batches(numbered, config, input_context, batch)
 
-        def parse_eval(example):
-            image = export.decode_for_eval(example[schema.IMAGE], config.image_size)
-            return image, _label(example), tf.ones([1], tf.float32)
 
-        dataset = dataset.map(parse_eval, **map_kwargs)
-        if not eval_steps:
-            return dataset.batch(batch, drop_remainder=False).prefetch(AUTOTUNE)
-        pipelines = input_context.num_input_pipelines if input_context else 1
-        size = config.image_size
-        padding = tf.data.Dataset.from_tensors(
-            (tf.zeros([size, size, 3], tf.uint8), tf.zeros([1]), tf.zeros([1]))
-        ).repeat()
-        dataset = dataset.concatenate(padding).take(
-            eval_steps * (config.global_batch_size // pipelines)
-        )
-        return dataset.batch(batch, drop_remainder=True).prefetch(AUTOTUNE)
+def _map_options(config: config_lib.TrainConfig) -> dict:
+    """`Dataset.map` arguments of the decode maps: parallel, ordered only with --deterministic."""
+    return {"num_parallel_calls": AUTOTUNE, "deterministic": config.deterministic}
 
+
+def _eval_dataset(
+    builder,
+    split: str,
+    config: config_lib.TrainConfig,
+    input_context: tf.distribute.InputContext | None,
+    batch: int,
+    eval_steps: int,
+) -> tf.data.Dataset:
+    """Every example once, in file order, centre-cropped as the export crops, weighted 1.
+
+    With `eval_steps`, zero-weight padding fills the pipeline to exactly that
+    many global batches (see `eval_steps`).
+    """
+    dataset = _read(builder, split, config, input_context, training=False)
+    if config.cache:
+        dataset = dataset.cache()
+
+    def parse_eval(example):
+        image = export.decode_for_eval(example[schema.IMAGE], config.image_size)
+        return image, _label(example), tf.ones([1], tf.float32)
+
+    dataset = dataset.map(parse_eval, **_map_options(config))
+    if not eval_steps:
+        return dataset.batch(batch, drop_remainder=False).prefetch(AUTOTUNE)
+    pipelines = input_context.num_input_pipelines if input_context else 1
+    size = config.image_size
+    padding = tf.data.Dataset.from_tensors(
+        (tf.zeros([size, size, 3], tf.uint8), tf.zeros([1]), tf.zeros([1]))
+    ).repeat()
+    dataset = dataset.concatenate(padding).take(
+        eval_steps * (config.global_batch_size // pipelines)
+    )
+    return dataset.batch(batch, drop_remainder=True).prefetch(AUTOTUNE)
+
+
+def _numbered_examples(
+    builder,
+    split: str,
+    config: config_lib.TrainConfig,
+    input_context: tf.distribute.InputContext | None,
+    *,
+    epochs: range | None,
+    steps_per_epoch: int,
+    first_step: int,
+) -> tf.data.Dataset:
+    """(index, raw example) of the training stream, shuffled per epoch (see `build_dataset`).
+
+    Each example is numbered by its position in the run (epoch, step, slot),
+    which keys its random crop and re-compression: reproducible from --seed, and
+    a resumed run draws what the uninterrupted one would have.
+
+    Raises:
+        ValueError: `epochs` is empty, or given without `steps_per_epoch`.
+    """
     pipelines = input_context.num_input_pipelines if input_context else 1
     examples_per_step = config.global_batch_size // pipelines
 
@@ -284,24 +334,29 @@ def build_dataset(
         )
         return dataset.repeat().shuffle(config.shuffle_buffer, seed=seed)
 
-    # Each example is numbered by its position in the run (epoch, step, slot), which
-    # keys its random crop and re-compression: reproducible from --seed, and a
-    # resumed run draws what the uninterrupted one would have.
     if epochs is None:
-        dataset = stream(config.seed).enumerate()
-    else:
-        if steps_per_epoch <= 0:
-            raise ValueError(f"steps_per_epoch={steps_per_epoch} must be > 0 with `epochs`.")
-        dataset = None
-        for index, epoch in enumerate(epochs):
-            skip = first_step if index == 0 else 0
-            part = stream(config.seed + epoch).skip(skip * examples_per_step)
-            part = part.take((steps_per_epoch - skip) * examples_per_step)
-            part = part.enumerate((epoch * steps_per_epoch + skip) * examples_per_step)
-            dataset = part if dataset is None else dataset.concatenate(part)
-        if dataset is None:
-            raise ValueError(f"epochs={epochs} is empty.")
+        return stream(config.seed).enumerate()
+    if steps_per_epoch <= 0:
+        raise ValueError(f"steps_per_epoch={steps_per_epoch} must be > 0 with `epochs`.")
+    dataset = None
+    for index, epoch in enumerate(epochs):
+        skip = first_step if index == 0 else 0
+        part = stream(config.seed + epoch).skip(skip * examples_per_step)
+        part = part.take((steps_per_epoch - skip) * examples_per_step)
+        part = part.enumerate((epoch * steps_per_epoch + skip) * examples_per_step)
+        dataset = part if dataset is None else dataset.concatenate(part)
+    if dataset is None:
+        raise ValueError(f"epochs={epochs} is empty.")
+    return dataset
 
+
+def _train_batches(
+    numbered: tf.data.Dataset,
+    config: config_lib.TrainConfig,
+    input_context: tf.distribute.InputContext | None,
+    batch: int,
+) -> tf.data.Dataset:
+    """Random crops (and JPEG re-compressions) of the numbered examples, in full batches."""
     pipeline_id = input_context.input_pipeline_id if input_context else 0
 
     def parse_train(index, example):
@@ -316,7 +371,7 @@ def build_dataset(
             image = recompress_jpeg(image, config.jpeg_quality_min, jpeg_seed)
         return image, _label(example)
 
-    dataset = dataset.map(parse_train, **map_kwargs)
+    dataset = numbered.map(parse_train, **_map_options(config))
     return dataset.batch(batch, drop_remainder=True).prefetch(AUTOTUNE)
 
 

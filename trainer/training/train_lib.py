@@ -40,8 +40,7 @@ from trainer.training import callbacks as callbacks_lib
 from trainer.training import config as config_lib
 from trainer.training import optimizer as optimizer_lib
 from trainer.training.divergence import TrainingDiverged, check_not_diverged  # noqa: F401
-from trainer.training.keras_workarounds import multi_step
-from trainer.training.keras_workarounds import multiworker as multiworker_workaround
+from trainer.training.keras_workarounds import multi_step, multiworker
 
 BACKUP_DIR = "backup"
 CHECKPOINT_DIR = "checkpoints"
@@ -81,7 +80,7 @@ def plan_phases(config: config_lib.TrainConfig) -> list[Phase]:
     return phases
 
 
-@keras.saving.register_keras_serializable(package="dfd")
+@keras.saving.register_keras_serializable(package=model_lib.KERAS_PACKAGE)
 class ExampleCount(keras.metrics.Metric):
     """How many examples a metric pass saw: the sum of sample weights (padding weighs 0).
 
@@ -168,7 +167,7 @@ def fit_model(
             (needed under MultiWorkerMirroredStrategy only).
     """
     if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
-        return multiworker_workaround.twin(model, strategy, element_spec, config)
+        return multiworker.twin(model, strategy, element_spec, config)
     with strategy.scope():
         return augment.training_model(model, config, model_class=multi_step.MultiStepModel)
 
@@ -255,13 +254,40 @@ def _status(
     return f"resuming at {where}", False
 
 
+@dataclasses.dataclass(frozen=True)
+class _InputSizes:
+    """The dataset's sizes as `setup` reads them (from the config for injected datasets)."""
+
+    builder: object
+    train_examples: int | None
+    validation_examples: int | None
+    steps_per_epoch: int
+    validation_steps: int | None
+
+
+@dataclasses.dataclass(frozen=True)
+class _ResumeState:
+    """How this run relates to what model_dir holds (`_read_resume_state`)."""
+
+    state: callbacks_lib.TrainingState | None
+    phases: list[Phase]
+    status: str
+    finished_before: bool
+    changed_settings: list[str]
+
+
 def setup(
     config: config_lib.TrainConfig,
     *,
     strategy: tf.distribute.Strategy | None = None,
     datasets: dict | None = None,
 ) -> RunSetup:
-    """Checks, strategy, model and resume state: everything before the first step."""
+    """Checks, strategy, model and resume state: everything before the first step.
+
+    The cheap checks run first, so a bad flag, dataset or model_dir fails before
+    anything heavy; the precision policy is set before the model is built,
+    because Keras reads it when the layers are created.
+    """
     config_lib.validate(config)
     # Validation reads its split to the end by design; Keras warns about that
     # every time. The training stream is sized exactly, so it never runs out.
@@ -269,6 +295,51 @@ def setup(
     strategy = strategy or distribution.get_strategy(
         config.strategy, cpu_replicas=config.cpu_replicas, tpu=config.tpu
     )
+    _check_replicas(config, strategy)
+    chief = distribution.is_chief(strategy)
+    sizes = _input_sizes(config, strategy, datasets, chief=chief)
+    if config.weights.lower() == "imagenet":
+        model_lib.ensure_imagenet_weights(config.backbone)
+    policy = precision.set_policy(config.precision, distribution.device_kind(strategy))
+    keras.utils.set_random_seed(config.seed)
+    resume = _read_resume_state(config, chief=chief)
+    model = _build_model(config, strategy)
+    element_spec = _train_element_spec(config, datasets, sizes, strategy)
+    validation = _validation_input(config, strategy, datasets, sizes)
+    checkpoint_dir = paths.join(config.model_dir, CHECKPOINT_DIR)
+    return RunSetup(
+        config=config,
+        strategy=strategy,
+        chief=chief,
+        policy=policy,
+        jit_compile=distribution.resolve_jit_compile(config.jit_compile, strategy),
+        steps_per_execution=distribution.resolve_steps_per_execution(
+            config.steps_per_execution, strategy
+        ),
+        builder=sizes.builder,
+        datasets=datasets,
+        train_examples=sizes.train_examples,
+        validation_examples=sizes.validation_examples,
+        steps_per_epoch=sizes.steps_per_epoch,
+        validation_steps=sizes.validation_steps,
+        phases=resume.phases,
+        state=resume.state or callbacks_lib.TrainingState(),
+        resumed=resume.state is not None,
+        finished_before=resume.finished_before,
+        status=resume.status,
+        changed_settings=resume.changed_settings,
+        model=model,
+        fit_model=fit_model(model, strategy, config, element_spec),
+        validation=validation,
+        backup_dir=paths.join(config.model_dir, BACKUP_DIR),
+        checkpoint_dir=checkpoint_dir,
+        history_csv=paths.join(config.model_dir, HISTORY_CSV),
+        best_before=callbacks_lib.read_best(checkpoint_dir),
+    )
+
+
+def _check_replicas(config: config_lib.TrainConfig, strategy: tf.distribute.Strategy) -> None:
+    """ValueError unless the global batch splits evenly; a warning for XLA on several replicas."""
     replicas = strategy.num_replicas_in_sync
     if config.global_batch_size % replicas:
         lower = config.global_batch_size // replicas * replicas or replicas
@@ -276,7 +347,6 @@ def setup(
             f"--global_batch_size={config.global_batch_size} is not divisible by the {replicas} "
             f"replicas of {type(strategy).__name__}; use a multiple of {replicas}, e.g. {lower}."
         )
-    jit_compile = distribution.resolve_jit_compile(config.jit_compile, strategy)
     if config.jit_compile and replicas > 1:
         logging.warning(
             "--jit_compile with %d replicas: XLA under Keras 3 + tf.distribute has open breakages "
@@ -284,109 +354,112 @@ def setup(
             "resource ... replica_1'). If the first step fails, drop --jit_compile.",
             replicas,
         )
-    chief = distribution.is_chief(strategy)
-    builder = None
-    train_examples = validation_examples = None
-    pipelines = _input_pipelines(strategy)
-    if datasets is None:
-        config_lib.check_environment(config, write=chief)
-        builder = data.load_builder(config.data_dir, config.dataset)
-        train_examples = data.num_examples(builder, config.train_split)
-        validation_examples = data.num_examples(builder, config.validation_split)
-        steps_per_epoch = config.steps_per_epoch or train_examples // config.global_batch_size
-        if steps_per_epoch <= 0:
-            raise ValueError(
-                f"Split {config.train_split!r} has {train_examples} examples, fewer than one "
-                f"--global_batch_size={config.global_batch_size}; lower the batch size."
-            )
-        validation_steps = input_pipeline.eval_steps(
-            builder, config.validation_split, config, pipelines
-        )
-        if config.validation_steps:
-            validation_steps = min(validation_steps, config.validation_steps)
-    else:
+
+
+def _input_sizes(
+    config: config_lib.TrainConfig,
+    strategy: tf.distribute.Strategy,
+    datasets: dict | None,
+    *,
+    chief: bool,
+) -> _InputSizes:
+    """Opens the dataset (checking data_dir and model_dir first) and sizes the epochs.
+
+    Injected datasets have no split to count: their steps come from the config.
+
+    Raises:
+        ValueError: the training split holds fewer examples than one global batch,
+            or injected datasets come without `config.steps_per_epoch`.
+    """
+    if datasets is not None:
         if chief:
             paths.ensure_writable(config.model_dir)
         if not config.steps_per_epoch:
             raise ValueError("Injected datasets need config.steps_per_epoch > 0.")
-        steps_per_epoch = config.steps_per_epoch
-        validation_steps = config.validation_steps or None
-    if config.weights.lower() == "imagenet":
-        model_lib.ensure_imagenet_weights(config.backbone)
-
-    kind = distribution.device_kind(strategy)
-    policy = precision.set_policy(config.precision, kind)
-    steps_per_execution = distribution.resolve_steps_per_execution(
-        config.steps_per_execution, strategy
+        return _InputSizes(
+            None, None, None, config.steps_per_epoch, config.validation_steps or None
+        )
+    config_lib.check_environment(config, write=chief)
+    builder = data.load_builder(config.data_dir, config.dataset)
+    train_examples = data.num_examples(builder, config.train_split)
+    validation_examples = data.num_examples(builder, config.validation_split)
+    steps_per_epoch = config.steps_per_epoch or train_examples // config.global_batch_size
+    if steps_per_epoch <= 0:
+        raise ValueError(
+            f"Split {config.train_split!r} has {train_examples} examples, fewer than one "
+            f"--global_batch_size={config.global_batch_size}; lower the batch size."
+        )
+    validation_steps = input_pipeline.eval_steps(
+        builder, config.validation_split, config, _input_pipelines(strategy)
     )
-    keras.utils.set_random_seed(config.seed)
+    if config.validation_steps:
+        validation_steps = min(validation_steps, config.validation_steps)
+    return _InputSizes(
+        builder, train_examples, validation_examples, steps_per_epoch, validation_steps
+    )
 
-    model_dir = config.model_dir
-    backup_dir = paths.join(model_dir, BACKUP_DIR)
-    saved_config = config_lib.load_saved(model_dir)
+
+def _read_resume_state(config: config_lib.TrainConfig, *, chief: bool) -> _ResumeState:
+    """Where a killed run stopped and what changed since; then the chief saves config.json.
+
+    The earlier run's config.json is read (for the changed settings) before this
+    run's replaces it.
+    """
+    saved_config = config_lib.load_saved(config.model_dir)
     changes = config_lib.changed_settings(saved_config, config)
-    state = callbacks_lib.read_state(backup_dir)
+    state = callbacks_lib.read_state(paths.join(config.model_dir, BACKUP_DIR))
     phases = plan_phases(config)
     status, finished_before = _status(config, phases, state, saved_config, changes)
     if chief:
         config_lib.save(config)
     logging.debug("Configuration:\n%s", config.to_json())
+    return _ResumeState(state, phases, status, finished_before, changes)
 
+
+def _build_model(config: config_lib.TrainConfig, strategy: tf.distribute.Strategy) -> keras.Model:
+    """The inference model, its variables created under the strategy's scope."""
     with strategy.scope():
-        model = model_lib.build_model(
+        return model_lib.build_model(
             config.backbone,
             image_size=config.image_size,
             weights=config.weights,
             dropout=config.dropout,
         )
-    element_spec = None
-    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
-        element_spec = _train_element_spec(config, datasets, builder, steps_per_epoch, strategy)
 
+
+def _validation_input(
+    config: config_lib.TrainConfig,
+    strategy: tf.distribute.Strategy,
+    datasets: dict | None,
+    sizes: _InputSizes,
+):
+    """What `fit` validates on: the injected dataset, or one padded pipeline per worker."""
     if datasets is not None:
-        validation = datasets["validation"]
-    else:
-        validation = strategy.distribute_datasets_from_function(
-            lambda context: input_pipeline.build_dataset(
-                config.validation_split,
-                config,
-                context,
-                training=False,
-                builder=builder,
-                eval_steps=validation_steps,
-            )
+        return datasets["validation"]
+    return strategy.distribute_datasets_from_function(
+        lambda context: input_pipeline.build_dataset(
+            config.validation_split,
+            config,
+            context,
+            training=False,
+            builder=sizes.builder,
+            eval_steps=sizes.validation_steps,
         )
-    return RunSetup(
-        config=config,
-        strategy=strategy,
-        chief=chief,
-        policy=policy,
-        jit_compile=jit_compile,
-        steps_per_execution=steps_per_execution,
-        builder=builder,
-        datasets=datasets,
-        train_examples=train_examples,
-        validation_examples=validation_examples,
-        steps_per_epoch=steps_per_epoch,
-        validation_steps=validation_steps,
-        phases=phases,
-        state=state or callbacks_lib.TrainingState(),
-        resumed=state is not None,
-        finished_before=finished_before,
-        status=status,
-        changed_settings=changes,
-        model=model,
-        fit_model=fit_model(model, strategy, config, element_spec),
-        validation=validation,
-        backup_dir=backup_dir,
-        checkpoint_dir=paths.join(model_dir, CHECKPOINT_DIR),
-        history_csv=paths.join(model_dir, HISTORY_CSV),
-        best_before=callbacks_lib.read_best(paths.join(model_dir, CHECKPOINT_DIR)),
     )
 
 
-def _train_element_spec(config, datasets, builder, steps_per_epoch, strategy):
-    """`element_spec` of one training pipeline's batches (what each replica receives)."""
+def _train_element_spec(
+    config: config_lib.TrainConfig,
+    datasets: dict | None,
+    sizes: _InputSizes,
+    strategy: tf.distribute.Strategy,
+):
+    """`element_spec` of one training pipeline's batches (what each replica receives).
+
+    Only MultiWorkerMirroredStrategy's twin needs it (`fit_model`); None elsewhere.
+    """
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return None
     if datasets is not None:
         return datasets["train"].element_spec
     pipelines = _input_pipelines(strategy)
@@ -401,8 +474,8 @@ def _train_element_spec(config, datasets, builder, steps_per_epoch, strategy):
         context,
         training=True,
         epochs=range(1),
-        steps_per_epoch=steps_per_epoch,
-        builder=builder,
+        steps_per_epoch=sizes.steps_per_epoch,
+        builder=sizes.builder,
     ).element_spec
 
 
@@ -497,9 +570,24 @@ def _stdout_is_terminal() -> bool:
 
 def train_phase(run_setup: RunSetup, index: int) -> None:
     """Trains phase `index` from where `run_setup.state` stands (nothing if it is done)."""
-    config, state, strategy = run_setup.config, run_setup.state, run_setup.strategy
+    state, phase = run_setup.state, run_setup.phases[index]
+    _compile_phase(run_setup, index)
+    if state.epoch < phase.start or state.phase != index:
+        state.epoch, state.step = max(state.epoch, phase.start), 0
+    state.phase = index
+    for first_epoch, last_epoch, first_step in _spans(state, phase):
+        if _fit_span(run_setup, phase, first_epoch, last_epoch, first_step):
+            return
+
+
+def _compile_phase(run_setup: RunSetup, index: int) -> None:
+    """Sets phase `index`'s trainable layers and compiles it; a run resumed in it restores here.
+
+    The backup holds the optimizer's state, so it is restored after `compile`
+    has created this phase's optimizer.
+    """
+    config, state = run_setup.config, run_setup.state
     phase = run_setup.phases[index]
-    fit = run_setup.fit_model
     model_lib.set_phase(run_setup.model, phase.name, fine_tune_from=config.fine_tune_from)
     resuming_here = run_setup.resumed and index == state.phase
     first_step = state.step if resuming_here and state.epoch >= phase.start else 0
@@ -516,9 +604,9 @@ def train_phase(run_setup: RunSetup, index: int) -> None:
             run_setup.steps_per_epoch,
             first_step,
         )
-    with strategy.scope():
+    with run_setup.strategy.scope():
         compile_model(
-            fit,
+            run_setup.fit_model,
             config,
             phase,
             run_setup.steps_per_epoch,
@@ -526,7 +614,7 @@ def train_phase(run_setup: RunSetup, index: int) -> None:
             jit_compile=run_setup.jit_compile,
         )
         if resuming_here:
-            callbacks_lib.restore(fit, run_setup.backup_dir)
+            callbacks_lib.restore(run_setup.fit_model, run_setup.backup_dir)
             logging.info(
                 "Restored %s (phase %s, epoch %d, step %d).",
                 run_setup.backup_dir,
@@ -534,57 +622,65 @@ def train_phase(run_setup: RunSetup, index: int) -> None:
                 state.epoch,
                 state.step,
             )
-    if state.epoch < phase.start or state.phase != index:
-        state.epoch, state.step = max(state.epoch, phase.start), 0
-    state.phase = index
+
+
+def _spans(state: callbacks_lib.TrainingState, phase: Phase) -> list[tuple[int, int, int]]:
+    """(first epoch, end epoch, first step) of each `fit` left in `phase`; none when it is done.
+
+    A resumed partial epoch runs as its own short `fit`, then the rest.
+    """
     if state.epoch >= phase.end:
-        return
-    # A resumed partial epoch runs as its own short `fit`, then the rest.
-    spans = []
-    if state.step:
-        spans.append((state.epoch, state.epoch + 1, state.step))
-        if state.epoch + 1 < phase.end:
-            spans.append((state.epoch + 1, phase.end, 0))
-    else:
-        spans.append((state.epoch, phase.end, 0))
-    for first_epoch, last_epoch, first_step in spans:
-        fit_callbacks, (throughput, backup) = _callbacks(run_setup, phase, first_step)
-        early = next(
-            (c for c in fit_callbacks if isinstance(c, keras.callbacks.EarlyStopping)), None
+        return []
+    if not state.step:
+        return [(state.epoch, phase.end, 0)]
+    spans = [(state.epoch, state.epoch + 1, state.step)]
+    if state.epoch + 1 < phase.end:
+        spans.append((state.epoch + 1, phase.end, 0))
+    return spans
+
+
+def _fit_span(
+    run_setup: RunSetup, phase: Phase, first_epoch: int, last_epoch: int, first_step: int
+) -> bool:
+    """One `fit` over epochs [first_epoch, last_epoch); True when early stopping ended the phase.
+
+    Throughput and backup figures are added to `run_setup` even when `fit` fails.
+    """
+    config, state = run_setup.config, run_setup.state
+    fit_callbacks, (throughput, backup) = _callbacks(run_setup, phase, first_step)
+    early = next((c for c in fit_callbacks if isinstance(c, keras.callbacks.EarlyStopping)), None)
+    try:
+        run_setup.fit_model.fit(
+            _train_input(run_setup, first_epoch, last_epoch, first_step),
+            initial_epoch=first_epoch,
+            epochs=last_epoch,
+            steps_per_epoch=run_setup.steps_per_epoch - first_step,
+            validation_data=run_setup.validation,
+            # The padded validation pipeline ends after exactly its steps. Keras
+            # keeps one iterator across epochs when given a step count, so the
+            # second epoch would find it empty: give none.
+            validation_steps=None if run_setup.datasets is None else run_setup.validation_steps,
+            callbacks=fit_callbacks,
+            verbose=1 if config.verbose == 1 and _stdout_is_terminal() else 0,
+            shuffle=False,
         )
-        try:
-            fit.fit(
-                _train_input(run_setup, first_epoch, last_epoch, first_step),
-                initial_epoch=first_epoch,
-                epochs=last_epoch,
-                steps_per_epoch=run_setup.steps_per_epoch - first_step,
-                validation_data=run_setup.validation,
-                # The padded validation pipeline ends after exactly its steps. Keras
-                # keeps one iterator across epochs when given a step count, so the
-                # second epoch would find it empty: give none.
-                validation_steps=None if run_setup.datasets is None else run_setup.validation_steps,
-                callbacks=fit_callbacks,
-                verbose=1 if config.verbose == 1 and _stdout_is_terminal() else 0,
-                shuffle=False,
-            )
-        except tf.errors.DataLossError as error:
-            _reraise_data_loss(run_setup, error)
-        finally:
-            run_setup.images += throughput.images
-            run_setup.train_seconds += throughput.seconds
-            run_setup.steps_trained += throughput.steps
-            run_setup.backup_seconds += backup.seconds_writing
-            run_setup.backups += backup.saves
-        if early is not None and early.stopped_epoch:
-            message = (
-                f"early stopping ended phase {phase.name} after epoch {early.stopped_epoch + 1}"
-            )
-            logging.info("%s.", message.capitalize())
-            run_setup.early_stopped.append(message)
-            # The phase is over: say so on disk too, or a rerun would train its last epochs.
-            state.epoch, state.step = phase.end, 0
-            callbacks_lib.write_state(run_setup.backup_dir, state, chief=run_setup.chief)
-            return
+    except tf.errors.DataLossError as error:
+        _reraise_data_loss(run_setup, error)
+    finally:
+        run_setup.images += throughput.images
+        run_setup.train_seconds += throughput.seconds
+        run_setup.steps_trained += throughput.steps
+        run_setup.backup_seconds += backup.seconds_writing
+        run_setup.backups += backup.saves
+    if early is None or not early.stopped_epoch:
+        return False
+    message = f"early stopping ended phase {phase.name} after epoch {early.stopped_epoch + 1}"
+    logging.info("%s.", message.capitalize())
+    run_setup.early_stopped.append(message)
+    # The phase is over: say so on disk too, or a rerun would train its last epochs.
+    state.epoch, state.step = phase.end, 0
+    callbacks_lib.write_state(run_setup.backup_dir, state, chief=run_setup.chief)
+    return True
 
 
 def _validation_scores(model: keras.Model, dataset: tf.data.Dataset, steps: int | None):
@@ -672,26 +768,41 @@ def eer_threshold(labels, scores, split: str) -> tuple[float, str, float]:
 
 def finish(run_setup: RunSetup) -> dict:
     """Best weights back in, the at-chance check, EER threshold, export and model.keras (chief)."""
-    config, model, chief, state = (
-        run_setup.config,
-        run_setup.model,
-        run_setup.chief,
-        run_setup.state,
-    )
+    best, best_path = _load_best_checkpoint(run_setup)
+    result = _result(run_setup, best, best_path)
+    if run_setup.chief:
+        labels, scores = _score_exported_weights(run_setup, result)
+        threshold, source, eer = _threshold(run_setup, labels, scores, result["export_dir"], best)
+        result.update(
+            threshold=threshold,
+            threshold_source=source,
+            validation_eer=None if math.isnan(eer) else eer,
+        )
+        _export(run_setup, result)
+    result["history"] = callbacks_lib.read_history(result["history_csv"])
+    return result
+
+
+def _load_best_checkpoint(run_setup: RunSetup) -> tuple[dict | None, str]:
+    """(checkpoints/best.json or None, best.keras' path); its weights go into the model."""
     best = callbacks_lib.read_best(run_setup.checkpoint_dir)
     best_path = paths.join(run_setup.checkpoint_dir, callbacks_lib.BEST_MODEL_FILENAME)
     if best is not None and tf.io.gfile.exists(best_path):
         best_model = keras.models.load_model(best_path, compile=False, safe_mode=True)
-        model.set_weights(best_model.get_weights())
+        run_setup.model.set_weights(best_model.get_weights())
         logging.info(
             "Loaded the best checkpoint (epoch %d, %s=%.4f).",
             best["epoch"] + 1,
             best["monitor"],
             best["value"],
         )
+    return best, best_path
 
-    model_dir = config.model_dir
-    result = {
+
+def _result(run_setup: RunSetup, best: dict | None, best_path: str) -> dict:
+    """`run`'s result before the chief's threshold and export (see `run` for the keys)."""
+    config, model_dir = run_setup.config, run_setup.config.model_dir
+    return {
         "model_dir": model_dir,
         "export_dir": paths.join(model_dir, export.EXPORT_SUBDIR),
         "keras_model": paths.join(model_dir, export.KERAS_MODEL_FILENAME),
@@ -706,7 +817,7 @@ def finish(run_setup: RunSetup) -> dict:
         "validation_eer": None,
         "validation_auc": None,
         "epochs": config.epochs,
-        "epochs_completed": state.epoch,
+        "epochs_completed": run_setup.state.epoch,
         "steps_per_epoch": run_setup.steps_per_epoch,
         "steps_trained": run_setup.steps_trained,
         "images_per_second": run_setup.images_per_second,
@@ -714,42 +825,49 @@ def finish(run_setup: RunSetup) -> dict:
         "backup_seconds": run_setup.backup_seconds,
         "early_stopped": list(run_setup.early_stopped),
         "status": run_setup.status,
-        "is_chief": chief,
+        "is_chief": run_setup.chief,
     }
-    if chief:
-        labels = scores = None
-        if run_setup.datasets is None:
-            eval_dataset = input_pipeline.build_dataset(
-                config.validation_split, config, None, training=False, builder=run_setup.builder
-            )
-            try:
-                labels, scores = _validation_scores(
-                    model, eval_dataset, config.validation_steps or None
-                )
-            except tf.errors.DataLossError as error:
-                _reraise_data_loss(run_setup, error)
-            # The exported weights' exact AUC, not the epoch's `val_auc`: Keras bins scores into
-            # 200 thresholds, so a model whose scores all sit in one bin (common early, and
-            # with a tiny split) reads 0.5 there while ranking the classes well.
-            auc = metrics_lib.roc_auc(labels, scores) if np.all(np.isfinite(scores)) else math.nan
-            result["validation_auc"] = None if math.isnan(auc) else auc
-            check_not_diverged(auc, labels, config.validation_split)
-        threshold, source, eer = _threshold(run_setup, labels, scores, result["export_dir"], best)
-        result.update(
-            threshold=threshold,
-            threshold_source=source,
-            validation_eer=None if math.isnan(eer) else eer,
+
+
+def _score_exported_weights(run_setup: RunSetup, result: dict):
+    """(labels, p_fake) of the validation split under the weights about to be exported.
+
+    Records their exact AUC in `result["validation_auc"]` and raises
+    `TrainingDiverged` when it is at chance. (None, None) with injected datasets,
+    which have no TFDS split to read again.
+    """
+    if run_setup.datasets is not None:
+        return None, None
+    config = run_setup.config
+    eval_dataset = input_pipeline.build_dataset(
+        config.validation_split, config, None, training=False, builder=run_setup.builder
+    )
+    try:
+        labels, scores = _validation_scores(
+            run_setup.model, eval_dataset, config.validation_steps or None
         )
-        metadata = export.DetectorMetadata(
-            image_size=config.image_size,
-            threshold=threshold,
-            threshold_source=source,
-            backbone=config.backbone,
-        )
-        export.export_detector(model, result["export_dir"], metadata)
-        callbacks_lib.inference_model(model).save(result["keras_model"])
-    result["history"] = callbacks_lib.read_history(result["history_csv"])
-    return result
+    except tf.errors.DataLossError as error:
+        _reraise_data_loss(run_setup, error)
+    # The exported weights' exact AUC, not the epoch's `val_auc`: Keras bins scores into
+    # 200 thresholds, so a model whose scores all sit in one bin (common early, and
+    # with a tiny split) reads 0.5 there while ranking the classes well.
+    auc = metrics_lib.roc_auc(labels, scores) if np.all(np.isfinite(scores)) else math.nan
+    result["validation_auc"] = None if math.isnan(auc) else auc
+    check_not_diverged(auc, labels, config.validation_split)
+    return labels, scores
+
+
+def _export(run_setup: RunSetup, result: dict) -> None:
+    """Writes export/ (SavedModel + detector.json) and model.keras: the inference model only."""
+    config, model = run_setup.config, run_setup.model
+    metadata = export.DetectorMetadata(
+        image_size=config.image_size,
+        threshold=result["threshold"],
+        threshold_source=result["threshold_source"],
+        backbone=config.backbone,
+    )
+    export.export_detector(model, result["export_dir"], metadata)
+    callbacks_lib.inference_model(model).save(result["keras_model"])
 
 
 def run(

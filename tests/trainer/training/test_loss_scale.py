@@ -100,6 +100,24 @@ def test_an_unbuilt_keras_loss_scale_optimizer_becomes_replica_safe(mixed_float1
         precision.for_compile(keras_own, "mixed_float16")
 
 
+def test_registers_under_dfd_and_loads_configs_naming_the_deepfake_detection_package():
+    """Every trainer class registers as `dfd>...`; a config (a compiled model's
+    optimizer in a .keras file) that names the package "deepfake_detection", with
+    the module path of the flat `trainer/` package, still loads."""
+    optimizer = loss_scale.ReplicaSafeLossScaleOptimizer(loss_scale_cases.sgd(), name="ls")
+    config = keras.saving.serialize_keras_object(optimizer)
+    assert config["registered_name"] == "dfd>ReplicaSafeLossScaleOptimizer"
+    old = {
+        **config,
+        "module": "trainer.loss_scale",
+        "registered_name": "deepfake_detection>ReplicaSafeLossScaleOptimizer",
+    }
+    loaded = keras.saving.deserialize_keras_object(old)
+    assert type(loaded) is loss_scale.ReplicaSafeLossScaleOptimizer
+    assert (loaded.name, loaded.initial_scale) == ("ls", optimizer.initial_scale)
+    assert isinstance(loaded.inner_optimizer, keras.optimizers.SGD)
+
+
 def test_a_backup_from_keras_own_wrapper_restores_into_the_replica_safe_one(
     mixed_float16, tmp_path
 ):

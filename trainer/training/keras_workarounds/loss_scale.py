@@ -32,8 +32,14 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+from trainer import model as model_lib
 
-@keras.saving.register_keras_serializable(package="deepfake_detection")
+# Other registered names a saved file may give this class (files written while it
+# registered under the package "deepfake_detection"); each loads as this class.
+OTHER_REGISTERED_NAMES = ("deepfake_detection>ReplicaSafeLossScaleOptimizer",)
+
+
+@keras.saving.register_keras_serializable(package=model_lib.KERAS_PACKAGE)
 class ReplicaSafeLossScaleOptimizer(keras.optimizers.LossScaleOptimizer):
     """Keras' `LossScaleOptimizer` with the finiteness flag all-reduced before the step.
 
@@ -76,3 +82,7 @@ class ReplicaSafeLossScaleOptimizer(keras.optimizers.LossScaleOptimizer):
             keras.ops.cond(finite, apply_fn, self._stateful_handle_non_finite_grads)
 
         replica_context.merge_call(handle_cross_replica, args=(finite, grads, trainable_variables))
+
+
+for _name in OTHER_REGISTERED_NAMES:
+    keras.saving.get_custom_objects()[_name] = ReplicaSafeLossScaleOptimizer
