@@ -415,18 +415,24 @@ def verify(local: str, url: str, *, client=None) -> list[str]:
 # --------------------------------------------------------------------------- command line
 
 FLAGS = flags.FLAGS
-_WORKERS = flags.DEFINE_integer("workers", 8, "Files transferred at once.", lower_bound=1)
-_CHUNK_MIB = flags.DEFINE_float(
-    "chunk_mib",
-    32,
-    "MiB per request of the resumable uploads of files over 8 MiB (rounded to 256 KiB).",
-)
-_RETRY_DEADLINE_S = flags.DEFINE_float(
-    "retry_deadline_s", 300, "Seconds one request is retried on transient errors."
-)
-_PROJECT = flags.DEFINE_string(
-    "project", None, "Google Cloud project for the client (default: from the environment)."
-)
+
+
+def define_flags() -> None:
+    """Defines the command's flags; called by `run_main`, so importing this module as a
+    library (tests, other tools) defines none and cannot collide with other commands."""
+    flags.DEFINE_integer("workers", 8, "Files transferred at once.", lower_bound=1)
+    flags.DEFINE_float(
+        "chunk_mib",
+        32,
+        "MiB per request of the resumable uploads of files over 8 MiB (rounded to 256 KiB).",
+    )
+    flags.DEFINE_float(
+        "retry_deadline_s", 300, "Seconds one request is retried on transient errors."
+    )
+    flags.DEFINE_string(
+        "project", None, "Google Cloud project for the client (default: from the environment)."
+    )
+
 
 # command -> which of its arguments must be gs:// URLs.
 _COMMANDS = {"upload": (1,), "download": (0,), "verify": (1,), "check-writable": ()}
@@ -450,11 +456,11 @@ def _check_arguments(command: str, args: list[str]) -> None:
 
 def _run_command(command: str, args: list[str]) -> int:
     chunk_size = max(
-        CHUNK_ALIGNMENT, round(_CHUNK_MIB.value * MIB / CHUNK_ALIGNMENT) * CHUNK_ALIGNMENT
+        CHUNK_ALIGNMENT, round(FLAGS.chunk_mib * MIB / CHUNK_ALIGNMENT) * CHUNK_ALIGNMENT
     )
     if command == "check-writable":
         if gcs.is_gcs(args[0]):
-            gcs.ensure_writable(args[0], client=gcs.make_client(_PROJECT.value))
+            gcs.ensure_writable(args[0], client=gcs.make_client(FLAGS.project))
         else:
             # Local folders go through tf.io.gfile; TensorFlow loads only here, quietly.
             from preprocessing import paths, tf_startup  # pylint: disable=import-outside-toplevel
@@ -463,15 +469,15 @@ def _run_command(command: str, args: list[str]) -> int:
             paths.ensure_writable(args[0])
         print(json.dumps({"writable": args[0]}))
         return 0
-    client = gcs.make_client(_PROJECT.value)
+    client = gcs.make_client(FLAGS.project)
     if command == "upload":
         stats = upload(
             args[0],
             args[1],
             client=client,
-            workers=_WORKERS.value,
+            workers=FLAGS.workers,
             chunk_size=chunk_size,
-            retry_deadline_s=_RETRY_DEADLINE_S.value,
+            retry_deadline_s=FLAGS.retry_deadline_s,
         )
         print(json.dumps(stats.summary()))
     elif command == "download":
@@ -479,8 +485,8 @@ def _run_command(command: str, args: list[str]) -> int:
             args[0],
             args[1],
             client=client,
-            workers=_WORKERS.value,
-            retry_deadline_s=_RETRY_DEADLINE_S.value,
+            workers=FLAGS.workers,
+            retry_deadline_s=FLAGS.retry_deadline_s,
         )
         print(json.dumps(stats.summary()))
     else:
@@ -530,6 +536,7 @@ def main(argv):
 
 
 def run_main():
+    define_flags()
     cli.run(
         main,
         module=sys.modules[__name__],

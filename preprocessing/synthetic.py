@@ -26,9 +26,8 @@ so content says nothing about the label. What differs is how each image was
 The checkerboard is a multiplicative gain of 20-40% between pixel phases, so
 it survives the trainer's mild crops and rescaling (as beats in the spectrum).
 It is that strong on purpose: at 8-16% a ResNet50 trained from scratch for the
-demo's few hundred CPU steps reached a test ROC-AUC of only about 0.69; at
-20-40% it separates the classes within the demo's budget (figures printed by
-`make demo`).
+demo's few hundred CPU steps barely separates the classes; at 20-40% it does
+within the demo's budget (`make demo` prints the figures of its run).
 It is NOT a real deepfake dataset: a model trained on it says nothing about
 real generated faces.
 """

@@ -136,10 +136,6 @@ def log_to_file(log_path: str, *, project_dirs, verbose: bool = False, preamble:
             os.remove(local_path)
 
 
-# The name trainer/inference/batch_score_lib.py calls; remove once it calls `log_to_file`.
-build_log = log_to_file
-
-
 @contextlib.contextmanager
 def _nothing():
     yield

@@ -39,9 +39,8 @@ import numpy as np  # noqa: E402
 
 from trainer import export  # noqa: E402
 from trainer import model as model_lib  # noqa: E402
-from trainer.training import callbacks
+from trainer.training import callbacks, train_lib
 from trainer.training import config as config_lib  # noqa: E402
-from trainer.training import train_lib as train
 
 H100_IMAGES_PER_SECOND = 4861  # BENCHMARKS.md anchor: Keras ResNet50 train step, one H100.
 GPUS, GLOBAL_BATCH = 8, 512
@@ -63,9 +62,9 @@ def _compiled(backbone: str, image_size: int) -> keras.Model:
         data_dir="/unused", model_dir="/unused", backbone=backbone, weights="none"
     )
     model = model_lib.build_model(backbone, image_size=image_size, weights="none")
-    phase = train.plan_phases(config)[0]  # `full`: every layer trainable.
+    phase = train_lib.plan_phases(config)[0]  # `full`: every layer trainable.
     model_lib.set_phase(model, phase.name)
-    train.compile_model(model, config, phase, steps_per_epoch=100)
+    train_lib.compile_model(model, config, phase, steps_per_epoch=100)
     model.optimizer.build(model.trainable_variables)
     return model
 

@@ -49,8 +49,12 @@ from tests.benchmarks import bench_trainer  # noqa: E402
 from trainer import data  # noqa: E402
 from trainer import model as model_lib  # noqa: E402
 from trainer.training import config as config_lib  # noqa: E402
-from trainer.training import distribution, input_pipeline, precision  # noqa: E402
-from trainer.training import train_lib as train  # noqa: E402
+from trainer.training import (  # noqa: E402
+    distribution,
+    input_pipeline,
+    precision,
+    train_lib,  # noqa: E402
+)
 
 # The 140k flagfiles' augmentation (deploy/configs/140k_resnet50_*.cfg).
 RECIPE = dict(min_crop_area=0.25, jpeg_quality_min=60, blur_probability=0.1, color_jitter=0.1)
@@ -129,12 +133,12 @@ def build(args, config) -> keras.Model:
 
 
 def compile_for(fit_model, config, phase: str, *, steps_per_execution: int) -> None:
-    """The trainer's own `train.compile_model` (optimizer with its loss scaling, loss,
+    """The trainer's own `train_lib.compile_model` (optimizer with its loss scaling, loss,
     metrics) for `phase`, with `steps_per_execution` and `config.jit_compile`."""
-    train.compile_model(
+    train_lib.compile_model(
         fit_model,
         config,
-        train.Phase(phase, 0, 1, config.learning_rate),
+        train_lib.Phase(phase, 0, 1, config.learning_rate),
         1000,
         steps_per_execution=steps_per_execution,
         jit_compile=bool(config.jit_compile),
@@ -285,7 +289,7 @@ def main(argv=None) -> int:
                                 "input": source,
                             }
                             try:
-                                fit_model = train.fit_model(model, strategy, config)
+                                fit_model = train_lib.fit_model(model, strategy, config)
                                 with strategy.scope():
                                     compile_for(fit_model, config, phase, steps_per_execution=spe)
                                 row.update(

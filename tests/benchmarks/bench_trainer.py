@@ -353,8 +353,7 @@ class StepTimer:
 def bench_training(args, data_dir) -> dict:
     from trainer import model as model_lib
     from trainer.training import config as config_lib
-    from trainer.training import input_pipeline
-    from trainer.training import train_lib as train
+    from trainer.training import input_pipeline, train_lib
 
     config = config_lib.TrainConfig(
         data_dir=data_dir,
@@ -366,7 +365,7 @@ def bench_training(args, data_dir) -> dict:
         shuffle_buffer=1000,
     )
     steps = args.warmup_steps + args.train_steps
-    phase = train.Phase(model_lib.FULL_PHASE, 0, 1, config.learning_rate)
+    phase = train_lib.Phase(model_lib.FULL_PHASE, 0, 1, config.learning_rate)
     results = {}
     sources = {
         "real": lambda: input_pipeline.build_dataset("train", config, training=True),
@@ -374,7 +373,7 @@ def bench_training(args, data_dir) -> dict:
     }
     for name, make in sources.items():
         model = model_lib.build_model("resnet50", image_size=config.image_size, weights="none")
-        train.compile_model(model, config, phase, steps)
+        train_lib.compile_model(model, config, phase, steps)
         timer = StepTimer(args.warmup_steps)
         model.fit(make(), steps_per_epoch=steps, epochs=1, callbacks=[timer.callback], verbose=0)
         results[name] = timer.images_per_second(args.train_batch_size)

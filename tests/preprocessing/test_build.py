@@ -18,7 +18,7 @@ import tensorflow_datasets as tfds
 
 from preprocessing import schema
 from preprocessing.building import archive, fingerprint
-from preprocessing.building import summary as report
+from preprocessing.building import summary as summary_lib
 from preprocessing.real_and_fake_faces import sources
 from tests.preprocessing import planted
 from tfds_builder import build
@@ -57,7 +57,7 @@ def _examples(dataset_dir):
 
 
 def _rejects(dataset_dir):
-    with tf.io.gfile.GFile(os.path.join(dataset_dir, report.REJECTS_FILENAME)) as f:
+    with tf.io.gfile.GFile(os.path.join(dataset_dir, summary_lib.REJECTS_FILENAME)) as f:
         return {r["id"]: r for r in map(json.loads, f)}
 
 
@@ -142,7 +142,7 @@ def test_summary_reports_duplicates_and_conversions(planted_build):
     assert splits["train"]["fake"]["converted"] == 2  # PNG, CMYK
     assert splits["train"]["real"]["converted"] == 1  # grayscale
     assert splits["validation"]["real"]["converted"] == 1  # EXIF
-    table = report.format_table(result["summary"])
+    table = summary_lib.format_table(result["summary"])
     assert "| train | real |" in table and "missing_file: 1" in table
 
 
@@ -230,7 +230,7 @@ def test_failed_overwrite_keeps_the_previous_dataset_and_its_rejects(planted_bui
     before = _examples(dataset_dir)
     bad = _all_bad_but_one_per_class(tmp_path / "bad")
     with pytest.raises(
-        report.RejectFractionExceededError,
+        summary_lib.RejectFractionExceededError,
         match=r"75\.0% of 16 inputs.*not_an_image.*Likely cause: --manual_dir.*"
         r"if these rejects are expected, raise --max_reject_fraction\.$",
     ):
@@ -253,7 +253,7 @@ def test_failed_overwrite_keeps_the_previous_dataset_and_its_rejects(planted_bui
 
 def test_first_build_that_fails_leaves_no_dataset(tmp_path):
     bad = _all_bad_but_one_per_class(tmp_path / "bad")
-    with pytest.raises(report.RejectFractionExceededError):
+    with pytest.raises(summary_lib.RejectFractionExceededError):
         _build(bad, tmp_path / "data", max_reject_fraction=0.5)
     config_dir = tmp_path / "data" / schema.DATASET_NAME / "keep_duplicates"
     assert sorted(os.listdir(config_dir)) == ["1.1.0.failed-rejects.jsonl"]
@@ -320,7 +320,7 @@ def test_the_tfds_api_fails_above_the_same_reject_limit_and_says_how_to_raise_it
     _all_bad_but_one_per_class(tmp_path / "bad")
     builder = tfds.builder("real_and_fake_faces", data_dir="~/data")
     in_process = PipelineOptions(["--direct_running_mode=in_memory"])
-    with pytest.raises(report.RejectFractionExceededError) as failed:
+    with pytest.raises(summary_lib.RejectFractionExceededError) as failed:
         builder.download_and_prepare(
             download_config=tfds.download.DownloadConfig(
                 manual_dir="~/bad", beam_options=in_process

@@ -4,7 +4,7 @@ The clips (tests/tfds_builder/video_clips.py) are built into `video_faces/folder
 once per module; each test then checks one promise: every clip accounted for,
 the example schema, the crops cut as prediction cuts them, splits by video, a
 counter per reject reason, reuse only for the same options, training with the
-trainer's flags, and video-level figures from dfd-evaluate and dfd-matrix.
+trainer's flags, and video-level figures from dfd-evaluate and dfd-matrix_lib.
 """
 
 import collections
@@ -24,15 +24,14 @@ import tensorflow_datasets as tfds
 
 from preprocessing import schema
 from preprocessing.building import fingerprint
-from preprocessing.building import summary as report
+from preprocessing.building import summary as summary_lib
 from preprocessing.video_faces import sources as video_sources
-from preprocessing.video_faces import summary as video_report
+from preprocessing.video_faces import summary as video_summary
 from preprocessing.video_faces import transforms as video_transforms
 from tests.tfds_builder import video_clips
 from tests.trainer import tiny_data, tiny_detector
 from tfds_builder import build_videos
-from trainer.evaluation import evaluate_lib as evaluate
-from trainer.evaluation import matrix_lib as matrix
+from trainer.evaluation import evaluate_lib, matrix_lib
 from trainer.inference import media
 
 FRAME_OPTIONS = video_transforms.FrameOptions(
@@ -82,9 +81,9 @@ def _examples(dataset_dir):
 
 
 def _ledger_view(dataset_dir):
-    with open(os.path.join(dataset_dir, report.REJECTS_FILENAME)) as f:
+    with open(os.path.join(dataset_dir, summary_lib.REJECTS_FILENAME)) as f:
         rejects = {r["id"]: r for r in map(json.loads, f)}
-    with open(os.path.join(dataset_dir, report.SUMMARY_FILENAME)) as f:
+    with open(os.path.join(dataset_dir, summary_lib.SUMMARY_FILENAME)) as f:
         summary = json.load(f)
     return rejects, summary
 
@@ -122,7 +121,7 @@ def test_every_clip_is_written_or_rejected_with_its_reason(built):
                 for clip_id in expected
                 if clip_id.split("/")[0] == split and clip_id.split("/")[1] == label
             )
-    table = video_report.format_table(summary)
+    table = video_summary.format_table(summary)
     assert "| train | fake | 3 | 2 | 1 |" in table and "Rejected videos by reason:" in table
     with Image.open(result["contact_sheet"]) as sheet:  # face_crops.png, drawn from the data
         assert sheet.format == "PNG" and sheet.width >= 6 * 96 and sheet.height > 3 * 96
@@ -253,7 +252,7 @@ def test_the_trainer_trains_on_it_with_todays_flags(built, tmp_path):
     """
     root, _, _ = built
     from trainer import task
-    from trainer.training import train_lib as train
+    from trainer.training import train_lib
 
     task.define_flags()
 
@@ -281,7 +280,7 @@ def test_the_trainer_trains_on_it_with_todays_flags(built, tmp_path):
         config = task.config_from_flags()
     finally:
         flags.FLAGS.unparse_flags()
-    result = train.run(config)
+    result = train_lib.run(config)
     assert result["epochs_completed"] == 1 and len(result["history"]) == 1
     assert (model_dir / "export" / "saved_model.pb").is_file()
 
@@ -303,7 +302,7 @@ def test_evaluate_and_matrix_report_video_level_figures(built, tmp_path):
     export_dir = tiny_detector.export_tiny_detector(str(tmp_path / "tiny"))
     reports = {}
     for label, data_dir, name in (("faces", images_dir, IMAGES), ("clips", videos_dir, DATASET)):
-        reports[label] = evaluate.run(
+        reports[label] = evaluate_lib.run(
             export_dir=export_dir,
             data_dir=data_dir,
             dataset=name,
@@ -313,11 +312,11 @@ def test_evaluate_and_matrix_report_video_level_figures(built, tmp_path):
     clips = reports["clips"]
     assert clips["num_videos"] == 2 and clips["video_metrics"]["roc_auc"] is not None
     assert reports["faces"]["video_metrics"] is None
-    result = matrix.run(
-        [matrix.parse_model(export_dir)],
+    result = matrix_lib.run(
+        [matrix_lib.parse_model(export_dir)],
         [
-            matrix.parse_dataset(f"label=faces,data_dir={images_dir},dataset={IMAGES}"),
-            matrix.parse_dataset(f"label=clips,data_dir={videos_dir},dataset={DATASET}"),
+            matrix_lib.parse_dataset(f"label=faces,data_dir={images_dir},dataset={IMAGES}"),
+            matrix_lib.parse_dataset(f"label=clips,data_dir={videos_dir},dataset={DATASET}"),
         ],
         str(tmp_path / "matrix"),
     )

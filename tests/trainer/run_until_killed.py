@@ -15,7 +15,7 @@ from absl import app, flags
 import keras
 
 from trainer import task
-from trainer.training import train_lib as train
+from trainer.training import train_lib
 
 flags.DEFINE_integer("kill_after_step", 1, "SIGKILL this process after this step of the run.")
 
@@ -35,7 +35,7 @@ class KillAfterStep(keras.callbacks.Callback):
 def main(argv):
     del argv
     config = task.config_from_flags()
-    train.run(config, extra_callbacks=[KillAfterStep(flags.FLAGS.kill_after_step)])
+    train_lib.run(config, extra_callbacks=[KillAfterStep(flags.FLAGS.kill_after_step)])
 
 
 if __name__ == "__main__":

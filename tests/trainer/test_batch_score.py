@@ -16,9 +16,7 @@ import pytest
 
 from tests import media_samples
 from tests.trainer import tiny_detector
-from trainer.inference import batch_score_lib as batch_score
-from trainer.inference import media, scoring
-from trainer.inference import predict_lib as predict
+from trainer.inference import batch_score_lib, media, predict_lib, scoring
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SCRIPT = str(pathlib.Path(sys.executable).parent / "dfd-batch-score")
@@ -59,7 +57,7 @@ def _read(output):
 
 def test_job_writes_one_line_per_input_rejects_included(export_dir, images, tmp_path):
     output = str(tmp_path / "out" / "scores")
-    counts = batch_score.run(
+    counts = batch_score_lib.run(
         export_dir=export_dir,
         inputs=[str(images), str(tmp_path / "nothing-*.jpg")],
         output=output,
@@ -119,7 +117,7 @@ def test_photos_and_videos_fan_out_and_match_predict(export_dir, tmp_path):
     (folder / "fake.mp4").write_text("not a video")
     options = media.MediaOptions(max_frames=4, chunk_frames=2)
     output = str(tmp_path / "out" / "scores")
-    counts = batch_score.run(
+    counts = batch_score_lib.run(
         export_dir=export_dir,
         inputs=[str(folder)],
         output=output,
@@ -130,7 +128,7 @@ def test_photos_and_videos_fan_out_and_match_predict(export_dir, tmp_path):
     assert counts["video_chunks"] == 2
     expected = {
         os.path.basename(r.path): r.to_dict()
-        for r in predict.run(export_dir, [str(folder)], options=options)["results"]
+        for r in predict_lib.run(export_dir, [str(folder)], options=options)["results"]
     }
     assert (
         sorted(records) == sorted(expected) == ["coffee.jpg", "fake.mp4", "group.jpg", "walk.webm"]
@@ -151,7 +149,7 @@ def test_score_media_composite_with_threshold_override(export_dir, images):
         records = (
             pipeline
             | beam.Create(paths)
-            | batch_score.ScoreMedia(export_dir, threshold=0.0, image_size=32)
+            | batch_score_lib.ScoreMedia(export_dir, threshold=0.0, image_size=32)
         )
         assert_that(
             records | beam.Map(lambda r: (os.path.basename(r["path"]), r["label"])),
@@ -165,7 +163,7 @@ def _equal(got, expected):
 
 
 def test_handler_isolates_an_image_the_model_cannot_decode(export_dir, images):
-    handler = batch_score.ExportedDetectorHandler(export_dir, max_batch_size=4)
+    handler = batch_score_lib.ExportedDetectorHandler(export_dir, max_batch_size=4)
     assert handler.batch_elements_kwargs() == {"min_batch_size": 1, "max_batch_size": 4}
     model = handler.load_model()
     batch = [
@@ -177,7 +175,7 @@ def test_handler_isolates_an_image_the_model_cannot_decode(export_dir, images):
     assert results[1] == {"error": "the model could not decode this image"}
     assert results[0]["p_fake"] < 0.5 < results[2]["p_fake"]
     with pytest.raises(ValueError, match="min_batch_size"):
-        batch_score.ExportedDetectorHandler(export_dir, min_batch_size=8, max_batch_size=4)
+        batch_score_lib.ExportedDetectorHandler(export_dir, min_batch_size=8, max_batch_size=4)
 
 
 def test_a_non_export_is_one_line_and_a_failed_job_leaves_no_temp_folder(
@@ -215,7 +213,7 @@ def test_a_non_export_is_one_line_and_a_failed_job_leaves_no_temp_folder(
         )
     output = tmp_path / "out2" / "scores"
     with pytest.raises(Exception):  # noqa: B017  Whatever Beam raises: the point is what is left.
-        batch_score.run(
+        batch_score_lib.run(
             export_dir=str(broken),
             inputs=[str(images / "face0.jpg")],
             output=str(output),

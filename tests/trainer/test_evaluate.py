@@ -19,8 +19,7 @@ import tensorflow_datasets as tfds
 from preprocessing import schema
 from tests.trainer import tiny_data, tiny_detector, tiny_video_data
 from trainer import aggregation, data, export, metrics
-from trainer.evaluation import evaluate_lib as evaluate
-from trainer.evaluation import perturbations, report_lib
+from trainer.evaluation import evaluate_lib, perturbations, report_lib
 from trainer.inference import scoring
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -47,7 +46,7 @@ def _read_scores(path):
 
 def test_threshold_from_validation_applied_to_test(data_dir, export_dir, tmp_path):
     report_dir = str(tmp_path / "report")
-    report = evaluate.run(
+    report = evaluate_lib.run(
         export_dir=export_dir,
         data_dir=data_dir,
         report_dir=report_dir,
@@ -56,7 +55,7 @@ def test_threshold_from_validation_applied_to_test(data_dir, export_dir, tmp_pat
     )
     # The threshold is validation's EER operating point, computed independently here.
     builder = data.load_builder(data_dir)
-    validation = evaluate.score_split(builder, "validation", export.load_scorer(export_dir))
+    validation = evaluate_lib.score_split(builder, "validation", export.load_scorer(export_dir))
     assert len(validation.ids) == 16
     expected_threshold, _ = metrics.choose_threshold(validation.labels, validation.scores, "eer")
     assert report["threshold"]["value"] == pytest.approx(expected_threshold)
@@ -118,7 +117,7 @@ def test_threshold_from_validation_applied_to_test(data_dir, export_dir, tmp_pat
 
 
 def test_fixed_and_max_f1_thresholds(data_dir, export_dir, tmp_path):
-    report = evaluate.run(
+    report = evaluate_lib.run(
         export_dir=export_dir,
         data_dir=data_dir,
         report_dir=str(tmp_path / "fixed"),
@@ -138,7 +137,7 @@ def test_fixed_and_max_f1_thresholds(data_dir, export_dir, tmp_path):
     assert (
         export.read_metadata(export_dir).threshold == 0.5
     )  # Not written without --write_threshold.
-    report = evaluate.run(
+    report = evaluate_lib.run(
         export_dir=export_dir,
         data_dir=data_dir,
         report_dir=str(tmp_path / "f1"),
@@ -149,7 +148,7 @@ def test_fixed_and_max_f1_thresholds(data_dir, export_dir, tmp_path):
 
 def test_bad_inputs_are_named(data_dir, export_dir, tmp_path):
     with pytest.raises(ValueError, match="Split 'dev' is not in .*'test', 'train', 'validation'"):
-        evaluate.run(
+        evaluate_lib.run(
             export_dir=export_dir,
             data_dir=data_dir,
             report_dir=str(tmp_path / "r"),
@@ -157,22 +156,24 @@ def test_bad_inputs_are_named(data_dir, export_dir, tmp_path):
             threshold="0.5",
         )
     with pytest.raises(ValueError, match="'best' is not one of"):
-        evaluate.run(
+        evaluate_lib.run(
             export_dir=export_dir,
             data_dir=data_dir,
             report_dir=str(tmp_path / "r"),
             threshold="best",
         )
     with pytest.raises(FileNotFoundError, match="--data_dir=.*dfd-build-dataset"):
-        evaluate.run(
+        evaluate_lib.run(
             export_dir=export_dir,
             data_dir=str(tmp_path / "nothing"),
             report_dir=str(tmp_path / "r"),
         )
     with pytest.raises(FileNotFoundError, match="not an export"):
-        evaluate.run(export_dir=str(tmp_path), data_dir=data_dir, report_dir=str(tmp_path / "r"))
+        evaluate_lib.run(
+            export_dir=str(tmp_path), data_dir=data_dir, report_dir=str(tmp_path / "r")
+        )
     with pytest.raises(ValueError, match="Unknown perturbation 'sharpen'"):
-        evaluate.run(
+        evaluate_lib.run(
             export_dir=export_dir,
             data_dir=data_dir,
             report_dir=str(tmp_path / "r"),
@@ -234,7 +235,7 @@ def test_robustness_report_scores_each_perturbation_at_the_fixed_threshold(
 ):
     report_dir = str(tmp_path / "robust")
     specs = ["jpeg:90/30", "resize:0.5", "blur:2", "noise:10/40", "social:0.5@60"]
-    report = evaluate.run(
+    report = evaluate_lib.run(
         export_dir=export_dir,
         data_dir=data_dir,
         report_dir=report_dir,
@@ -302,7 +303,7 @@ def test_video_dataset_gets_video_level_and_per_source_figures(
     video_data_dir, export_dir, tmp_path
 ):
     report_dir = str(tmp_path / "videos")
-    report = evaluate.run(
+    report = evaluate_lib.run(
         export_dir=export_dir,
         data_dir=video_data_dir,
         dataset=tiny_video_data.DATASET_NAME,
@@ -351,16 +352,16 @@ def test_video_dataset_gets_video_level_and_per_source_figures(
 
 
 def test_a_video_with_two_labels_is_refused_by_name():
-    frames = evaluate.SplitScores(
+    frames = evaluate_lib.SplitScores(
         ids=["a", "b"],
         labels=np.array([0, 1]),
         scores=np.array([0.2, 0.9]),
         video_ids=["clip.mp4", "clip.mp4"],
     )
     with pytest.raises(ValueError, match="Video 'clip.mp4' has frames labelled both"):
-        evaluate.aggregate_videos(frames)
+        evaluate_lib.aggregate_videos(frames)
     with pytest.raises(ValueError, match="no video ids"):
-        evaluate.aggregate_videos(dataclasses.replace(frames, video_ids=None))
+        evaluate_lib.aggregate_videos(dataclasses.replace(frames, video_ids=None))
 
 
 # ----------------------------------------------------------------------------------- plots

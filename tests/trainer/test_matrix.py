@@ -12,8 +12,7 @@ import pytest
 
 from tests.trainer import tiny_data, tiny_detector, tiny_video_data
 from trainer import export
-from trainer.evaluation import evaluate_lib as evaluate
-from trainer.evaluation import matrix_lib as matrix
+from trainer.evaluation import evaluate_lib, matrix_lib
 
 BIN = pathlib.Path(sys.executable).parent
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -76,7 +75,7 @@ def test_matrix_command_equals_dfd_evaluate_pair_by_pair(prepared, tmp_path):
     for row, (model_label, export_dir) in enumerate(exports.items()):
         threshold = export.read_metadata(export_dir).threshold
         for column, (dataset_label, (data_dir, name)) in enumerate(datasets.items()):
-            report = evaluate.run(
+            report = evaluate_lib.run(
                 export_dir=export_dir,
                 data_dir=data_dir,
                 dataset=name,
@@ -112,28 +111,28 @@ def test_matrix_command_equals_dfd_evaluate_pair_by_pair(prepared, tmp_path):
 
 def test_specs_are_parsed_and_bad_ones_named_before_any_scoring(prepared, tmp_path):
     root, images, videos, plain, mirrored = prepared
-    assert matrix.parse_model(str(root / "bright")) == matrix.ModelSpec("bright", plain)
-    assert matrix.parse_model(f"r50={plain}") == matrix.ModelSpec("r50", plain)
-    assert matrix.parse_model(mirrored).label == "dark"
+    assert matrix_lib.parse_model(str(root / "bright")) == matrix_lib.ModelSpec("bright", plain)
+    assert matrix_lib.parse_model(f"r50={plain}") == matrix_lib.ModelSpec("r50", plain)
+    assert matrix_lib.parse_model(mirrored).label == "dark"
     with pytest.raises(FileNotFoundError, match="neither an export"):
-        matrix.parse_model(str(tmp_path))
-    assert matrix.parse_dataset(images) == matrix.DatasetSpec(
+        matrix_lib.parse_model(str(tmp_path))
+    assert matrix_lib.parse_dataset(images) == matrix_lib.DatasetSpec(
         "images", images, "real_and_fake_faces", "test"
     )
-    assert matrix.parse_dataset(f"data_dir={videos},split=validation,dataset=x,label=v") == (
-        matrix.DatasetSpec("v", videos, "x", "validation")
+    assert matrix_lib.parse_dataset(f"data_dir={videos},split=validation,dataset=x,label=v") == (
+        matrix_lib.DatasetSpec("v", videos, "x", "validation")
     )
     with pytest.raises(ValueError, match="'colour=red' is not KEY=VALUE"):
-        matrix.parse_dataset(f"data_dir={images},colour=red")
+        matrix_lib.parse_dataset(f"data_dir={images},colour=red")
 
     out = str(tmp_path / "never")
-    model = matrix.parse_model(plain)
+    model = matrix_lib.parse_model(plain)
     with pytest.raises(ValueError, match="Two datasets are labelled \\['images'\\]"):
-        matrix.run([model], [matrix.parse_dataset(images)] * 2, out)
+        matrix_lib.run([model], [matrix_lib.parse_dataset(images)] * 2, out)
     with pytest.raises(ValueError, match="Split 'dev' is not in"):
-        matrix.run([model], [matrix.parse_dataset(f"data_dir={images},split=dev")], out)
+        matrix_lib.run([model], [matrix_lib.parse_dataset(f"data_dir={images},split=dev")], out)
     with pytest.raises(FileNotFoundError, match="tiny_video_faces.*holds: real_and_fake_faces;"):
-        matrix.run(
-            [model], [matrix.parse_dataset(f"data_dir={images},dataset=tiny_video_faces")], out
+        matrix_lib.run(
+            [model], [matrix_lib.parse_dataset(f"data_dir={images},dataset=tiny_video_faces")], out
         )
     assert not os.path.exists(out)  # nothing scored, nothing written

@@ -12,8 +12,7 @@ import tensorflow as tf
 
 from tests.trainer import tiny_detector
 from trainer import export
-from trainer.inference import predict_lib as predict
-from trainer.inference import scoring
+from trainer.inference import predict_lib, scoring
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -49,7 +48,7 @@ def test_folder_with_bad_files_scores_the_good_ones_and_reports_each_bad_one(
     export_dir, image_folder, tmp_path
 ):
     output = str(tmp_path / "out" / "scores.csv")
-    outcome = predict.run(export_dir, [str(image_folder)], output=output, batch_size=2)
+    outcome = predict_lib.run(export_dir, [str(image_folder)], output=output, batch_size=2)
     results = _by_name(outcome["results"])
     assert sorted(results) == [
         "bright.jpg",
@@ -104,7 +103,7 @@ def test_non_jpeg_inputs_are_converted_to_jpeg():
 
 def test_globs_missing_inputs_threshold_override_and_jsonl(export_dir, image_folder, tmp_path):
     output = str(tmp_path / "scores.jsonl")
-    outcome = predict.run(
+    outcome = predict_lib.run(
         export_dir,
         [
             str(image_folder / "*.jpg"),
@@ -135,7 +134,7 @@ def test_globs_missing_inputs_threshold_override_and_jsonl(export_dir, image_fol
 def test_threshold_recorded_in_the_export_is_used(export_dir, image_folder):
     metadata = export.read_metadata(export_dir)
     bright = str(image_folder / "bright.jpg")
-    p_fake = predict.run(export_dir, [bright])["results"][0].p_fake
+    p_fake = predict_lib.run(export_dir, [bright])["results"][0].p_fake
     try:
         export.write_metadata(
             export_dir,
@@ -143,14 +142,14 @@ def test_threshold_recorded_in_the_export_is_used(export_dir, image_folder):
                 image_size=metadata.image_size, threshold=p_fake + 0.01, threshold_source="test"
             ),
         )
-        assert predict.run(export_dir, [bright])["results"][0].label == "real"
+        assert predict_lib.run(export_dir, [bright])["results"][0].label == "real"
     finally:
         export.write_metadata(export_dir, metadata)
 
 
 def test_bad_output_name_is_explained(tmp_path):
     with pytest.raises(ValueError, match="--output='.*scores.txt'.*csv"):
-        predict.write_results([], str(tmp_path / "scores.txt"))
+        predict_lib.write_results([], str(tmp_path / "scores.txt"))
 
 
 def test_command_line_prints_a_table_and_never_aborts(export_dir, image_folder, tmp_path):
@@ -195,7 +194,7 @@ def test_fifo_symlink_loop_and_outside_link(export_dir, tmp_path):
     os.symlink(folder / "face.jpg", folder / "same_face.jpg")  # The same real file twice.
     os.symlink(outside / "hostname", folder / "notes.txt")
     os.symlink(outside, folder / "elsewhere")
-    outcome = predict.run(export_dir, [str(folder)])
+    outcome = predict_lib.run(export_dir, [str(folder)])
     results = {os.path.relpath(r.path, folder): r for r in outcome["results"]}
     assert sorted(results) == ["elsewhere", "face.jpg", "notes.txt", "pipe.jpg"]
     assert results["face.jpg"].status == "ok"
@@ -206,7 +205,7 @@ def test_fifo_symlink_loop_and_outside_link(export_dir, tmp_path):
         assert "--follow_outside_links" in results[name].error
     assert "secret" not in json.dumps([r.to_dict() for r in outcome["results"]])
     # Allowed on request: the outside file is read (and rejected as an image without quoting it).
-    followed = predict.run(export_dir, [str(folder)], follow_outside_links=True)["results"]
+    followed = predict_lib.run(export_dir, [str(folder)], follow_outside_links=True)["results"]
     by_name = {os.path.relpath(r.path, folder): r for r in followed}
     assert by_name["elsewhere/face.jpg"].status == "ok"
     # notes.txt is the same real file as elsewhere/hostname: read once, under the first name.
@@ -214,7 +213,7 @@ def test_fifo_symlink_loop_and_outside_link(export_dir, tmp_path):
     assert by_name["elsewhere/hostname"].status == "not_an_image"
     assert "secret" not in by_name["elsewhere/hostname"].error
     # A pipe named on the command line is refused too, not opened.
-    named = predict.run(export_dir, [str(folder / "pipe.jpg")])["results"]
+    named = predict_lib.run(export_dir, [str(folder / "pipe.jpg")])["results"]
     assert named[0].status == "not_a_regular_file"
 
 
@@ -222,8 +221,8 @@ def test_a_score_that_rounds_to_the_threshold_shows_which_side_it_is_on():
     """0.50011933 and 0.50010920 at threshold 0.5001: both read 0.5001 at 4 decimals."""
     threshold = 0.50011
     above, below = (
-        predict.format_score(0.50011933, threshold),
-        predict.format_score(0.50010920, threshold),
+        predict_lib.format_score(0.50011933, threshold),
+        predict_lib.format_score(0.50010920, threshold),
     )
     assert (above, below) == ("0.50012", "0.500109")
     assert float(above) >= threshold > float(below)
@@ -231,9 +230,9 @@ def test_a_score_that_rounds_to_the_threshold_shows_which_side_it_is_on():
         scoring.Prediction(path=name, kind="crop", p_fake=score, label=label)
         for name, score, label in (("a.jpg", 0.50011933, "fake"), ("b.jpg", 0.50010920, "real"))
     ]
-    table = predict.format_table(results, threshold).splitlines()
+    table = predict_lib.format_table(results, threshold).splitlines()
     assert table[1].split()[2:4] == ["0.50012", "fake"]
     assert table[2].split()[2:4] == ["0.500109", "real"]
     assert table[-1] == "label: fake when p_fake >= 0.500110"
-    assert predict.format_score(0.73, threshold) == "0.7300"  # Far from it: 4 decimals.
-    assert predict.format_score(None, threshold) == "-"
+    assert predict_lib.format_score(0.73, threshold) == "0.7300"  # Far from it: 4 decimals.
+    assert predict_lib.format_score(None, threshold) == "-"

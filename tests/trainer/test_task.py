@@ -19,8 +19,7 @@ import tensorflow as tf
 from tests.trainer import tiny_data
 from trainer import task
 from trainer.training import config as config_lib
-from trainer.training import distribution
-from trainer.training import train_lib as train
+from trainer.training import distribution, train_lib
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 task.define_flags()  # dfd-train's flags, parsed below as the command parses them.
@@ -75,7 +74,7 @@ def test_no_dataset_at_data_dir(tmp_path):
         match=r"No TFDS dataset 'real_and_fake_faces' under "
         r"--data_dir=.*dfd-build-dataset",
     ):
-        train.run(config)
+        train_lib.run(config)
 
 
 def test_unwritable_model_dir(data_dir, tmp_path):
@@ -85,7 +84,7 @@ def test_unwritable_model_dir(data_dir, tmp_path):
         data_dir=data_dir, model_dir=str(blocker / "model"), weights="none"
     )
     with pytest.raises(PermissionError, match=r"Cannot write to .*a_file/model"):
-        train.run(config)
+        train_lib.run(config)
 
 
 def test_global_batch_not_divisible_by_replicas(data_dir, tmp_path):
@@ -99,7 +98,7 @@ def test_global_batch_not_divisible_by_replicas(data_dir, tmp_path):
         match=r"--global_batch_size=5 is not divisible by the 2 "
         r"replicas.*e\.g\. 4",
     ):
-        train.run(config, strategy=strategy)
+        train_lib.run(config, strategy=strategy)
 
 
 def test_command_line_reports_bad_flags_in_one_line(tmp_path):

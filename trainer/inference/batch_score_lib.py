@@ -416,7 +416,7 @@ def log_to(log_file: str):
     logging.info("Full log (Beam, TensorFlow, worker processes): %s", log_file)
     if tf.io.gfile.exists(log_file):
         tf.io.gfile.remove(log_file)
-    with tool_logging.build_log(
+    with tool_logging.log_to_file(
         log_file,
         project_dirs=PROJECT_DIRS,
         verbose=logging.get_verbosity() >= 1,

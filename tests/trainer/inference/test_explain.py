@@ -10,8 +10,7 @@ import pytest
 from tests import media_samples
 from tests.trainer import tiny_detector
 from trainer import model as model_lib
-from trainer.inference import explain
-from trainer.inference import predict_lib as predict
+from trainer.inference import explain, predict_lib
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +60,7 @@ def test_predict_explain_writes_one_png_per_scored_image(model_dir, tmp_path):
     (folder / "b" / "face.jpg").write_bytes(tiny_detector.jpeg_bytes(60, seed=6))
     (folder / "readme.txt").write_text("skip me")
     out = str(tmp_path / "cams")
-    outcome = predict.run(
+    outcome = predict_lib.run(
         os.path.join(model_dir, "export"), [str(folder)], explain=True, explain_dir=out
     )
     pngs = [png for _, png in outcome["explanations"]]
@@ -86,7 +85,7 @@ def test_overlay_has_a_colour_scale():
 def test_predict_explain_writes_one_png_per_face_of_a_photo(model_dir, tmp_path):
     photo = tmp_path / "group.jpg"
     photo.write_bytes(media_samples.encode(media_samples.group_photo()))
-    outcome = predict.run(
+    outcome = predict_lib.run(
         os.path.join(model_dir, "export"),
         [str(photo)],
         explain=True,

@@ -14,8 +14,7 @@ from preprocessing.media import faces
 from tests import media_samples
 from tests.trainer import tiny_detector
 from trainer import metrics
-from trainer.inference import media, scoring
-from trainer.inference import predict_lib as predict
+from trainer.inference import media, predict_lib, scoring
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +52,7 @@ def photos(tmp_path_factory):
 
 
 def test_photo_faces_crop_and_no_face(export_dir, photos, tmp_path):
-    outcome = predict.run(
+    outcome = predict_lib.run(
         export_dir, [str(photos)], output=str(tmp_path / "out.jsonl"), annotate=True
     )
     results = {os.path.basename(result.path): result for result in outcome["results"]}
@@ -91,9 +90,9 @@ def test_photo_faces_crop_and_no_face(export_dir, photos, tmp_path):
 
 def test_face_modes(export_dir, photos):
     group = str(photos / "group.jpg")
-    as_crop = predict.run(export_dir, [group], options=media.MediaOptions(faces="none"))
+    as_crop = predict_lib.run(export_dir, [group], options=media.MediaOptions(faces="none"))
     assert as_crop["results"][0].kind == "crop"
-    detected = predict.run(
+    detected = predict_lib.run(
         export_dir, [str(photos / "aligned_crop.jpg")], options=media.MediaOptions(faces="detect")
     )
     result = detected["results"][0]
@@ -156,7 +155,7 @@ def test_video_tracks_timeline_and_json(export_dir, tmp_path):
         str(tmp_path / "walk.mp4"), media_samples.moving_faces_frames(12), rate=4
     )
     media_dir = tmp_path / "media"
-    outcome = predict.run(
+    outcome = predict_lib.run(
         export_dir,
         [path],
         options=media.MediaOptions(max_frames=6),
@@ -210,7 +209,7 @@ def test_every_bad_input_has_a_status(export_dir, tmp_path):
         str(tmp_path / "scene.mp4"), [media_samples.canvas(96, 64)] * 6
     )
     os.rename(scene, folder / "no_face.mp4")
-    outcome = predict.run(
+    outcome = predict_lib.run(
         export_dir,
         [str(folder)],
         options=media.MediaOptions(
@@ -227,7 +226,7 @@ def test_every_bad_input_has_a_status(export_dir, tmp_path):
         "empty.avi": ("video", "zero_frames"),
         "no_face.mp4": ("video", "no_face"),
     }
-    table = predict.format_table(outcome["results"])
+    table = predict_lib.format_table(outcome["results"])
     assert "hunter2" not in table and "hunter2" not in json.dumps(
         [r.to_dict() for r in outcome["results"]]
     )

@@ -18,8 +18,7 @@ import tensorflow as tf
 
 from tests.trainer import local_cluster, loss_scale_cases
 from trainer.training import config as config_lib
-from trainer.training import precision
-from trainer.training import train_lib as train
+from trainer.training import precision, train_lib
 from trainer.training.keras_workarounds import loss_scale
 
 REPO = pathlib.Path(__file__).resolve().parents[3]
@@ -80,10 +79,10 @@ def test_mixed_float16_wraps_once_and_compile_keeps_it(mixed_float16):
 
 
 def test_the_trainer_compiles_with_the_replica_safe_optimizer(mixed_float16, tmp_path):
-    """The wiring: `train.compile_model` goes through `precision.for_compile`."""
+    """The wiring: `train_lib.compile_model` goes through `precision.for_compile`."""
     model = loss_scale_cases.one_weight_model()
     config = config_lib.TrainConfig(data_dir=str(tmp_path), model_dir=str(tmp_path), epochs=1)
-    train.compile_model(model, config, train.Phase("full", 0, 1, 1e-3), steps_per_epoch=2)
+    train_lib.compile_model(model, config, train_lib.Phase("full", 0, 1, 1e-3), steps_per_epoch=2)
     assert isinstance(model.optimizer, loss_scale.ReplicaSafeLossScaleOptimizer)
     assert not isinstance(model.optimizer.inner_optimizer, UPSTREAM)
 

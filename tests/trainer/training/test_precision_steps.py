@@ -10,8 +10,7 @@ import pytest
 
 from tests.trainer import tiny_data
 from trainer.training import config as config_lib
-from trainer.training import distribution
-from trainer.training import train_lib as train
+from trainer.training import distribution, train_lib
 
 
 @pytest.mark.slow
@@ -32,7 +31,7 @@ def test_mixed_float16_trains_under_mirrored_strategy(tmp_path):
     )
     strategy = distribution.get_strategy("mirrored")
     try:
-        result = train.run(config, strategy=strategy)
+        result = train_lib.run(config, strategy=strategy)
     finally:
         keras.mixed_precision.set_global_policy("float32")
     rows = result["history"]
@@ -44,7 +43,7 @@ def test_mixed_float16_trains_under_mirrored_strategy(tmp_path):
 
 @pytest.mark.slow
 def test_jit_compile_opt_in_trains_on_one_device(tmp_path):
-    """XLA stays opt-in (keras #17187, tensorflow #56423); when asked for, it must still train.
+    """XLA stays opt-in (keras #17187, tensorflow #56423); when asked for, it must still train_lib.
 
     On one device. Under MirroredStrategy over the 2 logical CPUs, XLA fails on this stack
     ("Trying to access resource .../replica_1 ... from device CPU:0"), which `run` warns about.
@@ -63,5 +62,5 @@ def test_jit_compile_opt_in_trains_on_one_device(tmp_path):
         jit_compile=True,
         verbose=0,
     )
-    result = train.run(config, strategy=distribution.get_strategy("one_device"))
+    result = train_lib.run(config, strategy=distribution.get_strategy("one_device"))
     assert len(result["history"]) == 1 and np.isfinite(float(result["history"][0]["loss"]))

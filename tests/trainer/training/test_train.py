@@ -35,10 +35,9 @@ import tensorflow as tf
 from tests.trainer import tiny_data
 from trainer import data, export, metrics
 from trainer import model as model_lib
-from trainer.training import callbacks, distribution, divergence, input_pipeline
+from trainer.training import callbacks, distribution, divergence, input_pipeline, train_lib
 from trainer.training import config as config_lib
-from trainer.training import train_lib as train
-from trainer.training.keras_workarounds import multiworker as multiworker_workaround
+from trainer.training.keras_workarounds import multiworker
 
 REPO = pathlib.Path(__file__).resolve().parents[3]
 EPOCHS, HEAD_EPOCHS, STEPS, KILL_AFTER = 3, 1, 4, 2
@@ -294,7 +293,7 @@ def test_validation_smaller_than_the_global_batch_counts_every_example_once(
     config = _config(data_dir, tmp_path / "model")
     with mirrored.scope():
         model = model_lib.build_model("tiny", image_size=32, weights="none")
-        train.compile_model(model, config, train.plan_phases(config)[0], 1)
+        train_lib.compile_model(model, config, train_lib.plan_phases(config)[0], 1)
     builder = data.load_builder(data_dir)
     for split, size in (("validation", 1), ("test", 3), ("four", 4)):
         steps = input_pipeline.eval_steps(builder, split, config)
@@ -307,7 +306,7 @@ def test_validation_smaller_than_the_global_batch_counts_every_example_once(
         assert logs["examples"] == size, split
     # One example, one class: no equal-error point, said in one line.
     with caplog.at_level(logging.WARNING):
-        assert train.eer_threshold(np.array([0.0]), np.array([0.3]), "validation")[:2] == (
+        assert train_lib.eer_threshold(np.array([0.0]), np.array([0.3]), "validation")[:2] == (
             0.5,
             "default",
         )
@@ -320,7 +319,7 @@ def test_rerun_of_a_finished_run_only_reexports_and_keeps_the_evaluators_thresho
 ):
     data_dir = tiny_data.write(str(tmp_path / "tfds"), train=8, validation=4, test=2, size=40)
     config = _config(data_dir, tmp_path / "model")
-    first = train.run(config, strategy=one_device)
+    first = train_lib.run(config, strategy=one_device)
     assert first["status"] == "fresh start" and first["steps_trained"] == 1
     # dfd-evaluate --write_threshold recorded its own choice.
     chosen = dataclasses.replace(
@@ -328,7 +327,7 @@ def test_rerun_of_a_finished_run_only_reexports_and_keeps_the_evaluators_thresho
     )
     export.write_metadata(first["export_dir"], chosen)
 
-    again = train.run(config, strategy=one_device)
+    again = train_lib.run(config, strategy=one_device)
     assert again["status"].startswith("finished earlier: nothing left to train, only re-exporting")
     assert again["steps_trained"] == 0
     kept = export.read_metadata(again["export_dir"])
@@ -337,7 +336,7 @@ def test_rerun_of_a_finished_run_only_reexports_and_keeps_the_evaluators_thresho
     # One more epoch that cannot beat the best checkpoint (no weight moves): the
     # exported weights are the same, so the evaluator's threshold stays.
     further = dataclasses.replace(config, epochs=config.epochs + 1, learning_rate=1e-12)
-    continued = train.run(further, strategy=one_device)
+    continued = train_lib.run(further, strategy=one_device)
     assert continued["steps_trained"] == 1 and continued["best_epoch"] == first["best_epoch"]
     kept = export.read_metadata(continued["export_dir"])
     assert (kept.threshold, kept.threshold_source) == (0.4242, "max_f1")
@@ -345,18 +344,18 @@ def test_rerun_of_a_finished_run_only_reexports_and_keeps_the_evaluators_thresho
 
 def test_status_says_how_a_run_relates_to_its_model_dir():
     config = config_lib.TrainConfig(data_dir="/d", model_dir="/m", weights="none", epochs=2)
-    phases = train.plan_phases(config)
+    phases = train_lib.plan_phases(config)
     saved = dataclasses.asdict(dataclasses.replace(config, epochs=1, verbose=2))
     changes = config_lib.changed_settings(saved, config)
     assert changes == ["epochs 1 -> 2"]  # verbose is not a training setting.
     state = callbacks.TrainingState(phase=0, epoch=1, step=0)
-    assert train._status(config, phases, state, saved, changes) == (
+    assert train_lib._status(config, phases, state, saved, changes) == (
         "continuing at phase 0 (full) epoch 1 step 0 with changed settings: epochs 1 -> 2",
         False,
     )
     state = callbacks.TrainingState(phase=0, epoch=2, step=0)
-    assert train._status(config, phases, state, saved, [])[1] is True
-    assert train._status(config, phases, None, None, []) == ("fresh start", False)
+    assert train_lib._status(config, phases, state, saved, [])[1] is True
+    assert train_lib._status(config, phases, None, None, []) == ("fresh start", False)
 
 
 class _Crash(Exception):
@@ -392,10 +391,10 @@ def test_resume_is_exact_with_several_steps_per_execution(mirrored, tmp_path):
         backup_every_steps=2,
     )
     with pytest.raises(_Crash):
-        train.run(config, strategy=mirrored, extra_callbacks=[_CrashAfterStep(3)])
+        train_lib.run(config, strategy=mirrored, extra_callbacks=[_CrashAfterStep(3)])
     killed_at = callbacks.read_state(str(tmp_path / "model" / "backup"))
     assert (killed_at.epoch, killed_at.step) == (0, 3)  # The call of steps 1-3 crossed 2.
-    result = train.run(config, strategy=mirrored)
+    result = train_lib.run(config, strategy=mirrored)
     assert result["status"] == "resuming at phase 0 (full) epoch 0 step 3"
     assert result["steps_trained"] == 6 - 3
     with h5py.File(tmp_path / "model" / "backup" / callbacks.WEIGHTS_FILENAME) as weights:
@@ -424,8 +423,8 @@ def test_pretrained_recipe_at_chance_stops_early_and_exports_nothing(one_device,
         fine_tune_learning_rate=1e-9,
         early_stopping_patience=1,
     )
-    with pytest.raises(train.TrainingDiverged) as error:
-        train.run(config, strategy=one_device)
+    with pytest.raises(train_lib.TrainingDiverged) as error:
+        train_lib.run(config, strategy=one_device)
     assert re.search(r"at chance \(it must exceed 0\.\d+ on 25 real and 25 fake", str(error.value))
     history = callbacks.read_history(str(tmp_path / "model" / "history.csv"))
     # Fine-tuning starts at epoch 2; epoch 3 does not improve on it: stop.
@@ -455,21 +454,23 @@ def test_at_chance_rule_judges_the_exact_auc_not_the_binned_epoch_estimate():
     exact = metrics.roc_auc(labels, logits)
     assert exact == 1.0
     divergence.check_not_diverged(exact, labels, "validation")  # Not at chance: no error.
-    with pytest.raises(train.TrainingDiverged, match=r"best checkpoint \(0\.5000\) is at chance"):
+    with pytest.raises(
+        train_lib.TrainingDiverged, match=r"best checkpoint \(0\.5000\) is at chance"
+    ):
         divergence.check_not_diverged(float(binned.result()), labels, "validation")
-    with pytest.raises(train.TrainingDiverged, match=r"\(nan\) is at chance"):
+    with pytest.raises(train_lib.TrainingDiverged, match=r"\(nan\) is at chance"):
         divergence.check_not_diverged(float("nan"), labels, "validation")
 
 
 def test_a_corrupted_shard_is_named_with_the_fix(one_device, tmp_path):
     """Issue 12 item 8: tf.data's DataLossError names no file; the trainer finds and names it."""
     data_dir = tiny_data.write(str(tmp_path / "tfds"), train=8, validation=4, test=2, size=40)
-    shard = sorted((tmp_path / "tfds").rglob("*-train.tfrecord-00000-of-*"))[0]
+    shard = sorted((tmp_path / "tfds").rglob("*-train_lib.tfrecord-00000-of-*"))[0]
     raw = bytearray(shard.read_bytes())
     raw[len(raw) // 2 : len(raw) // 2 + 64] = b"\0" * 64  # Flip bytes inside a record.
     shard.write_bytes(bytes(raw))
     with pytest.raises(data.CorruptedDataError) as error:
-        train.run(_config(data_dir, tmp_path / "model"), strategy=one_device)
+        train_lib.run(_config(data_dir, tmp_path / "model"), strategy=one_device)
     message = str(error.value)
     assert str(shard) in message and "dfd-build-dataset" in message and "\n" not in message
 
@@ -484,7 +485,7 @@ def test_imagenet_weights_offline_fail_in_one_line_before_heavy_work(tmp_path, m
         data_dir, tmp_path / "model", backbone="resnet50", weights="imagenet", epochs=3
     )
     with pytest.raises(FileNotFoundError) as error:
-        train.run(config)
+        train_lib.run(config)
     message = str(error.value)
     file_name = "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"
     assert "--weights=none" in message and "--weights=/path/to/" + file_name in message
@@ -499,21 +500,19 @@ def test_imagenet_weights_offline_fail_in_one_line_before_heavy_work(tmp_path, m
 
 def test_multiworker_workaround_private_api():
     """Fails loudly when Keras changes what `keras_workarounds.multiworker` overrides."""
-    assert multiworker_workaround.private_api_signature() == (
-        multiworker_workaround.OVERRIDDEN_PARAMETERS
-    ), (
+    assert multiworker.private_api_signature() == (multiworker.OVERRIDDEN_PARAMETERS), (
         "Keras changed _maybe_symbolic_build: re-check "
         "trainer/training/keras_workarounds/multiworker.py"
     )
-    multiworker_workaround.check_keras()  # The pinned Keras is one the work-around was checked on.
+    multiworker.check_keras()  # The pinned Keras is one the work-around was checked on.
     # Keras' test for reducing the logs across workers exists, and is off outside multi-worker mode.
-    assert not multiworker_workaround._keras_reduces_across_workers(tf.distribute.get_strategy())
+    assert not multiworker._keras_reduces_across_workers(tf.distribute.get_strategy())
     with pytest.raises(RuntimeError, match="checked on Keras 3.15, not 3.99.0"):
-        multiworker_workaround.check_keras("3.99.0")
+        multiworker.check_keras("3.99.0")
     spec = (
         tf.TensorSpec([4, 32, 32, 3], tf.uint8),
         tf.TensorSpec([None, 1], tf.float32),
     )
-    images, labels = multiworker_workaround.example_batch(spec)
+    images, labels = multiworker.example_batch(spec)
     assert images.shape == (4, 32, 32, 3) and images.dtype == np.uint8
     assert labels.shape == (1, 1) and labels.dtype == np.float32
