@@ -4,7 +4,7 @@ The clips (tests/tfds_builder/video_clips.py) are built into `video_faces/folder
 once per module; each test then checks one promise: every clip accounted for,
 the example schema, the crops cut as prediction cuts them, splits by video, a
 counter per reject reason, reuse only for the same options, training with the
-trainer's flags, and video-level figures from dfd-evaluate and dfd-matrix_lib.
+trainer's flags, and video-level figures from dfd-evaluate and dfd-matrix.
 """
 
 import collections

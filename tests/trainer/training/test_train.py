@@ -465,7 +465,7 @@ def test_at_chance_rule_judges_the_exact_auc_not_the_binned_epoch_estimate():
 def test_a_corrupted_shard_is_named_with_the_fix(one_device, tmp_path):
     """Issue 12 item 8: tf.data's DataLossError names no file; the trainer finds and names it."""
     data_dir = tiny_data.write(str(tmp_path / "tfds"), train=8, validation=4, test=2, size=40)
-    shard = sorted((tmp_path / "tfds").rglob("*-train_lib.tfrecord-00000-of-*"))[0]
+    shard = sorted((tmp_path / "tfds").rglob("*-train.tfrecord-00000-of-*"))[0]
     raw = bytearray(shard.read_bytes())
     raw[len(raw) // 2 : len(raw) // 2 + 64] = b"\0" * 64  # Flip bytes inside a record.
     shard.write_bytes(bytes(raw))
