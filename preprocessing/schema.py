@@ -11,6 +11,8 @@ The detector's positive class is "fake": `real` = 0, `fake` = 1. The Kaggle
 
 from __future__ import annotations
 
+import math
+
 DATASET_NAME = "real_and_fake_faces"
 
 # Class names in label-id order: index 0 is "real", index 1 is "fake".
@@ -49,6 +51,30 @@ KAGGLE_CSV_FAKE = 0
 # Celeb-DF's List_of_testing_videos.txt: `<label> <folder>/<video>`, label 1 = real (as Kaggle).
 CELEB_DF_LIST_REAL = 1
 CELEB_DF_LIST_FAKE = 0
+
+
+def check_threshold(value, where: str) -> float:
+    """A decision threshold as a float, or ValueError naming `where` and the fix.
+
+    The one rule for every threshold (a `--threshold` flag, `detector.json`): `p_fake`
+    is a probability, so a threshold outside [0, 1] (or NaN, or not a number) would
+    label every input the same without saying so.
+
+    Args:
+        value: what was given (a float from a flag, anything from a JSON file).
+        where: how the user names it, e.g. "--threshold" or "export/detector.json: key 'threshold'".
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(
+            f"{where}: {value!r} is not a number; give a probability in [0, 1], e.g. 0.5."
+        )
+    value = float(value)
+    if not math.isfinite(value) or not 0.0 <= value <= 1.0:
+        raise ValueError(
+            f"{where}: {value} is outside [0, 1]; p_fake is a probability, so give a "
+            "threshold in [0, 1], e.g. 0.5."
+        )
+    return value
 
 
 def label_from_kaggle_csv(value: int | str) -> int:

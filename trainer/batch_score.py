@@ -46,8 +46,9 @@ import sys
 
 from absl import app, flags
 
-from preprocessing import cli  # noqa: E402
+from preprocessing import cli, schema  # noqa: E402
 from preprocessing.building import runners
+from trainer import export
 from trainer.inference import batch_score_lib, media, scoring
 
 FLAGS = flags.FLAGS
@@ -112,7 +113,10 @@ def main(argv: Sequence[str]) -> None:
         if not getattr(FLAGS, name):
             raise app.UsageError(f"--{name} is required.")
     # A wrong --export_dir fails here, in one line, before a log file is made beside --output.
+    if FLAGS.threshold is not None:
+        schema.check_threshold(FLAGS.threshold, "--threshold")
     scoring.check_export(FLAGS.export_dir)
+    export.load_export(FLAGS.export_dir)  # A foreign signature fails here, not on the workers.
     log_file = batch_score_lib.log_path(FLAGS.output)
     with batch_score_lib.log_to(log_file) as local_log:
         counts = batch_score_lib.run(

@@ -114,6 +114,8 @@ def main(argv: Sequence[str]) -> None:
         raise app.UsageError(
             "--data_dir is required: the TFDS data_dir the dataset was built into."
         )
+    if FLAGS.threshold not in metrics.THRESHOLD_RULES:
+        metrics.choose_threshold([], [], FLAGS.threshold)  # A bad number fails now, in one line.
     export_dir = FLAGS.export_dir or paths.join(FLAGS.model_dir, export.EXPORT_SUBDIR)
     # <model_dir>/report, beside <model_dir>/export, unless told otherwise.
     report_dir = FLAGS.report_dir or paths.join(

@@ -22,6 +22,7 @@ import dataclasses
 import json
 import os
 
+from absl import logging
 import keras
 import tensorflow as tf
 
@@ -133,8 +134,30 @@ def write_metadata(export_dir: str, metadata: DetectorMetadata) -> None:
         f.write(metadata.to_json())
 
 
+class InvalidExportError(ValueError):
+    """An export this project cannot use; the message names the file, the key and the fix.
+
+    A ValueError, so every command reports it in one line (`preprocessing.cli`).
+    """
+
+
+# Bounds of `image_size` in detector.json: the crops and the model input are this
+# many pixels square, so a value from a hand-edited or hostile file must not ask for
+# gigabytes (100000 did: the aligner's crops alone exhaust memory).
+MIN_IMAGE_SIZE = 16
+MAX_IMAGE_SIZE = 1024
+REQUIRED_METADATA_KEYS = ("image_size", "threshold")
+_FIX = "re-export the model with trainer.task, or correct detector.json by hand"
+
+
 def read_metadata(export_dir: str) -> DetectorMetadata:
-    """Reads `detector.json`; raises FileNotFoundError naming the folder if it is not an export."""
+    """Reads and validates `detector.json` (see `validate_metadata`).
+
+    Raises:
+        FileNotFoundError: naming the folder, when it is not an export.
+        InvalidExportError: naming the file, the key and the fix, when the file is
+            not valid JSON or a value has the wrong type or range.
+    """
     path = os.path.join(export_dir, METADATA_FILENAME)
     if not tf.io.gfile.exists(path):
         raise FileNotFoundError(
@@ -142,15 +165,134 @@ def read_metadata(export_dir: str) -> DetectorMetadata:
             "(expected <model_dir>/export written by trainer.task)."
         )
     with tf.io.gfile.GFile(path) as f:
-        values = json.load(f)
-    values["label_names"] = tuple(values["label_names"])
-    return DetectorMetadata(**values)
+        text = f.read()
+    try:
+        values = json.loads(text)
+    except ValueError as error:
+        raise InvalidExportError(f"{path} is not valid JSON ({error}); {_FIX}.") from None
+    return validate_metadata(values, path)
+
+
+def validate_metadata(values, path: str = METADATA_FILENAME) -> DetectorMetadata:
+    """Checks what detector.json holds before any tool trusts it.
+
+    Types, ranges and required keys are errors (a threshold of 2.0 would label
+    every input the same; an image_size of 100000 exhausts memory); an unknown
+    key is only a warning, so a newer export still loads in an older tool.
+
+    Raises:
+        InvalidExportError: one line naming `path`, the key and the fix.
+    """
+    if not isinstance(values, dict):
+        raise InvalidExportError(f"{path}: holds {type(values).__name__}, not an object; {_FIX}.")
+    for key in REQUIRED_METADATA_KEYS:
+        if key not in values:
+            raise InvalidExportError(f"{path}: required key {key!r} is missing; {_FIX}.")
+    known = {field.name for field in dataclasses.fields(DetectorMetadata)}
+    for key in sorted(set(values) - known):
+        logging.warning("%s: unknown key %r ignored (written by a newer version?).", path, key)
+    size = values["image_size"]
+    if isinstance(size, bool) or not isinstance(size, int):
+        raise InvalidExportError(f"{path}: key 'image_size' is {size!r}, not an integer; {_FIX}.")
+    if not MIN_IMAGE_SIZE <= size <= MAX_IMAGE_SIZE:
+        raise InvalidExportError(
+            f"{path}: key 'image_size' is {size}, outside [{MIN_IMAGE_SIZE}, {MAX_IMAGE_SIZE}] "
+            f"pixels; {_FIX}."
+        )
+    try:
+        threshold = schema.check_threshold(values["threshold"], f"{path}: key 'threshold'")
+    except ValueError as error:
+        raise InvalidExportError(
+            f"{error} Fix: dfd-evaluate --write_threshold records a calibrated one."
+        ) from None
+    checked = {"image_size": size, "threshold": threshold}
+    for key in ("threshold_source", "backbone"):
+        if key in values:
+            checked[key] = _text(values[key], key, path)
+    _check_fixed(values, "label_names", list(schema.LABEL_NAMES), path)
+    _check_fixed(values, "positive_class", schema.POSITIVE_CLASS, path)
+    _check_fixed(values, "output", OUTPUT_NAME, path)
+    return DetectorMetadata(**checked)
+
+
+def _text(value, key: str, path: str) -> str:
+    if not isinstance(value, str):
+        raise InvalidExportError(f"{path}: key {key!r} is {value!r}, not a string; {_FIX}.")
+    return value
+
+
+def _check_fixed(values: dict, key: str, expected, path: str) -> None:
+    """Keys of the contract that have one right value: another means another label order."""
+    if key in values and values[key] != expected:
+        raise InvalidExportError(
+            f"{path}: key {key!r} is {values[key]!r}, but this project's detectors use "
+            f"{expected!r} (real = 0, fake = 1, output p_fake); {_FIX}."
+        )
+
+
+def load_export(export_dir: str):
+    """Loads the SavedModel and checks its serving signature (`check_signature`).
+
+    Returns the loaded object: keep it while its signature is used, it owns the variables.
+    """
+    try:
+        loaded = tf.saved_model.load(export_dir)
+    except (tf.errors.OpError, OSError, ValueError) as error:
+        message = getattr(error, "message", None) or str(error)
+        raise InvalidExportError(
+            f"{export_dir}: TensorFlow cannot load this SavedModel "
+            f"({' '.join(message.split())[:200]}); {_FIX}."
+        ) from None
+    check_signature(loaded, export_dir)
+    return loaded
+
+
+def check_signature(loaded, export_dir: str) -> None:
+    """Refuses a SavedModel whose serving signature is not this project's contract.
+
+    `serving_default` must take `images`, a 1-D tf.string batch, and return `p_fake`,
+    float32 of shape [batch] or [batch, 1]: a foreign model with another output would
+    otherwise fail with a KeyError after the work, or (an output of [batch, 3])
+    hand out wrong scores silently.
+    """
+    fix = f"expected <model_dir>/{EXPORT_SUBDIR} written by trainer.task"
+    signatures = getattr(loaded, "signatures", {})
+    if SIGNATURE_NAME not in signatures:
+        raise InvalidExportError(
+            f"{export_dir}: no {SIGNATURE_NAME!r} signature (has {sorted(signatures)}); {fix}."
+        )
+    signature = signatures[SIGNATURE_NAME]
+    args, kwargs = signature.structured_input_signature
+    spec = kwargs.get(INPUT_NAME)
+    if args or set(kwargs) != {INPUT_NAME} or spec is None:
+        raise InvalidExportError(
+            f"{export_dir}: {SIGNATURE_NAME} takes {sorted(kwargs)}, not one input "
+            f"{INPUT_NAME!r} (JPEG bytes); {fix}."
+        )
+    if spec.dtype != tf.string or spec.shape.rank != 1:
+        raise InvalidExportError(
+            f"{export_dir}: input {INPUT_NAME!r} is {spec.dtype.name}{spec.shape}, not a 1-D "
+            f"string batch of JPEG bytes; {fix}."
+        )
+    outputs = signature.structured_outputs
+    output = outputs.get(OUTPUT_NAME) if isinstance(outputs, dict) else None
+    if output is None:
+        names = sorted(outputs) if isinstance(outputs, dict) else type(outputs).__name__
+        raise InvalidExportError(
+            f"{export_dir}: {SIGNATURE_NAME} returns {names}, not {OUTPUT_NAME!r}; {fix}."
+        )
+    shape = output.shape.as_list() if output.shape.rank is not None else None
+    if output.dtype != tf.float32 or shape is None or shape[1:] not in ([], [1]):
+        raise InvalidExportError(
+            f"{export_dir}: output {OUTPUT_NAME!r} is {output.dtype.name}{shape}, not float32 "
+            f"[batch] or [batch, 1] (one probability per image); {fix}."
+        )
 
 
 def load_scorer(export_dir: str):
     """Loads the serving function: call it with a 1-D tf.string tensor of JPEG bytes.
 
-    Needs only TensorFlow and the export, not the training code path.
+    Needs only TensorFlow and the export, not the training code path; refuses an
+    export whose signature is not the contract (`check_signature`).
     """
-    loaded = tf.saved_model.load(export_dir)
-    return loaded.signatures[SIGNATURE_NAME]
+    return load_export(export_dir).signatures[SIGNATURE_NAME]

@@ -293,9 +293,7 @@ def _fixed_threshold(rule) -> float:
         raise ValueError(
             f"Threshold rule {rule!r} is not one of {list(THRESHOLD_RULES)} or a number in [0, 1]."
         ) from None
-    if not 0.0 <= value <= 1.0:
-        raise ValueError(f"Threshold {value} is outside [0, 1]; p_fake is a probability.")
-    return value
+    return schema.check_threshold(value, "--threshold")
 
 
 def summarise(labels, scores, threshold: float, num_bins: int = DEFAULT_CALIBRATION_BINS) -> dict:

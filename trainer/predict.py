@@ -20,9 +20,10 @@ local or `gs://`. What happens to each (`trainer.inference.media` has the rules)
   from its most suspicious track. `<media_dir>/<name>.video.json` holds the
   tracks, per-frame scores and time stamps; `<name>.timeline.png` plots them.
 
-`--faces=auto` (default) tells crops from photos: a square image in which the
-face detector finds no usable face, or one face whose crop square covers most of
-the image, is a crop; other images are photos. `--faces=detect` treats every
+`--faces=auto` (default) tells crops from photos: a square image of at most
+1024 pixels in which the face detector finds no face at all, or exactly one
+usable face whose crop square covers most of the image, is a crop; other images
+(several faces, a face too small to score, a large image) are photos. `--faces=detect` treats every
 image as a photo, `--faces=none` every image as a crop (for inputs that are
 all aligned faces, like the training data: no face detection at all).
 
@@ -30,6 +31,10 @@ Each label is taken at the threshold recorded in the export's `detector.json`
 (`trainer.evaluate --write_threshold` calibrates it). A file that cannot be
 read, is not an image or video, or breaks while decoding is reported on its own
 line with a status and the reason, and never stops the rest of the batch.
+Outputs (`--output`, `--media_dir`, `--explain_dir`) and `--explain`'s model are
+checked before the first file is scored, and each record reaches `--output` as it
+is made, so a late failure keeps what was done (`trainer.inference.outputs`).
+Image files above `--max_file_bytes` are rejected from their size, unread.
 Only the exported SavedModel is needed to score; `--explain` (Grad-CAM) also
 needs the Keras model (`model.keras` beside the export).
 """
@@ -45,7 +50,7 @@ import sys
 
 from absl import app, flags
 
-from preprocessing import cli
+from preprocessing import cli, schema
 from trainer.inference import media, predict_lib
 
 FLAGS = flags.FLAGS
@@ -133,6 +138,8 @@ def main(argv: Sequence[str]) -> int:
         raise app.UsageError(
             "Give at least one image or video file, folder or glob after the flags."
         )
+    if FLAGS.threshold is not None:
+        schema.check_threshold(FLAGS.threshold, "--threshold")
     options = media.MediaOptions.from_flags(FLAGS)
     outcome = predict_lib.run(
         FLAGS.export_dir,

@@ -50,10 +50,35 @@ REST_PORT="${REST_PORT:-8501}"
 GRPC_PORT="${GRPC_PORT:-8500}"
 SERVING_IMAGE="${SERVING_IMAGE:-tensorflow/serving}"
 
-if [[ ! "$VERSION" =~ ^[0-9]+$ ]]; then
-    echo "error: VERSION=$VERSION must be a number: TF Serving only loads numeric version folders" >&2
+if [[ ! "$VERSION" =~ ^[0-9]{1,18}$ ]]; then
+    echo "error: VERSION=$VERSION must be a number (digits only, at most 18):" \
+        "TF Serving only loads numeric version folders" >&2
     exit 2
 fi
+for port_name in REST_PORT GRPC_PORT; do
+    port="${!port_name}"
+    if [[ ! "$port" =~ ^[0-9]{1,5}$ ]] || (( 10#$port < 1 || 10#$port > 65535 )); then
+        echo "error: $port_name=$port is not a TCP port; give a number from 1 to 65535" >&2
+        exit 2
+    fi
+done
+if [[ "$REST_PORT" == "$GRPC_PORT" ]]; then
+    echo "error: REST_PORT and GRPC_PORT are both $REST_PORT; give two different ports" >&2
+    exit 2
+fi
+
+# docker --mount reads its value as one CSV record: a comma in a path would end the
+# field. The source is put in double quotes (a quote inside doubled), as CSV escapes it.
+mount_source() {
+    local path="$1"
+    printf '"source=%s"' "${path//\"/\"\"}"
+}
+refuse_newline() {
+    if [[ "$2" == *$'\n'* ]]; then
+        echo "error: $1 holds a line break; Docker cannot mount such a path (rename the folder)" >&2
+        exit 2
+    fi
+}
 if [[ ! "$MODEL_NAME" =~ ^[A-Za-z0-9_.-]+$ ]]; then
     echo "error: MODEL_NAME=$MODEL_NAME may hold only letters, digits, '.', '_' and '-'" >&2
     exit 2
@@ -72,7 +97,8 @@ if [[ -n "${EXPORT_DIR:-}" ]]; then
         exit 2
     fi
     source_dir="$(cd "$EXPORT_DIR" && pwd)"
-    cmd+=(--mount "type=bind,source=$source_dir,target=/models/$MODEL_NAME/$VERSION,readonly")
+    refuse_newline EXPORT_DIR "$source_dir"
+    cmd+=(--mount "type=bind,$(mount_source "$source_dir"),target=/models/$MODEL_NAME/$VERSION,readonly")
     cmd+=("$SERVING_IMAGE")
 elif [[ -n "${MODELS_ROOT:-}" ]]; then
     if [[ "$MODELS_ROOT" == gs://* ]]; then
@@ -83,7 +109,8 @@ elif [[ -n "${MODELS_ROOT:-}" ]]; then
             exit 2
         fi
         source_dir="$(cd "$MODELS_ROOT" && pwd)"
-        cmd+=(--mount "type=bind,source=$source_dir,target=/models,readonly" "$SERVING_IMAGE")
+        refuse_newline MODELS_ROOT "$source_dir"
+        cmd+=(--mount "type=bind,$(mount_source "$source_dir"),target=/models,readonly" "$SERVING_IMAGE")
     fi
 else
     echo "error: set EXPORT_DIR (a local export) or MODELS_ROOT (see deploy/serving/serve.sh --help)" >&2

@@ -40,6 +40,11 @@ NORMALISED_JPEG_QUALITY = 95
 # EXIF tag 0x0112: how the camera was held; 1 means "upright already".
 _EXIF_ORIENTATION = 0x0112
 _JPEG_END_OF_IMAGE = b"\xff\xd9"
+# The per-file cap of every image reader (`--max_file_bytes`): no real face image comes
+# near it (the 140k JPEGs are 20-600 KB, a 12000x12000 PNG photo about 50-100 MB at most),
+# while a 3 GB stray file or a pre-allocated, interrupted download would otherwise be
+# read whole into memory just to be rejected.
+DEFAULT_MAX_FILE_BYTES = 100 * 1024 * 1024
 
 
 class InvalidImageError(Exception):
@@ -74,6 +79,12 @@ class ImageTooLargeError(InvalidImageError):
     """More pixels than Pillow's decompression-bomb guard allows."""
 
     reason = "too_large"
+
+
+class FileTooLargeError(InvalidImageError):
+    """More bytes than the per-file cap (`--max_file_bytes`): rejected before it is read."""
+
+    reason = "file_too_large"
 
 
 class MissingFileError(InvalidImageError):
@@ -113,6 +124,37 @@ class StoredImage:
     width: int
     height: int
     conversion: str = ""
+
+
+def check_file_size(size: int, max_bytes: int, path: str) -> None:
+    """FileTooLargeError naming `path` and the flag when `size` is above `max_bytes`."""
+    if size > max_bytes:
+        raise FileTooLargeError(
+            f"{path}: {size:,} bytes, above the limit of {max_bytes:,} bytes per file "
+            "(--max_file_bytes); raise it if this really is an image"
+        )
+
+
+def read_at_most(f, max_bytes: int, path: str) -> bytes:
+    """Reads an open binary file, never more than `max_bytes` + 1 bytes (a file may grow
+    between its size check and its read)."""
+    data = f.read(max_bytes + 1)
+    check_file_size(len(data), max_bytes, path)
+    return data
+
+
+def read_bounded(path: str, max_bytes: int = DEFAULT_MAX_FILE_BYTES) -> bytes:
+    """Reads a local or gs:// file whose size, checked before reading, is within `max_bytes`.
+
+    Raises:
+        FileTooLargeError: before a byte is read, when the file is larger.
+        tf.errors.OpError, OSError: when it cannot be stat'ed or read.
+    """
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel  (see module docstring)
+
+    check_file_size(tf.io.gfile.stat(path).length, max_bytes, path)
+    with tf.io.gfile.GFile(path, "rb") as f:
+        return read_at_most(f, max_bytes, path)
 
 
 def sha256_hex(data: bytes) -> str:

@@ -53,11 +53,12 @@ class ValidImage:
     source_sha256: str = ""
 
 
-def _read_local(path: str) -> bytes:
+def _read_local(path: str, max_bytes: int = images.DEFAULT_MAX_FILE_BYTES) -> bytes:
     """The bytes of a local regular file; anything else is rejected without being read.
 
     Opened non-blocking and checked with fstat on the open descriptor, so a file
-    replaced by a named pipe after listing cannot hang the worker.
+    replaced by a named pipe after listing cannot hang the worker; a file above
+    `max_bytes` is rejected from its size, unread (`images.FileTooLargeError`).
     """
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
@@ -68,15 +69,19 @@ def _read_local(path: str) -> bytes:
             raise images.NotARegularFileError(f"{path} cannot be opened as a file") from error
         raise
     with os.fdopen(fd, "rb") as f:
-        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+        status = os.fstat(f.fileno())
+        if not stat.S_ISREG(status.st_mode):
             raise images.NotARegularFileError(
                 f"{path} is not a regular file (a named pipe, socket or device)"
             )
-        return f.read()
+        images.check_file_size(status.st_size, max_bytes, path)
+        return images.read_at_most(f, max_bytes, path)
 
 
-def read_and_validate(source: inputs.SourceFile) -> ValidImage:
-    """Reads one file (local or gs://) and normalises it.
+def read_and_validate(
+    source: inputs.SourceFile, max_file_bytes: int = images.DEFAULT_MAX_FILE_BYTES
+) -> ValidImage:
+    """Reads one file (local or gs://) of at most `max_file_bytes` and normalises it.
 
     Raises:
         images.InvalidImageError (a subclass naming the reason): the input cannot
@@ -84,11 +89,10 @@ def read_and_validate(source: inputs.SourceFile) -> ValidImage:
         runner retries them instead of silently rejecting a readable file.
     """
     if "://" not in source.path:
-        data = _read_local(source.path)
+        data = _read_local(source.path, max_file_bytes)
     else:
         try:
-            with tf.io.gfile.GFile(source.path, "rb") as f:
-                data = f.read()
+            data = images.read_bounded(source.path, max_file_bytes)
         except tf.errors.NotFoundError as error:
             raise images.MissingFileError(f"{source.path} vanished after listing") from error
     return ValidImage(
@@ -207,18 +211,21 @@ class BuildExamples(beam.PTransform):
     input), which costs one extra pass over the bytes.
     """
 
-    def __init__(self, duplicates: str = "keep"):
+    def __init__(
+        self, duplicates: str = "keep", max_file_bytes: int = images.DEFAULT_MAX_FILE_BYTES
+    ):
         super().__init__()
         if duplicates not in DUPLICATE_MODES:
             raise ValueError(f"duplicates={duplicates!r} is not one of {list(DUPLICATE_MODES)}.")
         self._duplicates = duplicates
+        self._max_file_bytes = max_file_bytes
 
     def expand(self, listed):
         readable, unreadable = listed | "SplitListingProblems" >> beam.Partition(
             lambda source, _: 1 if source.problem else 0, 2
         )
         good, bad = readable | "ReadAndValidate" >> beam.Map(
-            read_and_validate
+            read_and_validate, max_file_bytes=self._max_file_bytes
         ).with_exception_handling(exc_class=images.InvalidImageError)
         resolved = (
             good

@@ -48,12 +48,12 @@ def relative(path):
     return os.path.relpath(path, REPO)
 
 
-def run_script(script, *args, env=None):
+def run_script(script, *args, env=None, cwd=REPO):
     """Runs a deploy/ script with only PATH and HOME from this environment, plus `env`."""
     clean = {"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/tmp")}
     return subprocess.run(
         ["bash", os.path.join(REPO, script), *args],
-        cwd=REPO,
+        cwd=cwd,
         env={**clean, **(env or {})},
         capture_output=True,
         text=True,

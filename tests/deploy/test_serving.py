@@ -12,6 +12,7 @@ every deploy script by tests/deploy/test_scripts.py.
 """
 
 import base64
+import csv
 import json
 import os
 import pathlib
@@ -44,6 +45,11 @@ def docker_command(**env):
     return command
 
 
+def mount_fields(mount):
+    """A --mount value read the way Docker reads it: one CSV record of key=value fields."""
+    return dict(part.partition("=")[::2] for part in next(csv.reader([mount])))
+
+
 def option_values(command, option):
     return [command[i + 1] for i, arg in enumerate(command) if arg == option]
 
@@ -54,7 +60,7 @@ def test_serve_mounts_the_export_as_a_numeric_version_of_the_named_model(export_
     assert option_values(command, "-e") == ["MODEL_NAME=dfd"]
     assert option_values(command, "-p") == ["8501:8501", "8500:8500"]
     (mount,) = option_values(command, "--mount")
-    fields = dict(part.partition("=")[::2] for part in mount.split(","))
+    fields = mount_fields(mount)
     assert fields["type"] == "bind" and "readonly" in fields
     # The image's entrypoint serves --model_base_path=/models/$MODEL_NAME: the target must be
     # a numeric version folder right under it, and the source the folder with saved_model.pb.
@@ -142,8 +148,40 @@ def test_serve_accepts_a_models_root_in_the_versioned_layout(export_dir, tmp_pat
     version.symlink_to(export_dir, target_is_directory=True)
     command = docker_command(MODELS_ROOT=str(tmp_path / "root"))
     assert option_values(command, "--mount") == [
-        f"type=bind,source={tmp_path / 'root'},target=/models,readonly"
+        f'type=bind,"source={tmp_path / "root"}",target=/models,readonly'
     ]
     gcs = docker_command(MODELS_ROOT="gs://b/models")
     assert "MODEL_BASE_PATH=gs://b/models" in option_values(gcs, "-e")
     assert "--mount" not in gcs
+
+
+def test_serve_quotes_a_comma_in_the_export_path_and_checks_ports(export_dir, tmp_path):
+    odd = tmp_path / 'run,1 "best"'
+    odd.symlink_to(export_dir, target_is_directory=True)
+    (mount,) = option_values(docker_command(EXPORT_DIR=str(odd)), "--mount")
+    fields = mount_fields(mount)
+    assert fields["source"] == str(odd) and fields["target"] == "/models/deepfake/1"
+    for env, message in [
+        ({"REST_PORT": "80a"}, "REST_PORT=80a is not a TCP port"),
+        ({"GRPC_PORT": "70000"}, "GRPC_PORT=70000 is not a TCP port"),
+        ({"REST_PORT": "9000", "GRPC_PORT": "9000"}, "both 9000"),
+        ({"VERSION": "1" * 19}, "must be a number"),
+    ]:
+        result = run_script(SERVE, "--dry-run", env={"EXPORT_DIR": export_dir, **env})
+        assert result.returncode == 2 and message in result.stderr, result.stderr
+
+
+def test_request_takes_dash_names_and_refuses_folders_and_stubs(tmp_path):
+    dash = tmp_path / "-x.jpg"
+    dash.write_bytes(tiny_detector.jpeg_bytes(100))
+    stub = tmp_path / "stub.jpg"
+    stub.write_bytes(b"\xff\xd8\xff")
+    ok = run_script(REQUEST, "--dry-run", "--", "-x.jpg", cwd=str(tmp_path))
+    assert ok.returncode == 0, ok.stderr
+    assert base64.b64decode(json.loads(ok.stdout)["instances"][0]["b64"]) == dash.read_bytes()
+    for argument, message in [
+        (str(tmp_path), "is a directory"),
+        (str(stub), "3 bytes, too short to be a complete JPEG"),
+    ]:
+        result = run_script(REQUEST, "--dry-run", argument)
+        assert result.returncode == 2 and message in result.stderr, result.stderr

@@ -32,7 +32,7 @@ from absl import logging
 # warns at import, through the root logger ("apitools not found ..."), before any log file
 # exists: that goes to the log file too, kept until then, so `--help` and every run start
 # with this tool's own lines.
-from preprocessing import tf_startup, tool_logging
+from preprocessing import schema, tf_startup, tool_logging
 
 with (
     tool_logging.capture_native_stderr()
@@ -75,10 +75,9 @@ class ExportedDetectorHandler(inference.ModelHandler[bytes, inference.Prediction
         self._batching = {"min_batch_size": min_batch_size, "max_batch_size": max_batch_size}
 
     def load_model(self):
-        import tensorflow as tf  # Imported on the worker, where the model is used.
-
-        # The loaded object owns the variables: keep it, not just its signature.
-        return tf.saved_model.load(self._export_dir)
+        # The loaded object owns the variables: keep it, not just its signature. Its
+        # signature is checked against the contract (export.check_signature).
+        return export.load_export(self._export_dir)
 
     def run_inference(
         self, batch: Sequence[bytes], model, inference_args=None
@@ -139,14 +138,14 @@ class _Inspect(_FaceStage):
     """A file -> its part record and face crops (an image), or its plan and chunks (a video)."""
 
     def process(self, path: str):
-        if media.is_video(path, scoring.read_head(path)):
-            plan, chunks = media.plan_video(path, self._options)
-            yield beam.pvalue.TaggedOutput(PARTS, (path, plan))
-            for times in chunks:
-                yield beam.pvalue.TaggedOutput(CHUNKS, (path, times))
-            return
         try:
-            data = scoring.read_bytes(path)
+            if media.is_video(path, scoring.read_head(path)):
+                plan, chunks = media.plan_video(path, self._options)
+                yield beam.pvalue.TaggedOutput(PARTS, (path, plan))
+                for times in chunks:
+                    yield beam.pvalue.TaggedOutput(CHUNKS, (path, times))
+                return
+            data = scoring.read_bytes(path, self._options.max_file_bytes)
         except scoring.UnreadableImageError as error:
             yield from self._emit(
                 path, {"kind": "", "status": error.reason, "error": str(error)}, []
@@ -252,7 +251,9 @@ def build_pipeline(
     """
     # Fails now, in one line, not on the workers with a traceback, when it is not an export.
     metadata = scoring.check_export(export_dir)
-    threshold = metadata.threshold if threshold is None else float(threshold)
+    if threshold is not None:
+        threshold = schema.check_threshold(threshold, "--threshold")
+    threshold = metadata.threshold if threshold is None else threshold
     logging.info(
         "Scoring with %s at threshold %.4f (%s).",
         export_dir,

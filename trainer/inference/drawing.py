@@ -20,6 +20,10 @@ COLOURS = {"fake": "#d62728", "real": "#2ca02c", None: "#7f7f7f"}
 # Longest side of an annotated photo, in inches at DPI: large photos are shown smaller.
 MAX_INCHES = 10.0
 DPI = 100
+# Longest side, in pixels, of the copy of a photo that is drawn on: the PNG is at most
+# MAX_INCHES x DPI = 1000 pixels wide, so more detail is never seen, and drawing on the
+# full 67-megapixel original took gigabytes. Boxes keep the original's coordinates.
+MAX_DRAWN_SIDE = 2000
 
 
 def _png(figure) -> bytes:
@@ -39,12 +43,23 @@ def verdict_text(record: Mapping, threshold: float) -> str:
     )
 
 
-def annotate_photo(pixels: np.ndarray, record: Mapping, threshold: float) -> bytes:
-    """The photo with a box per face: red if called fake, green if real, grey if too small."""
-    height, width = pixels.shape[:2]
+def annotate_photo(
+    pixels: np.ndarray,
+    record: Mapping,
+    threshold: float,
+    size: tuple[int, int] | None = None,
+) -> bytes:
+    """The photo with a box per face: red if called fake, green if real, grey if too small.
+
+    Args:
+        pixels: the photo, or a downscaled copy of it (`MAX_DRAWN_SIDE`).
+        record: its record; boxes and landmarks are in the original's pixels.
+        size: (width, height) of the original when `pixels` is a smaller copy.
+    """
+    width, height = size or (pixels.shape[1], pixels.shape[0])
     scale = MAX_INCHES / max(height, width)
     figure, axis = plt.subplots(figsize=(max(2.0, width * scale), max(2.0, height * scale)))
-    axis.imshow(pixels)
+    axis.imshow(pixels, extent=(0, width, height, 0))
     axis.axis("off")
     line = max(1.0, 2.5 * max(height, width) / 1000)
     for face in record.get("faces", ()):

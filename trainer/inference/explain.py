@@ -27,7 +27,7 @@ from matplotlib import pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from preprocessing import paths  # noqa: E402
+from preprocessing import cli, paths  # noqa: E402
 from trainer import export, metrics  # noqa: E402
 from trainer.inference import media, scoring
 
@@ -43,20 +43,52 @@ def default_keras_model_path(export_dir: str) -> str:
     return paths.join(os.path.dirname(export_dir.rstrip("/")), export.KERAS_MODEL_FILENAME)
 
 
-def load_keras_model(path: str) -> keras.Model:
+# A .keras file is a zip archive: it starts with a zip local-file header.
+_ZIP_MAGIC = b"PK\x03\x04"
+
+
+def load_keras_model(path: str, image_size: int | None = None) -> keras.Model:
     """Loads `model.keras` with safe_mode=True; the project's custom layers are registered first.
+
+    Args:
+        path: local or gs:// `.keras` file.
+        image_size: when given, the model's input must be this many pixels square
+            (the export's `image_size`), or be of any size.
 
     Raises:
         FileNotFoundError: naming the path and where trainer.task writes it.
+        ValueError: one line naming the path, when the file is not a Keras archive,
+            cannot be loaded under safe mode (a Lambda layer, say), or has another
+            input size; checked before any scoring, so no work is lost.
     """
-    if not tf.io.gfile.exists(path):
+    if not tf.io.gfile.exists(path) or tf.io.gfile.isdir(path):
         raise FileNotFoundError(
             f"{path} not found: --explain needs the Keras model that trainer.task saves as "
             f"<model_dir>/{export.KERAS_MODEL_FILENAME}; pass --keras_model=<path>."
         )
+    with tf.io.gfile.GFile(path, "rb") as f:
+        is_archive = f.read(len(_ZIP_MAGIC)) == _ZIP_MAGIC
+    if not is_archive:
+        raise ValueError(
+            f"{path} is not a Keras file (a .keras file is a zip archive); pass the "
+            f"{export.KERAS_MODEL_FILENAME} trainer.task saved, with --keras_model=<path>."
+        )
     from trainer import model as _model  # noqa: F401  Registers ImagePreprocessing for loading.
 
-    return keras.saving.load_model(path, compile=False, safe_mode=True)
+    try:
+        model = keras.saving.load_model(path, compile=False, safe_mode=True)
+    except Exception as error:  # noqa: BLE001  Keras raises many types for a bad archive.
+        raise ValueError(
+            f"{path}: Keras cannot load this model under safe mode ({cli.one_line(error)[:300]}); "
+            f"pass the {export.KERAS_MODEL_FILENAME} trainer.task saved, with --keras_model."
+        ) from None
+    shape = tuple(getattr(model, "input_shape", ())[1:3])
+    if image_size is not None and shape not in ((image_size, image_size), (None, None)):
+        raise ValueError(
+            f"{path}: the Keras model takes {shape} pixels but the export's image_size is "
+            f"{image_size}: it is not this export's model; pass its own with --keras_model."
+        )
+    return model
 
 
 def _is_spatial(layer: keras.layers.Layer) -> bool:

@@ -22,11 +22,15 @@ The work is cut in stages that `trainer.predict` runs in one process and
 - `none`: every image is scored as given, as an aligned crop (for inputs that
   are all aligned faces, like the training data: no face detection at all).
 - `detect`: every image is a photo: faces are found and cropped.
-- `auto` (default): a square image is taken as an already-aligned crop when the
-  face detector finds no usable face in it, or one face whose canonical crop
-  square covers most of the image (IoU >= `CROP_IOU`); any other image is a
-  photo. So the 140k images and the synthetic demo faces (which MTCNN does not
-  see as faces) are scored whole, as crops, and a group photo is not.
+- `auto` (default): a square image of at most `MAX_AUTO_CROP_SIDE` pixels is
+  taken as an already-aligned crop when the face detector finds no face in it
+  at all, or exactly one usable face whose canonical crop square covers most of
+  the image (IoU >= `CROP_IOU`); any other image is a photo, so several faces,
+  a face too small to score, or a large image make a photo. So the 140k images
+  and the synthetic demo faces (which MTCNN does not see as faces) are scored
+  whole, as crops, and a group photo is not. Its limit: a small square photo
+  whose only face MTCNN misses entirely is still taken for a crop; pass
+  `--faces=detect` when no input is an aligned crop.
 Videos are recognised by extension or by their container's first bytes, in
 every mode.
 
@@ -45,7 +49,7 @@ import os
 
 from absl import flags
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
 from preprocessing.media import faces as faces_lib
 from preprocessing.media import images, video
@@ -56,6 +60,10 @@ FACE_MODES = ("auto", "detect", "none")
 # In `auto`, a square image whose single face's crop square overlaps the image by at
 # least this much is an already-aligned crop.
 CROP_IOU = 0.5
+# In `auto`, a square image larger than this is a photo: aligned face crops are small
+# (the 140k images are 256 px, FFHQ's largest 1024 px); a 1080x1080 photo whose faces
+# MTCNN misses (turned 75 degrees, say) must not get a whole-frame verdict.
+MAX_AUTO_CROP_SIDE = 1024
 # Width/height within 2% counts as square.
 SQUARE_TOLERANCE = 0.02
 # Face crops are stored and scored as JPEG at the quality the dataset build re-encodes at.
@@ -76,12 +84,16 @@ class MediaOptions:
     frames_per_second: float | None = None
     max_frames: int | None = None
     max_frame_pixels: int = video.DEFAULT_MAX_PIXELS
+    # Image files with more bytes are rejected from their size, unread (file_too_large).
+    max_file_bytes: int = images.DEFAULT_MAX_FILE_BYTES
     # Sampled frames per Beam work item: a long video spreads over workers.
     chunk_frames: int = 8
 
     def __post_init__(self):
         if self.faces not in FACE_MODES:
             raise ValueError(f"faces must be one of {FACE_MODES}; got {self.faces!r}.")
+        if self.max_file_bytes < 1:
+            raise ValueError(f"--max_file_bytes must be >= 1; got {self.max_file_bytes}.")
         if self.chunk_frames < 1:
             raise ValueError(f"chunk_frames must be >= 1; got {self.chunk_frames}.")
         self.face_detector()  # Validates the detector's options now.
@@ -107,6 +119,7 @@ class MediaOptions:
             frames_per_second=flag_values.frames_per_second,
             max_frames=flag_values.max_frames,
             max_frame_pixels=flag_values.max_frame_pixels,
+            max_file_bytes=flag_values.max_file_bytes,
             **more,
         )
 
@@ -161,6 +174,12 @@ def define_media_flags() -> None:
         video.DEFAULT_MAX_PIXELS,
         "Photos and video frames with more pixels are rejected (huge_frame).",
     )
+    flags.DEFINE_integer(
+        "max_file_bytes",
+        images.DEFAULT_MAX_FILE_BYTES,
+        "Image files larger than this are rejected unread (file_too_large); videos are "
+        "streamed, never read whole, and have no byte limit.",
+    )
 
 
 def crop_size(image_size: int) -> int:
@@ -196,6 +215,19 @@ def decode_image(data: bytes, max_pixels: int) -> tuple[bytes, np.ndarray]:
         return jpeg, np.asarray(image.convert("RGB"))
 
 
+def preview_pixels(data: bytes, max_side: int) -> np.ndarray:
+    """An upright RGB copy of an image whose longest side is at most `max_side`, for drawing.
+
+    JPEGs are decoded at a reduced scale (Pillow's `draft`), so the full-size pixels
+    of a huge photo are never held alongside the drawing.
+    """
+    with Image.open(io.BytesIO(data)) as image:
+        image.draft("RGB", (max_side, max_side))
+        upright = ImageOps.exif_transpose(image)
+        upright.thumbnail((max_side, max_side))
+        return np.asarray(upright.convert("RGB"))
+
+
 def _bounding_box(points: np.ndarray) -> tuple[float, float, float, float]:
     return (
         float(points[:, 0].min()),
@@ -206,14 +238,36 @@ def _bounding_box(points: np.ndarray) -> tuple[float, float, float, float]:
 
 
 def looks_like_a_crop(pixels: np.ndarray, detections: faces_lib.Detections) -> bool:
-    """The `auto` rule for a square image (see the module docstring)."""
+    """The `auto` rule for a square image (see the module docstring).
+
+    A crop is one face filling a small square image. So an image larger than
+    `MAX_AUTO_CROP_SIDE`, or one with several faces or any face too small to score
+    (a group photo, a crowd), is a photo, whatever else is found in it.
+    """
     height, width = pixels.shape[:2]
+    if max(height, width) > MAX_AUTO_CROP_SIDE:
+        return False
+    if detections.too_small or detections.over_limit or len(detections.faces) > 1:
+        return False
     if not detections.faces:
         return True
-    if len(detections.faces) > 1:
-        return False
     square = _bounding_box(faces_lib.ffhq_square(detections.faces[0].landmarks))
     return faces_lib.iou(square, (0.0, 0.0, float(width), float(height))) >= CROP_IOU
+
+
+def _animation_note(data: bytes) -> dict:
+    """{"frames_judged": "1 of N"} for an animated GIF/WebP/PNG, else {}.
+
+    Only the first frame of an animated image is judged (as the dataset build
+    stores it); the record says so, so that a face appearing later is not a
+    silent miss. Convert the animation to a video to have every frame judged.
+    """
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            frames = int(getattr(image, "n_frames", 1))
+    except Exception:  # noqa: BLE001  decode_image has already read it; be safe.
+        return {}
+    return {"frames_judged": f"1 of {frames}"} if frames > 1 else {}
 
 
 def _is_square(pixels: np.ndarray) -> bool:
@@ -242,12 +296,14 @@ def inspect_image(
     except scoring.UnreadableImageError as error:
         return {"kind": "", "status": error.reason, "error": str(error)}, []
     height, width = pixels.shape[:2]
+    note = _animation_note(data)
     if options.faces == "none":
-        return {"kind": "crop"}, [((0, 0), jpeg)]
+        return {"kind": "crop", **note}, [((0, 0), jpeg)]
     detections = detector.detect(pixels)
     if options.faces == "auto" and _is_square(pixels) and looks_like_a_crop(pixels, detections):
-        return {"kind": "crop"}, [((0, 0), jpeg)]
+        return {"kind": "crop", **note}, [((0, 0), jpeg)]
     part = {
+        **note,
         "kind": "photo",
         "width": width,
         "height": height,
@@ -337,7 +393,10 @@ def assemble(
         p_fake = scores.get((0, 0))
         if p_fake is None:
             return scoring.Prediction.reject(path, scoring.UNDECODABLE, "undecodable", "crop")
-        return scoring.Prediction(path, p_fake=p_fake, label=metrics.label_name(p_fake, threshold))
+        note = {key: parts[0][key] for key in ("frames_judged",) if key in parts[0]}
+        return scoring.Prediction(
+            path, p_fake=p_fake, label=metrics.label_name(p_fake, threshold), details=note
+        )
     part = parts[0]
     scored, face_records = [], []
     for number, face in enumerate(part["faces"]):
@@ -357,6 +416,8 @@ def assemble(
     }
     if part["faces_over_limit"]:
         details["faces_over_limit"] = part["faces_over_limit"]
+    if "frames_judged" in part:
+        details["frames_judged"] = part["frames_judged"]
     verdict = aggregation.media_score(scored)
     if verdict is None:
         status = "face_too_small" if part["too_small"] else "no_face"
@@ -478,22 +539,28 @@ def stage_file(
     size: int,
 ) -> tuple[list[dict], list[tuple[PartKey, bytes]]]:
     """Stage 1 for one file, in this process: its parts and its crops."""
-    if is_video(path, scoring.read_head(path)):
-        plan, chunks = plan_video(path, options)
-        parts, crops = [plan], []
-        for times in chunks:
-            part, chunk_crops = inspect_video_chunk(
-                path, times, options, detector or options.face_detector(), size
-            )
-            parts.append(part)
-            crops.extend(chunk_crops)
-        return parts, crops
     try:
-        data = scoring.read_bytes(path)
+        if is_video(path, scoring.read_head(path)):
+            return _stage_video(path, options, detector, size)
+        data = scoring.read_bytes(path, options.max_file_bytes)
     except scoring.UnreadableImageError as error:
         return [{"kind": "", "status": error.reason, "error": str(error)}], []
     part, crops = inspect_image(data, options, detector, size)
     return [part], crops
+
+
+def _stage_video(
+    path: str, options: MediaOptions, detector: faces_lib.FaceDetector | None, size: int
+) -> tuple[list[dict], list[tuple[PartKey, bytes]]]:
+    plan, chunks = plan_video(path, options)
+    parts, crops = [plan], []
+    for times in chunks:
+        part, chunk_crops = inspect_video_chunk(
+            path, times, options, detector or options.face_detector(), size
+        )
+        parts.append(part)
+        crops.extend(chunk_crops)
+    return parts, crops
 
 
 def score_files(

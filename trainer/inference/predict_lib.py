@@ -12,9 +12,8 @@ rest.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-import csv
-import io
+from collections.abc import Iterator, Sequence
+import itertools
 import json
 import os
 
@@ -23,21 +22,13 @@ import tensorflow as tf
 
 from preprocessing import paths
 from preprocessing.media import faces as faces_lib
-from trainer.inference import drawing, media, scoring
+from trainer.inference import drawing, media, outputs, scoring
 from trainer.inference.scoring import Detector, Prediction, expand_inputs
 
-OUTPUT_FORMATS = ("csv", "jsonl")
-CSV_COLUMNS = ("path", "kind", "status", "p_fake", "label", "faces", "error")
+OUTPUT_FORMATS = outputs.OUTPUT_FORMATS
+CSV_COLUMNS = outputs.CSV_COLUMNS
 # Statuses of inputs that were read and judged (with or without a face).
 JUDGED = ("ok", "no_face", "face_too_small")
-
-
-def _parts(record: dict) -> int | str:
-    if record.get("kind") == "photo":
-        return len(record.get("faces", ()))
-    if record.get("kind") == "video":
-        return len(record.get("tracks", ()))
-    return ""
 
 
 def write_results(
@@ -45,36 +36,32 @@ def write_results(
 ) -> str:
     """Writes CSV (one row per input; `faces` = faces of a photo, tracks of a video) or
     JSONL (the full record per input), by `output_format` or by extension; local or gs://."""
-    output_format = (output_format or os.path.splitext(output)[1].lstrip(".")).lower()
-    if output_format not in OUTPUT_FORMATS:
-        raise ValueError(
-            f"Cannot tell the format of --output={output!r}: use a .csv or .jsonl name, "
-            f"or --output_format={'|'.join(OUTPUT_FORMATS)}."
-        )
-    parent = os.path.dirname(output)
-    if parent:
-        tf.io.gfile.makedirs(parent)
-    with tf.io.gfile.GFile(output, "w") as f:
-        if output_format == "jsonl":
-            for result in results:
-                f.write(json.dumps(result.to_dict()) + "\n")
-        else:
-            text = io.StringIO()
-            writer = csv.DictWriter(text, fieldnames=list(CSV_COLUMNS), extrasaction="ignore")
-            writer.writeheader()
-            for result in results:
-                record = result.to_dict()
-                writer.writerow({**record, "faces": _parts(record)})
-            f.write(text.getvalue())
+    with outputs.ResultsWriter(output, output_format) as writer:
+        for result in results:
+            writer.write(result.to_dict())
     return output
+
+
+def faces_scored_text(scored: int, over_limit: int) -> str:
+    """ "3 face(s)", or "16 of 60 faces scored (--max_faces)" when the limit left faces out."""
+    if over_limit:
+        return f"{scored} of {scored + over_limit} faces scored (--max_faces)"
+    return f"{scored} face(s)"
 
 
 def _detail(result: Prediction) -> str:
     record = result.to_dict()
     if result.status not in JUDGED:
         return f"error ({result.status}): {result.error}"
+    texts = [_detail_text(result, record)]
+    if "frames_judged" in record:
+        texts.append(f"animated: frame {record['frames_judged']} judged")
+    return "; ".join(text for text in texts if text)
+
+
+def _detail_text(result: Prediction, record: dict) -> str:
     if result.kind == "photo":
-        text = f"{len(record['faces'])} face(s)"
+        text = faces_scored_text(len(record["faces"]), record.get("faces_over_limit", 0))
         if record["too_small"]:
             text += f", {len(record['too_small'])} too small"
         return text if result.status == "ok" else f"{result.status}: {text}"
@@ -160,12 +147,14 @@ def write_media(
             written += [(result.path, json_path), (result.path, png)]
         elif annotate and result.kind == "photo":
             tf.io.gfile.makedirs(media_dir)
-            _, pixels = media.decode_image(
-                scoring.read_bytes(result.path), options.max_frame_pixels
+            pixels = media.preview_pixels(
+                scoring.read_bytes(result.path, options.max_file_bytes), drawing.MAX_DRAWN_SIDE
             )
             name = media.output_name(result.path, ".annotated.png", used)
+            size = (record["width"], record["height"])
             png = _write(
-                paths.join(media_dir, name), drawing.annotate_photo(pixels, record, threshold)
+                paths.join(media_dir, name),
+                drawing.annotate_photo(pixels, record, threshold, size=size),
             )
             written.append((result.path, png))
     return written
@@ -186,7 +175,11 @@ def explain_results(
         explain as explain_lib,  # Lazy: Grad-CAM loads Keras and the full model.
     )
 
-    model = explain_lib.load_keras_model(keras_model)
+    model = (
+        explain_lib.load_keras_model(keras_model, image_size=image_size)
+        if isinstance(keras_model, str)
+        else keras_model
+    )
     explainer = explain_lib.GradCam(model, layer_name)
     tf.io.gfile.makedirs(explain_dir)
     used: set[str] = set()
@@ -244,31 +237,47 @@ def run(
     when `output` is given (or `./media` with `annotate`); a library call with neither
     writes no file. The command line always writes them (default `./media`).
 
+    Every output and option is checked before the first file is scored, and each
+    record reaches `output` as soon as it is made (`trainer.inference.outputs`):
+    a failure late in a long run keeps what was done.
+
     Returns:
         {"results": [Prediction, ...] (rejects first, then the files in order),
          "media": [(input path, written file), ...] (video JSON/timelines, annotated photos),
          "explanations": [(input path, PNG path), ...], "threshold": float}.
     """
     options = options or media.MediaOptions()
-    detector = Detector(export_dir, threshold=threshold)
-    results = _score_inputs(detector, inputs, options, batch_size, follow_outside_links)
     default_dir = os.path.dirname(output) if output else os.getcwd()
-    if output:
-        write_results(results, output, output_format)
-        logging.info("Wrote %s", output)
     if media_dir is None and (output or annotate):
         media_dir = paths.join(default_dir, "media")
+    explain_dir = (explain_dir or paths.join(default_dir, "explanations")) if explain else None
+    for folder, flag in ((media_dir, "--media_dir"), (explain_dir, "--explain_dir")):
+        if folder is not None:
+            outputs.check_folder(folder, flag)
+    writer = outputs.ResultsWriter(output, output_format) if output else None
+    try:
+        detector = Detector(export_dir, threshold=threshold)
+        keras = None
+        if explain:
+            keras = _load_explain_model(keras_model, export_dir, detector, explain_layer)
+        results = []
+        for result in _score_inputs(detector, inputs, options, batch_size, follow_outside_links):
+            results.append(result)
+            if writer:
+                writer.write(result.to_dict())
+    finally:
+        if writer:
+            writer.close()
+            logging.info("Wrote %s", output)
     written = []
     if media_dir is not None:
         written = write_media(results, media_dir, detector.threshold, annotate, options)
     explanations = []
-    if explain and any(result.p_fake is not None for result in results):
-        from trainer.inference import explain as explain_lib
-
+    if keras is not None and any(result.p_fake is not None for result in results):
         explanations = explain_results(
             results,
-            keras_model=keras_model or explain_lib.default_keras_model_path(export_dir),
-            explain_dir=explain_dir or paths.join(default_dir, "explanations"),
+            keras_model=keras,
+            explain_dir=explain_dir,
             image_size=detector.metadata.image_size,
             threshold=detector.threshold,
             layer_name=explain_layer,
@@ -282,25 +291,41 @@ def run(
     }
 
 
+def _load_explain_model(
+    keras_model: str | None, export_dir: str, detector: Detector, layer_name: str | None
+):
+    """The Keras model for --explain, loaded and checked (input size, layer) before any scoring."""
+    from trainer.inference import explain as explain_lib  # Lazy: loads Keras and the model.
+
+    path = keras_model or explain_lib.default_keras_model_path(export_dir)
+    model = explain_lib.load_keras_model(path, image_size=detector.metadata.image_size)
+    explain_lib.find_target_layer(model, layer_name)  # A wrong --explain_layer fails now.
+    return model
+
+
 def _score_inputs(
     detector: Detector,
     inputs: Sequence[str],
     options: media.MediaOptions,
     batch_size: int,
     follow_outside_links: bool,
-) -> list[Prediction]:
-    """Every input's Prediction: the inputs that are not read first, then the files in order."""
+) -> Iterator[Prediction]:
+    """Every input's Prediction as it is made: the inputs that are not read first, then the
+    files in order."""
     files, rejects = expand_inputs(inputs, follow_outside_links=follow_outside_links)
+    counts = {"judged": 0, "verdicts": 0, "all": 0}
     for reject in rejects:
         logging.warning("Skipping %s: %s", reject.path, reject.error)
-    results = rejects + list(media.score_files(detector, files, options, batch_size))
-    judged = [result for result in results if result.status in JUDGED]
+    for result in itertools.chain(rejects, media.score_files(detector, files, options, batch_size)):
+        counts["all"] += 1
+        counts["judged"] += result.status in JUDGED
+        counts["verdicts"] += result.p_fake is not None
+        yield result
     logging.info(
         "Judged %d of %d inputs at threshold %.4f (%d with a verdict); %d rejected.",
-        len(judged),
-        len(results),
+        counts["judged"],
+        counts["all"],
         detector.threshold,
-        sum(result.p_fake is not None for result in results),
-        len(results) - len(judged),
+        counts["verdicts"],
+        counts["all"] - counts["judged"],
     )
-    return results

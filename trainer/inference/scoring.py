@@ -29,7 +29,7 @@ from absl import logging
 import numpy as np
 import tensorflow as tf
 
-from preprocessing import paths
+from preprocessing import paths, schema
 from preprocessing.media import images
 from trainer import export, metrics
 
@@ -114,7 +114,7 @@ def expand_inputs(
         reported like any other reject. No file content is ever put in a message.
     """
     found = _Expansion(follow_outside_links)
-    for item in inputs:
+    for item in dict.fromkeys(inputs):  # The same input twice is read once.
         matches = [item]
         if any(character in item for character in GLOB_CHARACTERS):
             matches = sorted(tf.io.gfile.glob(item))
@@ -163,9 +163,15 @@ class _Expansion:
     def add_local(self, match: str) -> None:
         """A local file, or the regular files of a local folder (see `expand_inputs`)."""
         if os.path.isdir(match):
-            under, bad = _local_files_under(match, self.follow_outside_links, self.seen_real)
+            # An input given twice, or a folder inside one given before, adds nothing and
+            # is no "empty folder": its files are listed already (and counted as repeats).
+            under, bad, repeats = _local_files_under(
+                match, self.follow_outside_links, self.seen_real
+            )
             self.rejects.extend(bad)
-            if not under and not bad:
+            if repeats and not under:
+                logging.info("%s: its files are listed already (named twice?).", match)
+            elif not under and not bad:
                 self.reject(match, "folder holds no files", "empty_folder")
             self.files.extend(under)
         elif os.path.lexists(match):
@@ -211,12 +217,17 @@ def _not_regular(path: str) -> str | None:
 
 def _local_files_under(
     folder: str, follow_outside_links: bool, seen_real: set[str]
-) -> tuple[list[str], list[Prediction]]:
-    """Walks `folder` depth-first in name order; see `expand_inputs` for the rules."""
+) -> tuple[list[str], list[Prediction], int]:
+    """Walks `folder` depth-first in name order; see `expand_inputs` for the rules.
+
+    Returns:
+        (new files, rejects, number of files skipped because they were listed already).
+    """
     root_real = os.path.realpath(folder)
     visited_dirs = {root_real}
     found: list[str] = []
     rejects: list[Prediction] = []
+    repeats = [0]
 
     def inside(real: str) -> bool:
         return real == root_real or real.startswith(root_real.rstrip(os.sep) + os.sep)
@@ -257,19 +268,23 @@ def _local_files_under(
             elif real not in seen_real:
                 seen_real.add(real)
                 found.append(path)
+            else:
+                repeats[0] += 1
 
     walk(folder)
-    return found, rejects
+    return found, rejects, repeats[0]
 
 
 # ---------------------------------------------------------------------------- reading
 
 
-def read_bytes(path: str) -> bytes:
-    """Reads a local or gs:// file; UnreadableImageError says why not."""
+def read_bytes(path: str, max_bytes: int = images.DEFAULT_MAX_FILE_BYTES) -> bytes:
+    """Reads a local or gs:// file of at most `max_bytes` (checked from its size before
+    reading: `images.read_bounded`); UnreadableImageError says why not."""
     try:
-        with tf.io.gfile.GFile(path, "rb") as f:
-            data = f.read()
+        data = images.read_bounded(path, max_bytes)
+    except images.FileTooLargeError as error:
+        raise UnreadableImageError(str(error), error.reason) from None
     except (tf.errors.OpError, OSError) as error:
         message = getattr(error, "message", None) or getattr(error, "strerror", None) or ""
         raise UnreadableImageError(f"cannot read file ({message.strip()})", "unreadable") from None
@@ -279,12 +294,18 @@ def read_bytes(path: str) -> bytes:
 
 
 def read_head(path: str, size: int = 16) -> bytes:
-    """The first `size` bytes of a file (telling videos from images without reading them whole)."""
+    """The first `size` bytes of a file (telling videos from images without reading them whole).
+
+    Raises:
+        UnreadableImageError: "unreadable" when the file cannot be opened (no permission,
+            say), so a video that cannot be read is not called "not a video".
+    """
     try:
         with tf.io.gfile.GFile(path, "rb") as f:
             return f.read(size)
-    except (tf.errors.OpError, OSError):
-        return b""  # read_bytes reports the reason.
+    except (tf.errors.OpError, OSError) as error:
+        message = getattr(error, "message", None) or getattr(error, "strerror", None) or ""
+        raise UnreadableImageError(f"cannot read file ({message.strip()})", "unreadable") from None
 
 
 def to_jpeg_bytes(data: bytes) -> bytes:
@@ -313,9 +334,9 @@ def to_jpeg_bytes(data: bytes) -> bytes:
         ) from None
 
 
-def read_image(path: str) -> bytes:
+def read_image(path: str, max_bytes: int = images.DEFAULT_MAX_FILE_BYTES) -> bytes:
     """Reads a local or gs:// file and returns JPEG bytes; UnreadableImageError says why not."""
-    return to_jpeg_bytes(read_bytes(path))
+    return to_jpeg_bytes(read_bytes(path, max_bytes))
 
 
 # ---------------------------------------------------------------------------- the model
@@ -372,8 +393,13 @@ class Detector:
     def __init__(self, export_dir: str, threshold: float | None = None):
         self.export_dir = export_dir
         self.metadata = check_export(export_dir)
-        self.threshold = self.metadata.threshold if threshold is None else float(threshold)
-        self._score = serving_scorer(export.load_scorer(export_dir))
+        self.threshold = (
+            self.metadata.threshold
+            if threshold is None
+            else schema.check_threshold(threshold, "--threshold")
+        )
+        self._loaded = export.load_export(export_dir)  # Owns the variables: kept.
+        self._score = serving_scorer(self._loaded.signatures[export.SIGNATURE_NAME])
         logging.info(
             "Loaded %s (image_size=%d, threshold=%.4f from %s).",
             export_dir,
