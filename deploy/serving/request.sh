@@ -75,7 +75,7 @@ for image in "${images[@]}"; do
         echo "error: $image is $size bytes, too short to be a complete JPEG (cut short?)" >&2
         exit 2
     fi
-    if [[ "$(head -c 3 "$image" | od -An -tx1 | tr -d ' \n')" != "ffd8ff" ]]; then
+    if [[ "$(head -c 3 -- "$image" | od -An -tx1 | tr -d ' \n')" != "ffd8ff" ]]; then
         echo "error: $image is not a JPEG; the served model decodes JPEG only" \
             "(convert it, or score it with dfd-predict)" >&2
         exit 2
