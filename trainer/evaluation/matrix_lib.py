@@ -193,6 +193,10 @@ def run(
     _check_unique([m.label for m in models], "model")
     _check_unique([d.label for d in datasets], "dataset")
     metadata = {m.label: export.read_metadata(m.export_dir) for m in models}
+    for model in models[1:]:
+        # A foreign SavedModel as the second model fails now, not after the first's scoring
+        # (the first is checked when it is loaded to score, next).
+        export.load_export(model.export_dir)
     builders = _open_datasets(datasets)
     paths.ensure_writable(output_dir)
     scores_dir = paths.join(output_dir, SCORES_DIR)
