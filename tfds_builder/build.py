@@ -46,6 +46,7 @@ with tool_logging.capture_native_stderr() as _IMPORT_STDERR:
     from preprocessing import cli, paths, schema
     from preprocessing.building import archive, dataset_dirs, runners
     from preprocessing.building import summary as summary_lib
+    from preprocessing.media import images
     from preprocessing.real_and_fake_faces import sources
     from tfds_builder import beam_builder, launcher  # noqa: E402
     from tfds_builder.real_and_fake_faces import (  # noqa: E402
@@ -71,6 +72,7 @@ class BuildConfig:
     overwrite: bool = False
     allow_links_outside_input: bool = False
     max_extract_gb: float = archive.DEFAULT_MAX_EXTRACT_GB
+    max_file_bytes: int = images.DEFAULT_MAX_FILE_BYTES
 
     def validate(self) -> None:
         """Raises ValueError naming the bad value and what is accepted."""
@@ -87,6 +89,8 @@ class BuildConfig:
             raise ValueError(f"--target_shard_size_mb={self.target_shard_size_mb} is negative.")
         if self.max_extract_gb <= 0:
             raise ValueError(f"--max_extract_gb={self.max_extract_gb} must be positive.")
+        if self.max_file_bytes < 1:
+            raise ValueError(f"--max_file_bytes={self.max_file_bytes} must be >= 1.")
 
 
 def _estimate_num_shards(source_files, target_bytes: float) -> int:
@@ -139,6 +143,7 @@ def make_builder(config: BuildConfig, *, worker_log: str | None = None) -> rff.B
         reject_limit_flag="--max_reject_fraction",
         allow_links_outside_input=config.allow_links_outside_input,
         max_extract_gb=config.max_extract_gb,
+        max_file_bytes=config.max_file_bytes,
         worker_log=worker_log,
     )
 
@@ -232,6 +237,12 @@ def define_flags() -> None:
         "A zip input may expand to at most this many GB (about 4x the 140k download); "
         "a larger one is refused before extraction.",
     )
+    flags.DEFINE_integer(
+        "max_file_bytes",
+        images.DEFAULT_MAX_FILE_BYTES,
+        "An input file larger than this is rejected (file_too_large) from its size, unread: "
+        "no real face image comes near the default (100 MiB).",
+    )
 
 
 def _print_result(result: dict, log_file: str) -> None:
@@ -264,6 +275,7 @@ def main(argv):
         overwrite=FLAGS.overwrite,
         allow_links_outside_input=FLAGS.allow_links_outside_input,
         max_extract_gb=FLAGS.max_extract_gb,
+        max_file_bytes=FLAGS.max_file_bytes,
     )
     # Wrong paths fail here, before a log folder is made in --data_dir.
     config.validate()

@@ -81,8 +81,11 @@ def main() -> None:
         path = os.path.join(folder, "photo.jpg")
         _make_photo(path, args.width, args.height)
         megapixels = args.width * args.height / 1e6
-        results = {way: _run(way, path, args.width, args.height) for way in ("imports", "full", "bounded")}
-    print(f"| --annotate on a {args.width}x{args.height} JPEG ({megapixels:.0f} MP) | peak MiB | s |")
+        results = {
+            way: _run(way, path, args.width, args.height) for way in ("imports", "full", "bounded")
+        }
+    size = f"{args.width}x{args.height} JPEG ({megapixels:.0f} MP)"
+    print(f"| --annotate on a {size} | peak MiB | s |")
     print("|---|---|---|")
     for way, (peak, seconds) in results.items():
         print(f"| {way} | {peak:.0f} | {seconds:.1f} |")

@@ -20,6 +20,7 @@ from preprocessing import schema
 from preprocessing.building import archive, fingerprint
 from preprocessing.building import summary as summary_lib
 from preprocessing.real_and_fake_faces import sources
+from tests import hostile_files
 from tests.preprocessing import planted
 from tfds_builder import build
 
@@ -336,3 +337,22 @@ def test_the_tfds_api_fails_above_the_same_reject_limit_and_says_how_to_raise_it
     assert build.BuildConfig("in", "out").max_reject_fraction == (
         beam_builder.DEFAULT_MAX_REJECT_FRACTION
     )
+
+
+def test_a_file_above_max_file_bytes_is_a_reject_read_from_its_size(tmp_path):
+    tree = tmp_path / "tree"
+    for split in ("train", "test"):
+        for class_name in ("real", "fake"):
+            folder = tree / split / class_name
+            folder.mkdir(parents=True)
+            for index in range(2):
+                (folder / f"{index}.jpg").write_bytes(
+                    planted.encode(planted.Image.fromarray(planted._pixels(index)))
+                )
+    # A pre-allocated download cut short: a JPEG start, then 4 GB of zeros (sparse).
+    hostile_files.jpeg_header_then_zeros(str(tree / "train" / "real" / "download.jpg"))
+    result = _build(tree, tmp_path / "data", max_file_bytes=50_000_000)
+    rejects = _rejects(result["dataset_dir"])
+    assert rejects["train/real/download.jpg"]["reason"] == "file_too_large"
+    assert "--max_file_bytes" in rejects["train/real/download.jpg"]["detail"]
+    assert "file_too_large" in summary_lib.format_table(result["summary"])

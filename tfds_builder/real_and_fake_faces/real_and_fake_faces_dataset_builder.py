@@ -27,6 +27,7 @@ import tensorflow_datasets as tfds
 
 from preprocessing import schema
 from preprocessing.building import inputs
+from preprocessing.media import images
 from preprocessing.real_and_fake_faces import sources
 from tfds_builder import beam_builder
 
@@ -83,6 +84,14 @@ class Builder(beam_builder.LedgerBuilder):
     validation, test) works too, e.g. what `python -m preprocessing.synthetic` writes.
     """
 
+    def __init__(self, *, max_file_bytes: int = images.DEFAULT_MAX_FILE_BYTES, **kwargs):
+        """`max_file_bytes`: an input file larger than this is rejected (`file_too_large`)
+        from its size, unread; the other arguments are `beam_builder.LedgerBuilder`'s."""
+        if max_file_bytes < 1:
+            raise ValueError(f"max_file_bytes={max_file_bytes} must be >= 1.")
+        self._max_file_bytes = max_file_bytes
+        super().__init__(**kwargs)
+
     def _info(self) -> tfds.core.DatasetInfo:
         return self.dataset_info_from_configs(
             features=schema.features(),
@@ -107,4 +116,6 @@ class Builder(beam_builder.LedgerBuilder):
     def _build_examples(self):
         from preprocessing.real_and_fake_faces import transforms  # Lazy: imports apache_beam.
 
-        return transforms.BuildExamples(duplicates=self.builder_config.duplicates)
+        return transforms.BuildExamples(
+            duplicates=self.builder_config.duplicates, max_file_bytes=self._max_file_bytes
+        )
