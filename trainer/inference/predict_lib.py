@@ -247,24 +247,16 @@ def run(
          "explanations": [(input path, PNG path), ...], "threshold": float}.
     """
     options = options or media.MediaOptions()
-    default_dir = os.path.dirname(output) if output else os.getcwd()
-    if media_dir is None and (output or annotate):
-        media_dir = paths.join(default_dir, "media")
-    explain_dir = (explain_dir or paths.join(default_dir, "explanations")) if explain else None
-    for folder, flag in ((media_dir, "--media_dir"), (explain_dir, "--explain_dir")):
-        if folder is not None:
-            outputs.check_folder(folder, flag)
+    media_dir, explain_dir = _output_folders(output, annotate, media_dir, explain, explain_dir)
     writer = outputs.ResultsWriter(output, output_format) if output else None
     try:
         detector = Detector(export_dir, threshold=threshold)
         keras = None
         if explain:
             keras = _load_explain_model(keras_model, export_dir, detector, explain_layer)
-        results = []
-        for result in _score_inputs(detector, inputs, options, batch_size, follow_outside_links):
-            results.append(result)
-            if writer:
-                writer.write(result.to_dict())
+        results = _score_and_write(
+            detector, inputs, options, batch_size, follow_outside_links, writer
+        )
     finally:
         if writer:
             writer.close()
@@ -289,6 +281,30 @@ def run(
         "explanations": explanations,
         "threshold": detector.threshold,
     }
+
+
+def _output_folders(
+    output: str | None, annotate: bool, media_dir: str | None, explain: bool, explain_dir
+) -> tuple[str | None, str | None]:
+    """(media_dir, explain_dir) with their defaults (see `run`), each checked writable now."""
+    default_dir = os.path.dirname(output) if output else os.getcwd()
+    if media_dir is None and (output or annotate):
+        media_dir = paths.join(default_dir, "media")
+    explain_dir = (explain_dir or paths.join(default_dir, "explanations")) if explain else None
+    for folder, flag in ((media_dir, "--media_dir"), (explain_dir, "--explain_dir")):
+        if folder is not None:
+            outputs.check_folder(folder, flag)
+    return media_dir, explain_dir
+
+
+def _score_and_write(detector, inputs, options, batch_size, follow_outside_links, writer):
+    """Every input's Prediction, each written to `writer` (if any) as soon as it is made."""
+    results = []
+    for result in _score_inputs(detector, inputs, options, batch_size, follow_outside_links):
+        results.append(result)
+        if writer:
+            writer.write(result.to_dict())
+    return results
 
 
 def _load_explain_model(
