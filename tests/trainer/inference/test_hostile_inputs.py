@@ -236,3 +236,14 @@ def test_a_video_that_cannot_be_opened_is_unreadable(tmp_path, monkeypatch):
         )
     parts, _ = media.stage_file(str(clip), NONE, None, 36)
     assert parts[0]["status"] == "unreadable", parts
+
+
+def test_a_remote_output_is_written_at_start_and_filled_at_close():
+    # TensorFlow's in-memory file system stands in for gs:// (both are written through gfile).
+    output = "ram://dfd-test/scores.jsonl"
+    writer = outputs.ResultsWriter(output)
+    assert scoring.tf.io.gfile.exists(output)  # Probed before any work.
+    writer.write({"path": "a.jpg", "status": "ok"})
+    writer.close()
+    with scoring.tf.io.gfile.GFile(output) as f:
+        assert [json.loads(line)["path"] for line in f] == ["a.jpg"]
