@@ -56,6 +56,7 @@ def test_config_from_flags_covers_every_field():
         ({"dropout": 1.5}, "--dropout=1.5 must be in"),
         ({"head_epochs": 5, "epochs": 5}, "--head_epochs=5 leaves no fine-tuning epoch"),
         ({"jpeg_quality_min": 101}, "--jpeg_quality_min=101"),
+        ({"image_size": 100000}, "--image_size=100000 must be in [16, 1024]"),
         ({"data_dir": ""}, "--data_dir is required"),
     ],
 )

@@ -13,6 +13,7 @@ import json
 import tensorflow as tf
 
 from preprocessing import paths, schema
+from trainer import export
 from trainer import model as model_lib
 
 BACKBONES = model_lib.BACKBONES
@@ -152,6 +153,12 @@ def _check_ranges(config: TrainConfig) -> None:
         value = getattr(config, name)
         if value < 0:
             raise ValueError(f"--{name}={value} must be >= 0.")
+    if not export.MIN_IMAGE_SIZE <= config.image_size <= export.MAX_IMAGE_SIZE:
+        # The export's detector.json must pass `export.validate_metadata` in every tool.
+        raise ValueError(
+            f"--image_size={config.image_size} must be in [{export.MIN_IMAGE_SIZE}, "
+            f"{export.MAX_IMAGE_SIZE}]: the export's consumers refuse other sizes."
+        )
     for name in _FRACTIONS:
         value = getattr(config, name)
         if not 0.0 <= value < 1.0:
