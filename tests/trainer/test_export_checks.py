@@ -132,5 +132,12 @@ def test_command_line_says_one_line_before_any_work(export_copy, tmp_path):
     bad_json = _predict(f"--export_dir={export_copy}", str(image))
     assert bad_json.returncode == 1
     assert "key 'image_size' is 100000" in bad_json.stderr
-    for completed in (bad_flag, bad_json):
+    (tmp_path / "out.csv").mkdir()
+    folder_output = _predict(
+        f"--export_dir={export_copy}", f"--output={tmp_path / 'out.csv'}", str(image)
+    )
+    assert folder_output.returncode == 1
+    assert "is a folder; give a file name" in folder_output.stderr
+    for completed in (bad_flag, bad_json, folder_output):
         assert "Traceback" not in completed.stderr and completed.stdout == ""
+        assert len(completed.stderr.strip().splitlines()) == 1, completed.stderr
