@@ -133,8 +133,7 @@ class FrameOptions:
                 f"--frames_per_video={self.frames_per_video} is not in [1, --frame_cap="
                 f"{self.frame_cap}]."
             )
-        if self.frames_per_second is not None and not self.frames_per_second > 0:
-            raise ValueError(f"--frames_per_second={self.frames_per_second} must be > 0.")
+        video.check_frames_per_second(self.frames_per_second)
         for name in ("min_frames", "image_size", "max_faces_per_frame", "chunk_frames"):
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name}={getattr(self, name)} must be >= 1.")
