@@ -63,7 +63,7 @@ def one_line(error: BaseException) -> str:
     return text or type(error).__name__
 
 
-def require_positive_finite(name: str) -> None:
+def require_positive_finite(name: str, flag_values: flags.FlagValues = FLAGS) -> None:
     """Registers an absl validator: flag `name` is unset or a finite number > 0.
 
     absl parses `inf` and `nan` as floats; without this they reach the tool's work
@@ -74,6 +74,7 @@ def require_positive_finite(name: str) -> None:
         name,
         lambda value: value is None or (math.isfinite(value) and value > 0),
         message=f"--{name} must be a finite number > 0 (e.g. --{name}=2), or left unset",
+        flag_values=flag_values,
     )
 
 
