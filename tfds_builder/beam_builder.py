@@ -33,6 +33,7 @@ import contextlib
 import dataclasses
 import io
 import json
+import logging as std_logging
 import math
 import os
 
@@ -68,6 +69,33 @@ class BuildOutcome:
     dataset_dir: str
     leftovers: tuple[str, ...] = ()
     extraction: archive.Extraction | None = None
+
+
+# What TFDS's writer says, inside a Beam worker, about a split of zero examples.
+_TFDS_EMPTY_SPLIT = "total number of generated examples is 0"
+
+
+class _DropEmptySplitRecords(std_logging.Filter):
+    """Drops Beam's error records (with their tracebacks) about an empty TFDS split."""
+
+    def filter(self, record: std_logging.LogRecord) -> bool:
+        return _TFDS_EMPTY_SPLIT not in record.getMessage()
+
+
+@contextlib.contextmanager
+def _empty_split_errors_off_the_console():
+    """Keeps Beam's tracebacks for an empty split off the console (the log file keeps them).
+
+    `_explain_empty_split` says it in one line; without this, the workers' error
+    records, each with a traceback, reach the console before it (issue 20).
+    """
+    console = logging.get_absl_handler()
+    dropper = _DropEmptySplitRecords()
+    console.addFilter(dropper)
+    try:
+        yield
+    finally:
+        console.removeFilter(dropper)
 
 
 def _expand_user_paths(download_dir, download_config):
@@ -416,7 +444,8 @@ class LedgerBuilder(tfds.core.GeneratorBasedBuilder):
         data_dir = os.fspath(self.data_dir)
         ledger_dir = paths.join(data_dir, LEDGER_FOLDER)
         try:
-            super()._download_and_prepare(dl_manager, download_config)
+            with _empty_split_errors_off_the_console():
+                super()._download_and_prepare(dl_manager, download_config)
         except Exception as error:
             self._explain_empty_split(ledger_dir, data_dir, error)
             raise
