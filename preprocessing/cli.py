@@ -23,6 +23,7 @@ TensorFlow (`dfd-synthetic`) does not load it for `--help`.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+import math
 import os
 import sys
 import traceback
@@ -60,6 +61,21 @@ def one_line(error: BaseException) -> str:
     """The error's message on one line (log files and terminals read it the same)."""
     text = " ".join(str(error).split())
     return text or type(error).__name__
+
+
+def require_positive_finite(name: str, flag_values: flags.FlagValues = FLAGS) -> None:
+    """Registers an absl validator: flag `name` is unset or a finite number > 0.
+
+    absl parses `inf` and `nan` as floats; without this they reach the tool's work
+    (a ZeroDivisionError, "cannot convert float NaN to integer") instead of failing
+    at start-up with one line that names the flag.
+    """
+    flags.register_validator(
+        name,
+        lambda value: value is None or (math.isfinite(value) and value > 0),
+        message=f"--{name} must be a finite number > 0 (e.g. --{name}=2), or left unset",
+        flag_values=flag_values,
+    )
 
 
 def _adopt_key_flags(module: ModuleType) -> None:

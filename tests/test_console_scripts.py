@@ -102,3 +102,26 @@ def test_expand_user_leaves_urls_and_plain_paths_alone():
     assert cli.expand_user("gs://b/~x") == "gs://b/~x"
     assert cli.expand_user("rel/~x") == "rel/~x"
     assert cli.one_line(ValueError("a\n  b")) == "a b"
+
+
+def test_a_non_finite_sampling_rate_is_refused_at_start_up(tmp_path):
+    # Issue 20: inf gave a ZeroDivisionError traceback, nan "cannot convert float NaN".
+    # dfd-build-video-dataset registers the same validator (and its FrameOptions check
+    # is tested in tests/tfds_builder/test_video_build.py); one subprocess is enough.
+    done = _run([str(BIN / "dfd-predict"), "--frames_per_second=inf", str(tmp_path)])
+    assert done.returncode == 1, done.stderr[-2000:]
+    assert "--frames_per_second must be a finite number > 0" in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_require_positive_finite_accepts_unset_and_positive_values():
+    from absl import flags
+
+    values = flags.FlagValues()
+    flags.DEFINE_float("rate", None, "A rate.", flag_values=values)
+    cli.require_positive_finite("rate", flag_values=values)
+    values(["prog", "--rate=2.5"])
+    assert values.rate == 2.5
+    for bad in ("inf", "-inf", "nan", "0", "-1"):
+        with pytest.raises(flags.IllegalFlagValueError, match="finite number > 0"):
+            values(["prog", f"--rate={bad}"])

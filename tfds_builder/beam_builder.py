@@ -33,10 +33,12 @@ import contextlib
 import dataclasses
 import io
 import json
+import logging as std_logging
 import math
 import os
 
 from absl import logging
+import apache_beam as beam
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
@@ -67,6 +69,33 @@ class BuildOutcome:
     dataset_dir: str
     leftovers: tuple[str, ...] = ()
     extraction: archive.Extraction | None = None
+
+
+# What TFDS's writer says, inside a Beam worker, about a split of zero examples.
+_TFDS_EMPTY_SPLIT = "total number of generated examples is 0"
+
+
+class _DropEmptySplitRecords(std_logging.Filter):
+    """Drops Beam's error records (with their tracebacks) about an empty TFDS split."""
+
+    def filter(self, record: std_logging.LogRecord) -> bool:
+        return _TFDS_EMPTY_SPLIT not in record.getMessage()
+
+
+@contextlib.contextmanager
+def _empty_split_errors_off_the_console():
+    """Keeps Beam's tracebacks for an empty split off the console (the log file keeps them).
+
+    `_explain_empty_split` says it in one line; without this, the workers' error
+    records, each with a traceback, reach the console before it (issue 20).
+    """
+    console = logging.get_absl_handler()
+    dropper = _DropEmptySplitRecords()
+    console.addFilter(dropper)
+    try:
+        yield
+    finally:
+        console.removeFilter(dropper)
 
 
 def _expand_user_paths(download_dir, download_config):
@@ -367,7 +396,12 @@ class LedgerBuilder(tfds.core.GeneratorBasedBuilder):
             | "ReadInputList" >> self._read_inputs(input_list)
             | "BuildExamples" >> self._build_examples()
         )
-        _ = built["ledger"] | "WriteLedger" >> ledger.WriteLedger(paths.join(work_dir, "ledger"))
+        written = built["ledger"] | "WriteLedger" >> ledger.WriteLedger(
+            paths.join(work_dir, "ledger")
+        )
+        # TFDS fails the whole job on a split of zero examples; waiting for the ledger
+        # first means rejects.jsonl and the summary can still say why (issue 20).
+        self._ledger_written = beam.pvalue.AsList(written)
         known = list(schema.SPLITS)
         splits = sorted(
             {source.split for source in source_files},
@@ -403,13 +437,18 @@ class LedgerBuilder(tfds.core.GeneratorBasedBuilder):
     def _generate_examples(self, split: str):
         """The PTransform that selects one split's (id, example) pairs from the shared stage."""
 
-        return ledger.SelectSplit(split)
+        return ledger.SelectSplit(split, after=getattr(self, "_ledger_written", None))
 
     def _download_and_prepare(self, dl_manager, download_config):
         """Runs the pipeline, then the ledger becomes rejects.jsonl, the summary, the record."""
-        super()._download_and_prepare(dl_manager, download_config)
         data_dir = os.fspath(self.data_dir)
         ledger_dir = paths.join(data_dir, LEDGER_FOLDER)
+        try:
+            with _empty_split_errors_off_the_console():
+                super()._download_and_prepare(dl_manager, download_config)
+        except Exception as error:
+            self._explain_empty_split(ledger_dir, data_dir, error)
+            raise
         if not tf.io.gfile.exists(ledger_dir):
             return  # max_examples_per_split=0: no pipeline ran.
         records = summary_lib.read_ledger(paths.join(ledger_dir, "ledger-*.jsonl"))
@@ -438,3 +477,29 @@ class LedgerBuilder(tfds.core.GeneratorBasedBuilder):
             raise
         if tf.io.gfile.exists(failed_rejects):
             tf.io.gfile.remove(failed_rejects)  # From an earlier failed build; this one passed.
+
+    def _explain_empty_split(self, ledger_dir: str, data_dir: str, error: Exception) -> None:
+        """After a failed job: when a split got no example, keeps the rejects and says so.
+
+        Raises:
+            summary_lib.EmptySplitError: a split's inputs were all rejected.
+        """
+        pattern = paths.join(ledger_dir, "ledger-*.jsonl")
+        if not tf.io.gfile.glob(pattern):
+            return  # The job failed before its ledger was written: not an empty split.
+        records = summary_lib.read_ledger(pattern)
+        summary = self._finalise(records, data_dir)
+        empty = summary_lib.empty_splits(summary)
+        if not empty:
+            return
+        failed_rejects = f"{self._final_data_dir.rstrip('/')}.failed-rejects.jsonl"
+        # The staged build is discarded: keep its rejects and summary beside the version.
+        tf.io.gfile.copy(
+            paths.join(data_dir, summary_lib.REJECTS_FILENAME), failed_rejects, overwrite=True
+        )
+        tf.io.gfile.copy(
+            paths.join(data_dir, summary_lib.SUMMARY_FILENAME),
+            f"{self._final_data_dir.rstrip('/')}.failed-summary.json",
+            overwrite=True,
+        )
+        raise summary_lib.empty_split_error(summary, empty, failed_rejects) from error

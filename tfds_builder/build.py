@@ -295,6 +295,7 @@ def run_main():
         prog="dfd-build-dataset",
         extra_user_errors=(
             summary_lib.RejectFractionExceededError,
+            summary_lib.EmptySplitError,
             dataset_dirs.BuildInProgressError,
         ),
     )

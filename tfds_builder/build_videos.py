@@ -211,6 +211,7 @@ def _define_sampling_flags() -> None:
         None,
         "Sample each video at this rate (thinned to --frames_per_video when both are set).",
     )
+    cli.require_positive_finite("frames_per_second")
     flags.DEFINE_integer(
         "frame_cap", video.HARD_CAP, f"Never more frames per video (at most {video.HARD_CAP})."
     )
@@ -326,7 +327,11 @@ def run_main():
 def _user_errors():
     from preprocessing.building import dataset_dirs  # pylint: disable=import-outside-toplevel
 
-    return (summary_lib.RejectFractionExceededError, dataset_dirs.BuildInProgressError)
+    return (
+        summary_lib.RejectFractionExceededError,
+        summary_lib.EmptySplitError,
+        dataset_dirs.BuildInProgressError,
+    )
 
 
 if __name__ == "__main__":

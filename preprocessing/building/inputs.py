@@ -125,6 +125,22 @@ def is_within(path: str, root: str) -> bool:
     return os.path.commonpath([root, path]) == root
 
 
+def folder_via_link(folder: str, manual_dir: str) -> bool:
+    """Whether a local `folder` under `manual_dir` is reached through a symbolic link.
+
+    True when the folder, or any folder between it and `manual_dir` (a split
+    folder, a class folder, the layout root), is a link: its real place is then
+    not its own place under `manual_dir`'s real path. One rule for both builds:
+    files found through such a folder are checked by `local_entry` as links are
+    (`link_outside_input` when they lead out of `manual_dir`), since the folder
+    that holds them is not where it seems. `manual_dir` itself may be a link.
+    """
+    manual_real = os.path.realpath(manual_dir)
+    relative = os.path.relpath(os.path.abspath(folder), os.path.abspath(manual_dir))
+    own_place = os.path.normpath(os.path.join(manual_real, relative))
+    return os.path.realpath(folder) != own_place
+
+
 def local_entry(
     path: str,
     relative: str,

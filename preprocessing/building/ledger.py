@@ -24,6 +24,8 @@ WRITTEN = "written"
 REJECTED = "rejected"
 DUPLICATE_ACROSS_SPLITS = "duplicate_across_splits"
 DUPLICATE_WITHIN_SPLIT = "duplicate_within_split"
+# The same bytes under both labels: every copy is rejected (leakage audit, both builds).
+SAME_BYTES_TWO_LABELS = "same_bytes_two_labels"
 
 
 def ledger_record(
@@ -59,6 +61,28 @@ def ledger_record(
     }
 
 
+def label_conflict(sources: list[inputs.SourceFile]) -> str:
+    """For the inputs of one SHA-256 group: "" when they agree on the label, else why not.
+
+    The same content cannot be both real and fake: keeping one copy would teach
+    whichever label the sort order picked, keeping both teaches both. Every copy
+    is rejected instead, and the detail names the copies under each label.
+    """
+    by_label: dict[int, list[str]] = {}
+    for source in sources:
+        by_label.setdefault(source.label, []).append(f"{source.id} ({source.split})")
+    if len(by_label) < 2:
+        return ""
+    copies = "; ".join(
+        f"{schema.LABEL_NAMES[label]}: " + ", ".join(sorted(ids)[:3])
+        for label, ids in sorted(by_label.items())
+    )
+    return (
+        f"the same bytes under both labels ({copies}), so neither label can be trusted; "
+        "remove the copy from the wrong class folder"
+    )
+
+
 class ReadSourceList(beam.PTransform):
     """Reads a `inputs.write_source_list` file into SourceFiles, spread over the workers.
 
@@ -84,14 +108,18 @@ class ReadSourceList(beam.PTransform):
 class SelectSplit(beam.PTransform):
     """(split, id, example) -> (id, example) for one split: what TFDS writes, keyed by id."""
 
-    def __init__(self, split: str):
+    def __init__(self, split: str, after=None):
+        """`after`: a side input (the written ledger) that must be complete first."""
         super().__init__()
         if split not in schema.SPLITS:
             raise ValueError(f"split={split!r} is not one of {list(schema.SPLITS)}.")
         self._split = split
+        self._after = after
 
     def expand(self, examples):
         split = self._split
+        if self._after is not None:
+            examples = examples | "AfterLedger" >> beam.Map(lambda item, _: item, self._after)
         return (
             examples
             | "KeepSplit" >> beam.Filter(lambda item: item[0] == split)

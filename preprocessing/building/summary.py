@@ -51,11 +51,44 @@ _LIKELY_CAUSES = {
     "--allow_links_outside_input if that is intended)",
     "broken_link": "the inputs are symbolic links whose targets are missing",
     "linked_copy": "the folders link to the same files several times",
+    "same_bytes_two_labels": "the same files were copied into both the real and the fake folders",
 }
 
 
 class RejectFractionExceededError(RuntimeError):
     """More inputs were rejected than --max_reject_fraction allows."""
+
+
+class EmptySplitError(RuntimeError):
+    """A split's inputs were all rejected: TFDS cannot write a split of zero examples."""
+
+
+def empty_splits(summary: dict) -> list[str]:
+    """The splits that read inputs and wrote none, in split order."""
+    return [
+        split
+        for split, labels in summary["splits"].items()
+        if not sum(row["written"] for row in labels.values())
+    ]
+
+
+def empty_split_error(summary: dict, splits: list[str], rejects_path: str) -> EmptySplitError:
+    """One line naming each empty split, its rejects by reason, and where they are listed.
+
+    A build fails rather than leaving the split out: a dataset without the split
+    the trainer or evaluation expects would fail later, further from the cause.
+    """
+    parts = [
+        f"{split} ({sum(row['read'] for row in summary['splits'][split].values())} input(s), "
+        "all rejected)"
+        for split in splits
+    ]
+    top = ", ".join(f"{reason}: {n}" for reason, n in summary["reject_reasons"].items())
+    return EmptySplitError(
+        f"no examples for split {', '.join(parts)}; TFDS cannot write an empty split, so "
+        f"nothing was installed. Rejects by reason: {top}. Every reject is listed in "
+        f"{rejects_path}; fix or add inputs for that split."
+    )
 
 
 def read_ledger(pattern: str) -> list[dict]:

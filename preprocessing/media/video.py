@@ -16,7 +16,8 @@ Public API:
   rotated upright. `times` may be any sorted subset of a plan: it seeks to the
   first, so a batch job can split one video's plan into chunks on different
   workers and get exactly the frames one sequential read gets.
-- `Frame`: `index` (frame number: round(time * average frame rate)), `time`
+- `Frame`: `index` (frame number: its place in presentation order, counted from
+  the stream's packet time stamps, so variable-frame-rate frames never share one), `time`
   (seconds), `image` (uint8 RGB [height, width, 3], upright).
 - `looks_like_video(head)`, `VIDEO_EXTENSIONS`: telling videos from photos.
 - `VideoError` and its subclasses, each with a stable `reason` code:
@@ -30,6 +31,7 @@ seekable binary file object.
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Iterator, Sequence
 import dataclasses
 import math
@@ -41,6 +43,8 @@ VIDEO_EXTENSIONS: tuple[str, ...] = (".mp4", ".m4v", ".mov", ".webm", ".mkv", ".
 # time and memory one input can take (at ~1 s per 720p frame on one core, ~4 min).
 HARD_CAP = 256
 DEFAULT_MAX_FRAMES = 32
+# Sampling rates above this plan the same frames as this (see `plan_times`).
+MAX_SAMPLING_RATE = 1e6
 # Frames (and photos) with more pixels than this are refused: 8192 x 8192, beyond
 # 8K video (33 MP) and most cameras. Decoding one costs 200 MB as RGB.
 DEFAULT_MAX_PIXELS = 8192 * 8192
@@ -288,20 +292,34 @@ def plan_times(
     - both: the fps grid, thinned evenly to at most `max_frames`.
     Never more than `hard_cap` frames, nor more than the video has.
     """
-    if frames_per_second is not None and frames_per_second <= 0:
-        raise ValueError(f"frames_per_second must be > 0; got {frames_per_second}.")
+    check_frames_per_second(frames_per_second)
     if max_frames is not None and not 1 <= max_frames <= hard_cap:
         raise ValueError(f"max_frames must be in [1, {hard_cap}] (the hard cap); got {max_frames}.")
     available = max(1, int(math.floor(info.duration * info.frame_rate + 1e-6)))
     if frames_per_second is None:
         count = min(max_frames or DEFAULT_MAX_FRAMES, available, hard_cap)
         return [round((k + 0.5) * info.duration / count, 6) for k in range(count)]
-    step = 1.0 / frames_per_second
-    grid = [round(k * step, 6) for k in range(int(math.ceil(info.duration / step - 1e-9)))] or [0.0]
+    # The grid (every 1/fps s) is never built: its size is known arithmetically and at
+    # most `limit` of its points are computed, so --frames_per_second=1e9 on a long
+    # video costs what 1 fps does (issue 20: the grid once took 5.3 GB).
+    # Above a million per second the grid is far finer than any video's frames; the
+    # clamp keeps duration x rate finite (1e308 would overflow).
+    rate = min(frames_per_second, MAX_SAMPLING_RATE)
+    step = 1.0 / rate
+    size = max(1, math.ceil(info.duration * rate - 1e-9))
     limit = min(max_frames or hard_cap, hard_cap)
-    if len(grid) > limit:
-        grid = [grid[int(k * len(grid) / limit)] for k in range(limit)]
-    return grid
+    if size <= limit:
+        return [round(k * step, 6) for k in range(size)]
+    return [round((k * size // limit) * step, 6) for k in range(limit)]
+
+
+def check_frames_per_second(value: float | None) -> None:
+    """Raises ValueError unless `value` is None or a finite number > 0 (NaN and inf are not)."""
+    if value is not None and not (math.isfinite(value) and value > 0):
+        raise ValueError(
+            f"frames_per_second must be a finite number > 0; got {value} "
+            "(e.g. --frames_per_second=2)."
+        )
 
 
 def read_frames(
@@ -327,9 +345,12 @@ def read_frames(
             )
         rate = _frame_rate(stream)
         start = targets[0]
-        if start > 0 and stream.time_base is not None:
-            # To the key frame before `start`: decoding from there gives the frames
-            # a sequential read gives (module docstring).
+        order = []
+        if stream.time_base is not None:
+            order = _presentation_order(container, stream, targets[-1] + _ORDER_MARGIN)
+            # To the key frame before `start` (or back to the beginning after counting
+            # the packets): decoding from there gives the frames a sequential read
+            # gives (module docstring).
             container.seek(
                 int(max(0.0, start - 1.0 / rate) / stream.time_base),
                 stream=stream,
@@ -337,28 +358,85 @@ def read_frames(
                 any_frame=False,
             )
         stream.thread_type = "AUTO"
-        yield from _frames_at(container, stream, targets, rate)
+        yield from _frames_at(container, stream, targets, _Decoding(rate, order, max_pixels))
     finally:
         container.close()
 
 
-def _frames_at(container, stream, targets: list[float], rate: float) -> Iterator[Frame]:
-    """Decodes from the current position and yields the frame shown at each target time."""
+# Packets are counted this many seconds past the last requested time: decode order
+# puts a few B-frames' packets after later ones, never seconds later.
+_ORDER_MARGIN = 5.0
+
+
+@dataclasses.dataclass(frozen=True)
+class _Decoding:
+    """What `_frames_at` needs besides the stream: the frame rate, the order, the limit."""
+
+    rate: float
+    order: list[int]  # Sorted time stamps of the stream's packets, up to the last target.
+    max_pixels: int
+
+    def index(self, frame) -> int:
+        """The frame's position in presentation order: packets shown before it.
+
+        Not round(time x average rate): in variable-frame-rate video two frames
+        can round to one number (issue 20), and a chunk read after a seek cannot
+        count the frames it skipped. Counting packet time stamps gives every frame
+        its own number, the same in every chunk.
+        """
+        stamp = _stamp(frame)
+        if stamp is None or not self.order:
+            return int(round(frame.time * self.rate))
+        return bisect.bisect_left(self.order, stamp)
+
+
+def _stamp(item) -> int | None:
+    """A packet's or frame's presentation time stamp (time-base units), or its decode stamp."""
+    return item.pts if item.pts is not None else item.dts
+
+
+def _presentation_order(container, stream, until: float) -> list[int]:
+    """The sorted time stamps of the stream's packets up to `until` seconds (no decoding)."""
     import av
 
-    tolerance = 0.5 / rate  # A target half a frame before a frame's time is that frame's.
+    stamps = []
+    limit = until / stream.time_base
+    try:
+        for packet in container.demux(stream):
+            stamp = _stamp(packet)
+            if packet.size == 0 or stamp is None:
+                continue
+            if (packet.dts if packet.dts is not None else stamp) > limit:
+                break
+            stamps.append(stamp)
+    except av.error.FFmpegError:
+        pass  # The decoding pass that follows meets the same damage and names it.
+    return sorted(stamps)
+
+
+def _frames_at(container, stream, targets: list[float], decoding: _Decoding) -> Iterator[Frame]:
+    """Decodes from the current position and yields the frame shown at each target time.
+
+    Raises:
+        HugeFrameError: a decoded frame is larger than `decoding.max_pixels` (checked
+            on its size before it becomes an array), after the frames before it.
+    """
+    import av
+
+    tolerance = 0.5 / decoding.rate  # A target half a frame before a frame's time is that frame's.
     position = 0
     decoded_any = False
     last, last_yielded = None, False
     try:
         for frame in container.decode(stream):
             decoded_any = True
+            _check_size(frame, decoding.max_pixels)
             if frame.time is None:
                 continue
             last, last_yielded = frame, False
             if frame.time + tolerance < targets[position]:
                 continue
-            yield _to_frame(frame, rate)
+            yield _to_frame(frame, decoding)
             last_yielded = True
             while position < len(targets) and targets[position] <= frame.time + tolerance:
                 position += 1
@@ -372,18 +450,29 @@ def _frames_at(container, stream, targets: list[float], rate: float) -> Iterator
         return
     # Targets inside the last frame's display time (the plan spreads them up to the
     # container's duration) are that frame; one well after it means the file ends early.
-    if not last_yielded and targets[position] <= last.time + 1.5 / rate:
-        yield _to_frame(last, rate)
-    if targets[-1] > last.time + 1.5 / rate:
+    if not last_yielded and targets[position] <= last.time + 1.5 / decoding.rate:
+        yield _to_frame(last, decoding)
+    if targets[-1] > last.time + 1.5 / decoding.rate:
         raise TruncatedVideoError(
             f"the stream ends at {last.time:.2f} s, before {targets[-1]:.2f} s: the "
             "file was cut short or its header claims more than it holds"
         )
 
 
-def _to_frame(frame, rate: float) -> Frame:
+def _check_size(frame, max_pixels: int) -> None:
+    """Refuses a frame larger than the limit before it is converted (a 12000x12000 MJPEG
+    frame after 64x64 ones passes the header check: issue 20)."""
+    if frame.width * frame.height > max_pixels:
+        raise HugeFrameError(
+            f"a frame at {frame.time or 0:.2f} s is {frame.width}x{frame.height}, above the "
+            f"{max_pixels / 1e6:.2f} MP limit (--max_frame_pixels), though the stream's "
+            "header says smaller"
+        )
+
+
+def _to_frame(frame, decoding: _Decoding) -> Frame:
     image = frame.to_ndarray(format="rgb24")
     if frame.rotation:
         # PyAV's rotation is counter-clockwise for display; np.rot90 turns counter-clockwise.
         image = np.ascontiguousarray(np.rot90(image, k=(frame.rotation // 90) % 4))
-    return Frame(index=int(round(frame.time * rate)), time=float(frame.time), image=image)
+    return Frame(index=decoding.index(frame), time=float(frame.time), image=image)

@@ -198,11 +198,7 @@ def _entries_on_disk(
         class_dir = paths.join(image_root, split_folder, class_name)
         prefix = f"{split_folder}/{class_name}/"
         if root_real is not None:  # A local disk.
-            own_place = os.path.join(
-                root_real,
-                os.path.relpath(os.path.abspath(class_dir), os.path.abspath(layout.manual_dir)),
-            )
-            folder_via_link = os.path.realpath(class_dir) != os.path.normpath(own_place)
+            folder_via_link = inputs.folder_via_link(class_dir, layout.manual_dir)
             with os.scandir(class_dir) as names:
                 for item in sorted(names, key=lambda e: e.name):
                     # Dot files are file-system litter (.DS_Store, ._x.jpg), not inputs.

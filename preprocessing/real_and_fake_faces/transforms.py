@@ -1,6 +1,6 @@
 """The Beam steps that turn listed inputs into keyed TFDS examples and a ledger.
 
-  SourceFile ──► ReadAndValidate ─good─► ToExample ─────────(DropLeakedCopies)──► examples
+  SourceFile ──► ReadAndValidate ─good─► ToExample ─────────(DropRejectedCopies)──► examples
          │                │         └─► Fingerprint ─► GroupBySha256 ─► ResolveDuplicates
          │                └─bad──► RejectInvalid ──┐                          │
          └─(listing problem)──► RejectListed ──────┴─────── ledger ◄──────────┘
@@ -16,7 +16,9 @@ Leakage: inputs with the same SHA-256 of stored bytes are grouped; the first
 by (split order, id) is the original, so the outcome does not depend on which
 worker saw what first. A copy in another split is "leakage": kept and reported,
 or rejected as `duplicate_across_splits` with `duplicates="drop"`. A copy in
-the same split is kept and reported.
+the same split is kept and reported. The same bytes under both labels (in one
+split or two) are rejected, every copy, as `same_bytes_two_labels`: neither
+label can be trusted.
 
 Nothing here reads FLAGS or knows about TFDS beyond the example dict, so the
 steps are reusable (e.g. by a Dataflow template) and testable with TestPipeline.
@@ -155,6 +157,10 @@ class ResolveDuplicatesFn(beam.DoFn):
     def process(self, element):
         sha256, members = element
         members = sorted(members, key=lambda m: (schema.SPLITS.index(m[0].split), m[0].id))
+        conflict = ledger.label_conflict([member[0] for member in members])
+        if conflict:
+            yield from _reject_label_conflict(sha256, members, conflict)
+            return
         first = members[0][0]
         for index, (source, conversion, source_sha256) in enumerate(members):
             duplicate = ""
@@ -197,6 +203,22 @@ class ResolveDuplicatesFn(beam.DoFn):
             )
 
 
+def _reject_label_conflict(sha256: str, members, conflict: str):
+    """Every member of a group found under both labels: a reject, and left out."""
+    for source, conversion, source_sha256 in members:
+        Metrics.counter(METRICS_NAMESPACE, f"rejected_{ledger.SAME_BYTES_TWO_LABELS}").inc()
+        yield beam.pvalue.TaggedOutput("dropped", (source.id, sha256))
+        yield ledger.ledger_record(
+            source,
+            ledger.REJECTED,
+            reason=ledger.SAME_BYTES_TWO_LABELS,
+            detail=conflict,
+            sha256=sha256,
+            conversion=conversion,
+            source_sha256=source_sha256,
+        )
+
+
 class BuildExamples(beam.PTransform):
     """Listed inputs -> (examples, ledger), see the module docstring.
 
@@ -205,10 +227,10 @@ class BuildExamples(beam.PTransform):
         "examples": (split, id, example dict) for every written input;
         "ledger": one dict per input (see `ledger_record`).
 
-    The image bytes go straight from validation to the examples, in the same
-    fused stage: only the small fingerprints are grouped by SHA-256. With
-    duplicates="drop" the examples wait for the list of leaked copies (a side
-    input), which costs one extra pass over the bytes.
+    Only the small fingerprints are grouped by SHA-256. The examples wait for
+    the list of copies to leave out (a side input: leaked copies with
+    duplicates="drop", and copies of one content found under both labels,
+    `ledger.SAME_BYTES_TWO_LABELS`), which costs one extra pass over the bytes.
     """
 
     def __init__(
@@ -236,12 +258,17 @@ class BuildExamples(beam.PTransform):
                 "dropped", main="ledger"
             )
         )
-        examples = good | "ToExample" >> beam.Map(_to_example)
-        if self._duplicates == "drop":
-            examples = examples | "DropLeakedCopies" >> beam.Filter(
+        # The examples wait for the list of copies to leave out (leaked copies with
+        # duplicates="drop", and always the copies found under both labels).
+        examples = (
+            good
+            | "ToExample" >> beam.Map(_to_example)
+            | "DropRejectedCopies"
+            >> beam.Filter(
                 lambda example, dropped: example[1] not in dropped,
                 dropped=beam.pvalue.AsDict(resolved.dropped),
             )
+        )
         ledger = (
             resolved.ledger,
             bad | "RejectInvalid" >> beam.Map(_reject_invalid),

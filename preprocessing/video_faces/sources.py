@@ -256,9 +256,19 @@ class _File:
     note: str = ""
 
 
-def _walk_local(root: str, folder: str, allow_links_outside: bool) -> list[_File]:
-    """Every file under root/folder (recursively), classified by `inputs.local_entry`."""
-    root_real = os.path.realpath(root)
+def _walk_local(
+    root: str, folder: str, allow_links_outside: bool, manual_dir: str | None = None
+) -> list[_File]:
+    """Every file under root/folder (recursively), classified by `inputs.local_entry`.
+
+    Links are judged against `manual_dir` (default: `root`), as in the image
+    build: a layout root, split or class folder that is a link out of it gives
+    `link_outside_input` rejects, not inputs (`inputs.folder_via_link`).
+    """
+    manual_dir = manual_dir or root
+    root_real = os.path.realpath(manual_dir)
+    start = os.path.join(root, folder) if folder else root
+    via_link = inputs.folder_via_link(start, manual_dir)
     entries = []
     pending = [folder]
     while pending:
@@ -275,7 +285,7 @@ def _walk_local(root: str, folder: str, allow_links_outside: bool) -> list[_File
                 # Folders are walked here, never through a link (see below): the file's own
                 # folder is in its own place.
                 entry = inputs.local_entry(
-                    item.path, relative, 0, root_real, allow_links_outside, folder_via_link=False
+                    item.path, relative, 0, root_real, allow_links_outside, folder_via_link=via_link
                 )
                 if entry is None:
                     logging.warning("Not following %s: a link to a folder.", item.path)
@@ -322,10 +332,12 @@ def _walk_other(root: str, folder: str) -> list[_File]:
     return sorted(found, key=lambda f: f.relative)
 
 
-def _walk(root: str, folder: str, allow_links_outside: bool) -> tuple[list[_File], list[str]]:
+def _walk(
+    root: str, folder: str, allow_links_outside: bool, manual_dir: str | None = None
+) -> tuple[list[_File], list[str]]:
     """(video files, other file names) under root/folder, relative to root."""
     if "://" not in root:
-        files = _walk_local(root, folder, allow_links_outside)
+        files = _walk_local(root, folder, allow_links_outside, manual_dir)
     elif root.startswith("gs://"):
         files = _walk_gcs(root, folder)
     else:
@@ -377,7 +389,7 @@ def _list_folders(layout: VideoLayout, options: SplitOptions, allow_links_outsid
     ):
         for class_name, label in inputs.class_folders(layout.root, split_folder):
             prefix = f"{split_folder}/{class_name}"
-            videos, others = _walk(layout.root, prefix, allow_links_outside)
+            videos, others = _walk(layout.root, prefix, allow_links_outside, layout.manual_dir)
             skipped.extend(others)
             for file in videos:
                 inner = file.relative[len(prefix) + 1 :].split("/")
@@ -480,7 +492,7 @@ def _list_faceforensics(layout: VideoLayout, options: SplitOptions, allow_links_
     listed: list[tuple[_File, int, str, tuple[str, ...]]] = []
     skipped = []
     for folder, label, source in folders:
-        videos, others = _walk(root, folder, allow_links_outside)
+        videos, others = _walk(root, folder, allow_links_outside, layout.manual_dir)
         skipped.extend(others)
         for file in videos:
             match = _FFPP_NAME.match(_stem(file.relative))
@@ -654,7 +666,7 @@ def _list_celeb_df(layout: VideoLayout, options: SplitOptions, allow_links_outsi
     files: list[tuple[_File, str]] = []
     skipped = []
     for key, name in sorted(folders.items()):
-        videos, others = _walk(root, name, allow_links_outside)
+        videos, others = _walk(root, name, allow_links_outside, layout.manual_dir)
         skipped.extend(others)
         files.extend((file, key) for file in videos)
     _warn_skipped(root, skipped)

@@ -43,7 +43,9 @@ training set is a download to repeat, not data to keep.
 Leakage: videos with the same SHA-256 of their bytes are grouped; the first by
 (split order, id) is the original; a copy in a later split is rejected
 (`duplicate_across_splits`), since its frames would otherwise be on both sides;
-a copy in the same split is kept and counted.
+a copy in the same split is kept and counted. The same bytes under both labels
+(in one split or two) are rejected, every copy, as `same_bytes_two_labels`
+(`preprocessing.building.ledger.label_conflict`), before any frame is decoded.
 """
 
 from __future__ import annotations
@@ -133,8 +135,7 @@ class FrameOptions:
                 f"--frames_per_video={self.frames_per_video} is not in [1, --frame_cap="
                 f"{self.frame_cap}]."
             )
-        if self.frames_per_second is not None and not self.frames_per_second > 0:
-            raise ValueError(f"--frames_per_second={self.frames_per_second} must be > 0.")
+        video.check_frames_per_second(self.frames_per_second)
         for name in ("min_frames", "image_size", "max_faces_per_frame", "chunk_frames"):
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name}={getattr(self, name)} must be >= 1.")
@@ -302,6 +303,22 @@ class ResolveDuplicatesFn(beam.DoFn):
     def process(self, element):
         _, members = element
         members = sorted(members, key=lambda m: (schema.SPLITS.index(m.source.split), m.source.id))
+        conflict = ledger.label_conflict([member.source for member in members])
+        if conflict:
+            for planned in members:  # Rejected before any frame is decoded.
+                _count(f"rejected_{ledger.SAME_BYTES_TWO_LABELS}")
+                yield beam.pvalue.TaggedOutput(
+                    "ledger",
+                    _ledger(
+                        planned.source,
+                        ledger.REJECTED,
+                        reason=ledger.SAME_BYTES_TWO_LABELS,
+                        detail=conflict,
+                        sha256=planned.sha256,
+                        source_sha256=planned.sha256,
+                    ),
+                )
+            return
         first = members[0]
         for index, planned in enumerate(members):
             if not index:

@@ -136,6 +136,10 @@ def make_planted(root: str) -> dict[str, tuple[str, str, str]]:
         schema.FAKE,
         True,
     )
+    # The same bytes in both class folders of one split: neither label can be trusted.
+    twin = encode(Image.fromarray(_pixels(13)))
+    planted["valid/real/twin.jpg"] = (twin, schema.REAL, True)
+    planted["valid/fake/twin.jpg"] = (twin, schema.FAKE, True)
     for relative, (data, label, listed) in planted.items():
         if data is not None:
             with open(os.path.join(image_root, relative), "wb") as f:
@@ -187,4 +191,6 @@ def make_planted(root: str) -> dict[str, tuple[str, str, str]]:
         "test/real/not_in_csv.jpg": ("rejected", "not_in_csv", ""),
         "test/real/leaked_copy.jpg": ("written", "", "duplicate_across_splits"),
         "train/fake/copy_in_train.jpg": ("written", "", "duplicate_within_split"),
+        "valid/real/twin.jpg": ("rejected", "same_bytes_two_labels", ""),
+        "valid/fake/twin.jpg": ("rejected", "same_bytes_two_labels", ""),
     }

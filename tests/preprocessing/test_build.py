@@ -211,15 +211,17 @@ def test_content_variants_are_configs_with_their_own_folders(planted_build, tmp_
 
 
 def _all_bad_but_one_per_class(tree):
-    for split in ("train", "test"):
-        for class_name in ("real", "fake"):
-            folder = tree / split / class_name
-            folder.mkdir(parents=True)
-            for index in range(3):
-                (folder / f"{index}.jpg").write_text("<html>Access denied</html>")
-            (folder / "ok.jpg").write_bytes(
-                planted.encode(planted.Image.fromarray(planted._pixels(index)))
-            )
+    for seed, (split, class_name) in enumerate(
+        (split, class_name) for split in ("train", "test") for class_name in ("real", "fake")
+    ):
+        folder = tree / split / class_name
+        folder.mkdir(parents=True)
+        for index in range(3):
+            (folder / f"{index}.jpg").write_text("<html>Access denied</html>")
+        # Distinct bytes per folder: one image under both labels would be a reject too.
+        (folder / "ok.jpg").write_bytes(
+            planted.encode(planted.Image.fromarray(planted._pixels(20 + seed)))
+        )
     return tree
 
 
@@ -258,6 +260,33 @@ def test_first_build_that_fails_leaves_no_dataset(tmp_path):
         _build(bad, tmp_path / "data", max_reject_fraction=0.5)
     config_dir = tmp_path / "data" / schema.DATASET_NAME / "keep_duplicates"
     assert sorted(os.listdir(config_dir)) == ["1.1.0.failed-rejects.jsonl"]
+
+
+def test_a_split_whose_inputs_are_all_rejected_fails_after_writing_its_rejects(tmp_path):
+    # Issue 20: TFDS failed inside Beam ("total number of generated examples is 0 for
+    # split validation"): tracebacks, no summary, no rejects.jsonl.
+    tree = _all_bad_but_one_per_class(tmp_path / "raw")
+    for class_name in ("real", "fake"):
+        (tree / "valid" / class_name).mkdir(parents=True)
+        (tree / "valid" / class_name / "page.jpg").write_text("<html>Access denied</html>")
+    with pytest.raises(
+        summary_lib.EmptySplitError,
+        match=r"no examples for split validation \(2 input\(s\), all rejected\).*"
+        r"not_an_image: 14.*failed-rejects\.jsonl",
+    ):
+        _build(tree, tmp_path / "data")
+    config_dir = tmp_path / "data" / schema.DATASET_NAME / "keep_duplicates"
+    assert sorted(os.listdir(config_dir)) == [
+        "1.1.0.failed-rejects.jsonl",
+        "1.1.0.failed-summary.json",
+    ]
+    rejects = [json.loads(line) for line in open(config_dir / "1.1.0.failed-rejects.jsonl")]
+    assert {r["id"] for r in rejects if r["split"] == "validation"} == {
+        "valid/real/page.jpg",
+        "valid/fake/page.jpg",
+    }
+    summary = json.loads((config_dir / "1.1.0.failed-summary.json").read_text())
+    assert summary["splits"]["train"]["real"]["written"] == 1
 
 
 def test_wrong_manual_dir_fails_before_any_beam_work(tmp_path):

@@ -127,6 +127,37 @@ def test_every_clip_is_written_or_rejected_with_its_reason(built):
         assert sheet.format == "PNG" and sheet.width >= 6 * 96 and sheet.height > 3 * 96
 
 
+def test_the_same_clip_under_both_labels_is_rejected_with_both_names(built):
+    # Issue 20: identical crops were stored under both labels with no warning.
+    _, _, result = built
+    rejects, _ = _ledger_view(result["dataset_dir"])
+    detail = rejects["validation/fake/twin.mp4"]["detail"]
+    assert "fake: validation/fake/twin.mp4" in detail and "real: validation/real/twin.mp4" in detail
+
+
+def test_a_split_whose_videos_are_all_rejected_fails_after_writing_its_rejects(tmp_path):
+    # Issue 20: TFDS failed inside Beam ("total number of generated examples is 0 for
+    # split validation"): five tracebacks, no summary, no rejects.jsonl.
+    raw = tmp_path / "raw"
+    for clip_id in ("train/real/a.mp4", "validation/fake/b.mp4"):
+        (raw / clip_id).parent.mkdir(parents=True)
+        (raw / clip_id).write_text("<html>not a video</html>")
+    with pytest.raises(
+        summary_lib.EmptySplitError,
+        match=r"no examples for split train \(1 input\(s\), all rejected\), validation "
+        r"\(1 input\(s\), all rejected\).*not_a_video: 2",
+    ):
+        build_videos.run(_config(raw, tmp_path / "data"))
+    config_dir = tmp_path / "data" / "video_faces" / "folders"
+    failed = sorted(name for name in os.listdir(config_dir) if ".failed-" in name)
+    assert [name.split(".failed-")[1] for name in failed] == ["rejects.jsonl", "summary.json"]
+    with open(config_dir / failed[0]) as f:
+        assert {json.loads(line)["id"] for line in f} == {
+            "train/real/a.mp4",
+            "validation/fake/b.mp4",
+        }
+
+
 def test_examples_have_the_image_schema_plus_video_features(built):
     _, expected, result = built
     examples = _examples(result["dataset_dir"])

@@ -9,8 +9,8 @@
 - broken: not a video, an empty file, an mp4 cut in half (no index), an mp4
   with its index first cut at 90% (it opens, and breaks while its last sampled
   frames are read: a chunk fails, not the plan), a container with no frame, a
-  clip with no face, a clip too short, and a byte copy of a training clip in the
-  test split.
+  clip with no face, a clip too short, a byte copy of a training clip in the
+  test split, and one clip under both labels of the validation split.
 
 `write_folders` lays them out as `<split>/{real,fake}/**/*` and returns what the
 build must make of each file: `{id: (outcome, reason)}`.
@@ -113,6 +113,11 @@ def write_folders(root: str) -> dict[str, tuple[str, str]]:
     write_clip(plant("test/real/coffee.mp4", "no_face"), background_frames())
     write_clip(plant("train/real/blink.mp4", "too_short"), face_frames(10, False, 2))
     plant("test/fake/Deepfakes/copy.mp4", "duplicate_across_splits", whole)
+    # The same clip under both labels of one split: neither label can be trusted.
+    twin = write_clip(
+        plant("validation/real/twin.mp4", "same_bytes_two_labels"), face_frames(11, True)
+    )
+    plant("validation/fake/twin.mp4", "same_bytes_two_labels", open(twin, "rb").read())
     with open(os.path.join(root, "train", "real", "README.txt"), "w") as f:
         f.write("Not a video: skipped by name, and said so in the log.\n")
     return expected

@@ -51,6 +51,7 @@ from absl import flags
 import numpy as np
 from PIL import Image, ImageOps
 
+from preprocessing import cli
 from preprocessing.media import faces as faces_lib
 from preprocessing.media import images, video
 from trainer import aggregation, export, metrics
@@ -102,8 +103,7 @@ class MediaOptions:
                 f"max_frames must be in [1, {video.HARD_CAP}] (the hard cap); "
                 f"got {self.max_frames}."
             )
-        if self.frames_per_second is not None and self.frames_per_second <= 0:
-            raise ValueError(f"frames_per_second must be > 0; got {self.frames_per_second}.")
+        video.check_frames_per_second(self.frames_per_second)
 
     @classmethod
     def from_flags(cls, flag_values, **more) -> MediaOptions:
@@ -163,6 +163,7 @@ def define_media_flags() -> None:
     flags.DEFINE_float(
         "frames_per_second", None, "Sample videos at this rate (default: --max_frames spread)."
     )
+    cli.require_positive_finite("frames_per_second")
     flags.DEFINE_integer(
         "max_frames",
         None,

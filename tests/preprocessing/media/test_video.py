@@ -58,6 +58,54 @@ def test_hard_cap_and_bad_sampling_values(tmp_path):
         video.plan_times(info, frames_per_second=0)
 
 
+def test_sampling_rate_plans_without_building_the_grid():
+    # Issue 20: 1e5 per second over 20 minutes built 120 million time stamps (5.3 GB)
+    # before thinning them to 256; 1e9 ran out of memory; inf divided by zero.
+    twenty_minutes = video.VideoInfo(1200.0, 30.0, 640, 360, 0, "h264", "mp4")
+    for rate in (1e5, 1e9, 1e300):
+        times = video.plan_times(twenty_minutes, frames_per_second=rate)
+        assert len(times) == video.HARD_CAP and times == sorted(set(times))
+        assert times[0] == 0.0 and 1150 < times[-1] < 1200
+    # Where the grid is small enough, the plan is the grid itself, as before.
+    assert video.plan_times(twenty_minutes, frames_per_second=0.1)[:3] == [0.0, 10.0, 20.0]
+    for bad in (float("inf"), float("nan"), -1.0, 0.0):
+        with pytest.raises(ValueError, match="finite number > 0"):
+            video.plan_times(twenty_minutes, frames_per_second=bad)
+
+
+def test_variable_frame_rate_frames_get_one_index_each(tmp_path):
+    # Shown at irregular times: round(time x average rate) gave frames 0.0 s and 0.04 s
+    # one number, and a kept record the score of another frame (issue 20).
+    stamps = [0, 40, 50, 60, 300, 310, 700, 1000]
+    path = media_samples.write_mjpeg(str(tmp_path / "vfr.mkv"), _frames(8, 64, 64), stamps)
+    times = [stamp / 1000 for stamp in stamps]
+    frames = list(video.read_frames(path, times))
+    assert [frame.index for frame in frames] == [
+        stamps.index(round(frame.time * 1000)) for frame in frames
+    ]
+    assert [frame.index for frame in frames] == [_bar_position(f.image) for f in frames]
+    assert len({frame.index for frame in frames}) == len(frames) >= 5
+    # A chunk read after a seek numbers its frames the same way.
+    later = list(video.read_frames(path, times[4:]))
+    assert [frame.index for frame in later] == [f.index for f in frames if f.time >= 0.3]
+
+
+@pytest.mark.parametrize("name", ["grows.avi", "grows.mkv"])
+def test_a_later_frame_above_the_pixel_limit_is_refused_before_decoding(tmp_path, name):
+    # The header says 64x64; the third frame is 128x128, above a 100x100 limit.
+    frames = _frames(4, 64, 64)
+    frames[2] = np.zeros((128, 128, 3), np.uint8)
+    path = media_samples.write_mjpeg(str(tmp_path / name), frames, [0, 100, 200, 300])
+    limit = 100 * 100
+    info = video.probe(path, max_pixels=limit)  # The header passes.
+    got = []
+    with pytest.raises(video.HugeFrameError, match=r"128x128.*--max_frame_pixels"):
+        for frame in video.read_frames(path, [0.0, 0.1, 0.2, 0.3], max_pixels=limit):
+            got.append(frame)
+    assert [frame.image.shape for frame in got] == [(64, 64, 3)] * 2
+    assert info.width == 64
+
+
 def test_rotation_metadata_is_honoured(tmp_path):
     # Stored sideways with a display matrix saying "turn 90 degrees counter-clockwise":
     # decoded frames come out upright (the marker back at the top-left corner).
