@@ -370,14 +370,14 @@ def test_the_tfds_api_fails_above_the_same_reject_limit_and_says_how_to_raise_it
 
 def test_a_file_above_max_file_bytes_is_a_reject_read_from_its_size(tmp_path):
     tree = tmp_path / "tree"
-    for split in ("train", "test"):
-        for class_name in ("real", "fake"):
-            folder = tree / split / class_name
-            folder.mkdir(parents=True)
-            for index in range(2):
-                (folder / f"{index}.jpg").write_bytes(
-                    planted.encode(planted.Image.fromarray(planted._pixels(index)))
-                )
+    folders = [(split, name) for split in ("train", "test") for name in ("real", "fake")]
+    for seed, (split, class_name) in enumerate(folders):
+        folder = tree / split / class_name
+        folder.mkdir(parents=True)
+        for index in range(2):
+            # Distinct bytes per folder: one image under both labels would be a reject too.
+            pixels = planted._pixels(2 * seed + index)
+            (folder / f"{index}.jpg").write_bytes(planted.encode(planted.Image.fromarray(pixels)))
     # A pre-allocated download cut short: a JPEG start, then 4 GB of zeros (sparse).
     hostile_files.jpeg_header_then_zeros(str(tree / "train" / "real" / "download.jpg"))
     result = _build(tree, tmp_path / "data", max_file_bytes=50_000_000)
