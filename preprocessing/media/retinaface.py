@@ -46,6 +46,8 @@ _CENTRE_VARIANCE = 0.1
 _SIZE_VARIANCE = 0.2
 _BGR_MEAN = np.array([104.0, 117.0, 123.0], dtype=np.float32)
 NMS_IOU = 0.4
+# onnxruntime threads per session (one session per process).
+THREADS = 1
 # Candidates kept before NMS, best first (RetinaFace's own top_k is 5000).
 _TOP_K = 2000
 
@@ -147,6 +149,12 @@ class RetinaFace:
 
         options = onnxruntime.SessionOptions()
         options.log_severity_level = 3  # Errors only: its warnings are noise on the console.
+        # One thread, not spinning: measured faster here (37 vs 75-87 ms per 1024x576 frame on
+        # the shared 2-core machine), and it leaves the other cores to TensorFlow's scoring and
+        # to the other Beam workers (one process per core).
+        options.intra_op_num_threads = THREADS
+        options.inter_op_num_threads = 1
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self._session = onnxruntime.InferenceSession(
             read_weights(), options, providers=["CPUExecutionProvider"]
         )
