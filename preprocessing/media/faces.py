@@ -209,9 +209,10 @@ class FaceDetector:
             huge photo takes.
         detector: "retinaface" (default) or "mtcnn". RetinaFace searches each image
             once, shrunk so that a face of `min_face_size` is `RETINAFACE_SEARCH_FACE`
-            pixels (it finds faces down to about 16 px), so its cost follows the
-            face sizes accepted; MTCNN searches an image pyramid down to 20 px faces
-            at up to `max_side`, about ten times slower.
+            pixels, so its cost follows the face sizes accepted; only where that finds
+            no usable face does it look again at up to `max_side`, to report faces
+            too small. MTCNN searches an image pyramid down to 20 px faces at up to
+            `max_side`, about ten times slower.
     """
 
     def __init__(
@@ -239,10 +240,15 @@ class FaceDetector:
         self.max_side = max_side
         self.name = detector
 
-    def search_scale(self, height: int, width: int) -> float:
-        """The factor an image is shrunk by before the search (never enlarged)."""
+    def search_scale(self, height: int, width: int, report_small: bool = False) -> float:
+        """The factor an image is shrunk by before the search (never enlarged).
+
+        `report_small`: RetinaFace's second look at an image where the first found no
+        usable face, at up to `max_side`, so that faces under `min_face_size` are found
+        and reported as too small (as MTCNN's search down to 20 px does).
+        """
         scale = min(1.0, self.max_side / max(height, width))
-        if self.name == "retinaface":
+        if self.name == "retinaface" and not report_small:
             scale = min(scale, RETINAFACE_SEARCH_FACE / self.min_face_size)
         return scale
 
@@ -254,36 +260,44 @@ class FaceDetector:
         """Finds faces in several images; RetinaFace runs same-sized ones (a video's
         frames) as one batch."""
         images = [_as_rgb(image) for image in images]
-        searched = [self._shrink(image) for image in images]
+        scales = [self.search_scale(*image.shape[:2]) for image in images]
+        found = self._search(images, scales)
+        if self.name == "retinaface":
+            # No usable face at the fast scale: look again at full size for small ones.
+            again = [
+                index
+                for index, (image, detections) in enumerate(zip(images, found))
+                if not detections.faces
+                and self.search_scale(*image.shape[:2], report_small=True) > scales[index]
+            ]
+            retry = [self.search_scale(*images[i].shape[:2], report_small=True) for i in again]
+            for index, detections in zip(again, self._search([images[i] for i in again], retry)):
+                found[index] = detections
+        return found
+
+    def _search(self, images: list[np.ndarray], scales: list[float]) -> list[Detections]:
+        """Detections in each image searched at its scale."""
+        searched = [_shrink(image, scale) for image, scale in zip(images, scales)]
         rows: list[np.ndarray | None] = [None] * len(images)
         if self.name == "mtcnn":
-            for index, (small, _) in enumerate(searched):
+            for index, small in enumerate(searched):
                 if min(small.shape[:2]) >= _MTCNN_MIN_FACE_SIZE:
                     rows[index] = _mtcnn_rows(small, self.min_confidence)
         else:
             by_shape: dict[tuple, list[int]] = {}
-            for index, (small, _) in enumerate(searched):
+            for index, small in enumerate(searched):
                 if min(small.shape[:2]) >= _RETINAFACE_MIN_SIDE:
                     by_shape.setdefault(small.shape, []).append(index)
             for indices in by_shape.values():
                 for start in range(0, len(indices), _RETINAFACE_BATCH):
                     chunk = indices[start : start + _RETINAFACE_BATCH]
-                    batch = np.stack([searched[i][0] for i in chunk])
+                    batch = np.stack([searched[i] for i in chunk])
                     for index, found in zip(chunk, _retinaface_rows(batch, self.min_confidence)):
                         rows[index] = found
         return [
             self._detections(found, scale) if found is not None else Detections()
-            for found, (_, scale) in zip(rows, searched)
+            for found, scale in zip(rows, scales)
         ]
-
-    def _shrink(self, image: np.ndarray) -> tuple[np.ndarray, float]:
-        height, width = image.shape[:2]
-        scale = self.search_scale(height, width)
-        if scale >= 1.0:
-            return image, 1.0
-        size = (max(1, round(width * scale)), max(1, round(height * scale)))
-        small = Image.fromarray(image).resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0)
-        return np.asarray(small), scale
 
     def _detections(self, rows: np.ndarray, scale: float) -> Detections:
         """Faces from [n, 15] rows (x1, y1, x2, y2, score, 5 (x, y) landmarks) found
@@ -303,6 +317,16 @@ class FaceDetector:
             too_small=tuple(small),
             over_limit=max(0, len(usable) - self.max_faces),
         )
+
+
+def _shrink(image: np.ndarray, scale: float) -> np.ndarray:
+    if scale >= 1.0:
+        return image
+    height, width = image.shape[:2]
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    return np.asarray(
+        Image.fromarray(image).resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0)
+    )
 
 
 def _as_rgb(image: np.ndarray) -> np.ndarray:

