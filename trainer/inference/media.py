@@ -25,8 +25,9 @@ The work is cut in stages that `trainer.predict` runs in one process and
 - `auto` (default): a square image is taken as an already-aligned crop when the
   face detector finds no usable face in it, or one face whose canonical crop
   square covers most of the image (IoU >= `CROP_IOU`); any other image is a
-  photo. So the 140k images and the synthetic demo faces (which MTCNN does not
-  see as faces) are scored whole, as crops, and a group photo is not.
+  photo. So the 140k images and the synthetic demo faces (which the detectors
+  see as one face filling the image, or not at all) are scored whole, as crops,
+  and a group photo is not.
 Videos are recognised by extension or by their container's first bytes, in
 every mode.
 
