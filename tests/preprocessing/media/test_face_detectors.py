@@ -110,16 +110,15 @@ def test_both_detectors_give_the_same_crops(found, tmp_path):
     for picture, retina_face, mtcnn_face in pairs:
         points = [np.asarray(f.landmarks) for f in (retina_face, mtcnn_face)]
         eye_distance = np.hypot(*(points[1][1] - points[1][0]))
-        # Landmarks within a quarter of the eye distance (measured: 0.06-0.20, the most
-        # on the smallest face, 42 px, and on the face rolled 20 degrees).
-        assert np.abs(points[0] - points[1]).max() < 0.25 * eye_distance, points
+        # Landmarks within 0.15 of the eye distance (measured 0.04-0.10; RetinaFace's own
+        # reached 0.20, on the smallest face and on the rolled one, hence ONet's).
+        assert np.abs(points[0] - points[1]).max() < 0.15 * eye_distance, points
         for key, face in (("retinaface", retina_face), ("mtcnn", mtcnn_face)):
             crops[key].append(faces.align(picture, face.landmarks, 64))
     for retina_crop, mtcnn_crop in zip(crops["retinaface"], crops["mtcnn"]):
         a, b = retina_crop.astype(float).ravel(), mtcnn_crop.astype(float).ravel()
-        # Measured 0.79-0.95 (the rolled face lowest: RetinaFace's landmarks under-estimate
-        # roll, docs/photos-and-videos.md).
-        assert np.corrcoef(a, b)[0, 1] > 0.75
+        # Measured 0.875-0.97 (with RetinaFace's own landmarks: 0.79-0.95).
+        assert np.corrcoef(a, b)[0, 1] > 0.85
     scores = {
         key: model.score([media_samples.encode(crop) for crop in value])
         for key, value in crops.items()
@@ -131,7 +130,13 @@ def test_video_frames_in_one_batch_match_one_by_one():
     frames = media_samples.moving_faces_frames(4, 640, 360)
     detector = faces.FaceDetector()
     batched = detector.detect_batch(frames)
-    assert batched == [detector.detect(frame) for frame in frames]
+    alone = [detector.detect(frame) for frame in frames]
+    # The same faces; the numbers agree up to float noise (batched kernels sum in other orders).
+    for together, single in zip(batched, alone):
+        assert len(together.faces) == len(single.faces)
+        for a, b in zip(together.faces, single.faces):
+            np.testing.assert_allclose(a.box, b.box, atol=0.05)
+            np.testing.assert_allclose(a.landmarks, b.landmarks, atol=0.05)
     assert [len(d.faces) for d in batched] == [1, 2, 1, 1]
 
 
