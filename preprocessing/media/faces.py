@@ -261,8 +261,9 @@ class FaceDetector:
             once, shrunk so that a face of `min_face_size` is `RETINAFACE_SEARCH_FACE`
             pixels, so its cost follows the face sizes accepted; only where that finds
             no usable face does it look again at up to `max_side`, to report faces
-            too small. MTCNN searches an image pyramid down to 20 px faces at up to
-            `max_side`, about ten times slower.
+            too small; the 5 landmarks of its faces are MTCNN's (`onet_landmarks`).
+            MTCNN searches an image pyramid down to 20 px faces at up to `max_side`,
+            about ten times slower.
     """
 
     def __init__(

@@ -23,6 +23,8 @@ the training mean (104, 117, 123), NCHW, any size (the graph's sizes are dynamic
 Public API: `RetinaFace.get()` (one per process) and its `detect(images,
 min_score) -> per image, an array [n, 15]`: x1, y1, x2, y2, score, then the 5
 landmarks (x, y) in `faces.LANDMARK_NAMES` order (image left eye first).
+`preprocessing.media.faces` keeps the boxes and scores and replaces these
+landmarks with MTCNN ONet's, which follow a tilted head's roll.
 """
 
 from __future__ import annotations
