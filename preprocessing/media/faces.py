@@ -216,9 +216,10 @@ def onet_landmarks(images: Sequence[np.ndarray], boxes: Sequence[tuple]) -> np.n
         side = max(x2 - x1, y2 - y1)
         cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
         square = (cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2)
-        # Outside the image the patch is black, as MTCNN's own crop_and_resize makes it.
-        patch = Image.fromarray(images[index]).resize(
-            (_ONET_SIDE, _ONET_SIDE), Image.Resampling.BILINEAR, box=square
+        # The square may reach outside the image (a face at the frame's edge): there the
+        # patch is black, as MTCNN's own crop_and_resize (bilinear, no antialiasing) makes it.
+        patch = Image.fromarray(images[index]).transform(
+            (_ONET_SIDE, _ONET_SIDE), Image.Transform.EXTENT, square, Image.Resampling.BILINEAR
         )
         squares.append(square)
         patches.append((np.asarray(patch, dtype=np.float32) - 127.5) / 128.0)

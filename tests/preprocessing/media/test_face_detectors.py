@@ -140,6 +140,20 @@ def test_video_frames_in_one_batch_match_one_by_one():
     assert [len(d.faces) for d in batched] == [1, 2, 1, 1]
 
 
+def test_onet_landmarks_of_a_face_cut_by_the_frame_edge():
+    portrait = media_samples.astronaut()
+    # The face's box (as found in the whole portrait), the picture cut through the face.
+    box = faces.FaceDetector().detect(portrait).faces[0].box
+    x_cut = int((box[0] + box[2]) / 2)
+    cut = np.ascontiguousarray(portrait[:, x_cut:])
+    shifted = (0, box[0] - x_cut, box[1], box[2] - x_cut, box[3])
+    points = faces.onet_landmarks([cut], [shifted])
+    assert points.shape == (1, 5, 2) and np.isfinite(points).all()
+    # The visible right eye stays where it is in the whole portrait.
+    whole = faces.onet_landmarks([portrait], [(0, *box)])[0]
+    assert np.abs(points[0, 1] - (whole[1] - [x_cut, 0])).max() < 10
+
+
 def test_search_scale_follows_min_face_size():
     # A face of min_face_size is searched at RETINAFACE_SEARCH_FACE pixels; never enlarged.
     retina = faces.FaceDetector(min_face_size=80)
