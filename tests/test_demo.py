@@ -4,7 +4,7 @@ The Makefile's own `demo` recipe runs, step by step, as a user would see it;
 only the sizes shrink (a few images, 32 px, one training step of the tiny
 backbone, which goes through the same build_model/fit/export code as ResNet50)
 and the install step is pointed at this test's interpreter instead of a fresh
-virtualenv. The faces step (MTCNN on a composite photo and a short video) runs
+virtualenv. The faces step (RetinaFace on a composite photo and a short video) runs
 as in the full demo. Limit: 600 s, about 4x what it takes on a quiet 2-core machine.
 """
 

@@ -44,6 +44,7 @@ with tool_logging.capture_native_stderr() as _IMPORT_STDERR:
     from preprocessing import cli, paths
     from preprocessing.building import runners
     from preprocessing.building import summary as summary_lib
+    from preprocessing.media import faces as faces_lib
     from preprocessing.media import video
     from preprocessing.video_faces import sources as video_sources
     from preprocessing.video_faces import summary as video_summary
@@ -237,6 +238,13 @@ def _define_face_flags() -> None:
         video_transforms.DEFAULT_IMAGE_SIZE,
         "Side of the aligned face crops, in pixels (the training images' size).",
     )
+    flags.DEFINE_enum(
+        "face_detector",
+        video_transforms.FrameOptions.detector,
+        list(faces_lib.FACE_DETECTORS),
+        "Which face detector finds the faces: retinaface (about 10x faster) or mtcnn; both feed "
+        "the same 5-landmark alignment. Part of the build's options (a change rebuilds).",
+    )
     flags.DEFINE_integer(
         "min_face_size",
         video_transforms.FrameOptions.min_face_size,
@@ -245,7 +253,7 @@ def _define_face_flags() -> None:
     flags.DEFINE_float(
         "min_face_confidence",
         video_transforms.FrameOptions.min_face_confidence,
-        "MTCNN confidence.",
+        "The face detector's score below which a candidate is not a face.",
     )
     flags.DEFINE_integer(
         "max_faces_per_frame",
@@ -270,6 +278,7 @@ def config_from_flags(argv) -> VideoBuildConfig:
             frame_cap=FLAGS.frame_cap,
             min_frames=FLAGS.min_frames,
             image_size=FLAGS.image_size,
+            detector=FLAGS.face_detector,
             min_face_size=FLAGS.min_face_size,
             min_face_confidence=FLAGS.min_face_confidence,
             max_faces_per_frame=FLAGS.max_faces_per_frame,

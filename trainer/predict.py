@@ -9,7 +9,8 @@ file once, no link out of the folder unless --follow_outside_links), globs,
 local or `gs://`. What happens to each (`trainer.inference.media` has the rules):
 
 - a **crop** (an aligned face like the training images) is scored as given;
-- a **photo** has its faces found (MTCNN) and cropped like the training data;
+- a **photo** has its faces found (`--face_detector`: RetinaFace or MTCNN) and cropped like
+  the training data;
   each face gets box, landmarks, detection confidence, `p_fake` and label, and
   the photo is as fake as its most suspicious face (`trainer.aggregation`). A
   photo without a usable face is reported as `no_face` / `face_too_small`,

@@ -4,16 +4,19 @@ Scoring photos and videos (`trainer.predict`, `trainer.batch_score`) and buildin
 training data from videos use this module, so a face is cut out the same way
 when it is learned from and when it is judged.
 
-Public API (pure numpy, Pillow and `mtcnn`; no TensorFlow code of ours, nothing
-downloaded at run time: mtcnn ships its weights inside its wheel):
+Public API (pure numpy and Pillow over two detectors, nothing downloaded at run
+time: both ship their weights inside their wheels):
 
-- `FaceDetector(min_face_size=40, min_confidence=0.9, max_faces=16, max_side=1280)`
-  and its `detect(image) -> Detections`: `.faces` (usable faces, largest first),
+- `FaceDetector(min_face_size=40, min_confidence=0.9, max_faces=16, max_side=1280,
+  detector="retinaface")` (`FACE_DETECTORS`: RetinaFace-MobileNet0.25 on onnxruntime,
+  `preprocessing.media.retinaface`, or `mtcnn` on TensorFlow), its
+  `detect(image) -> Detections` and `detect_batch(images) -> [Detections]` (a video's
+  frames in one call): `.faces` (usable faces, largest first),
   `.too_small` (faces found but smaller than `min_face_size`: report them, do not
   score them) and `.over_limit` (how many usable faces beyond `max_faces` were
   dropped). `image` is uint8 RGB [height, width, 3].
 - `Face`: `box` (x1, y1, x2, y2 in pixels of the image), `landmarks` (5 (x, y)
-  points in `LANDMARK_NAMES` order), `confidence` (MTCNN's, 0-1); `to_dict()`.
+  points in `LANDMARK_NAMES` order), `confidence` (the detector's, 0-1); `to_dict()`.
 - `align(image, landmarks, size, margin=1.0) -> uint8 [size, size, 3]`: the
   similarity transform (rotation, uniform scale, shift; least squares over the
   5 points) that maps the landmarks onto `TEMPLATE`, applied with antialiasing.
@@ -71,7 +74,20 @@ DEFAULT_MIN_CONFIDENCE = 0.9
 DEFAULT_MAX_FACES = 16
 DEFAULT_MAX_SIDE = 1280
 # The smallest face MTCNN is asked to find (its own default), in pixels of the searched image.
+# (mtcnn 1.0.0 finds nothing at all in group_photo() with min_face_size >= 30: its pyramid is
+# only reliable at the default; faces under `min_face_size` are reported as too small.)
 _MTCNN_MIN_FACE_SIZE = 20
+FACE_DETECTORS: tuple[str, ...] = ("retinaface", "mtcnn")
+# RetinaFace: the same faces as MTCNN on every test photo at a tenth of its time (BENCHMARKS.md).
+DEFAULT_FACE_DETECTOR = "retinaface"
+# RetinaFace searches an image shrunk so that a face of `min_face_size` spans this many pixels:
+# RetinaFace-MobileNet0.25 finds faces of about 25 px and more reliably (its smallest anchors
+# are 16 px; on the test photos a 42-px face at 28 px was found, at 25 px missed).
+RETINAFACE_SEARCH_FACE = 32
+# Frames per RetinaFace call: a video chunk's frames go through in one or two calls.
+_RETINAFACE_BATCH = 8
+# Smaller searched images hold no face RetinaFace can find (its smallest anchor is 16 px).
+_RETINAFACE_MIN_SIDE = 16
 
 
 def ffhq_square(landmarks) -> np.ndarray:
@@ -151,21 +167,104 @@ def _mtcnn():
         return _MTCNN
 
 
+def _mtcnn_rows(searched: np.ndarray, min_confidence: float) -> np.ndarray:
+    """MTCNN's faces in one image as [n, 15] rows (the layout `FaceDetector._detections` reads)."""
+    rows = _mtcnn().detect_faces(
+        searched,
+        box_format="xyxy",
+        output_type="numpy",
+        min_face_size=_MTCNN_MIN_FACE_SIZE,
+        threshold_onet=min(min_confidence, 0.8),
+    )
+    # mtcnn's numpy rows: image, x1, y1, x2, y2, confidence, then the five landmark
+    # x values, then their five y values.
+    rows = np.asarray(rows, dtype=np.float64).reshape(-1, 16)
+    points = np.stack([rows[:, 6:11], rows[:, 11:16]], axis=2).reshape(-1, 10)
+    return np.concatenate([rows[:, 1:6], points], axis=1)
+
+
+_ONET = None
+# MTCNN's last network takes a 48x48 patch of a square around the face.
+_ONET_SIDE = 48
+
+
+def _onet():
+    """MTCNN's ONet alone, as one traced function (a few ms a call, not ~20 eager)."""
+    global _ONET
+    with _MTCNN_LOCK:
+        if _ONET is None:
+            from mtcnn.stages import StageONet
+            import tensorflow as tf  # Lazy: only the landmark step needs TensorFlow.
+
+            model = StageONet()._model  # The Keras ONet with mtcnn's shipped weights.
+            spec = tf.TensorSpec([None, _ONET_SIDE, _ONET_SIDE, 3], tf.float32)
+            _ONET = tf.function(lambda patches: model(patches, training=False), [spec])
+        return _ONET
+
+
+def onet_landmarks(images: Sequence[np.ndarray], boxes: Sequence[tuple]) -> np.ndarray:
+    """MTCNN's 5 landmarks for faces found by another detector: [n, 5, 2] image pixels.
+
+    `boxes[i]` is (image index, x1, y1, x2, y2). Each face's square around its box
+    (MTCNN's own framing for its last network) is cut, resized to 48 px and
+    given to MTCNN's ONet, all faces in one call: RetinaFace's own landmarks
+    under-estimate a head's roll (a 30-degree roll reads about 12), ONet's do not,
+    so a face is aligned the same whichever detector found it.
+    """
+    squares, patches = [], []
+    for index, x1, y1, x2, y2 in boxes:
+        side = max(x2 - x1, y2 - y1)
+        cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
+        square = (cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2)
+        # The square may reach outside the image (a face at the frame's edge): there the
+        # patch is black, as MTCNN's own crop_and_resize (bilinear, no antialiasing) makes it.
+        patch = Image.fromarray(images[index]).transform(
+            (_ONET_SIDE, _ONET_SIDE), Image.Transform.EXTENT, square, Image.Resampling.BILINEAR
+        )
+        squares.append(square)
+        patches.append((np.asarray(patch, dtype=np.float32) - 127.5) / 128.0)
+    if not patches:
+        return np.zeros((0, 5, 2))
+    _, landmarks, _ = _onet()(np.stack(patches))
+    landmarks = np.asarray(landmarks, dtype=np.float64)  # [n, 10]: 5 x, then 5 y, in [0, 1]
+    squares = np.asarray(squares)
+    sizes = squares[:, 2:3] - squares[:, 0:1] + 1.0
+    xs = squares[:, 0:1] + landmarks[:, :5] * sizes
+    ys = squares[:, 1:2] + landmarks[:, 5:] * sizes
+    return np.stack([xs, ys], axis=2)
+
+
+def _retinaface_rows(batch: np.ndarray, min_confidence: float) -> list[np.ndarray]:
+    from preprocessing.media import retinaface  # Lazy: loads onnxruntime and the weights.
+
+    return retinaface.RetinaFace.get().detect(batch, min_confidence)
+
+
 class FaceDetector:
-    """MTCNN with the options every caller needs.
+    """A face detector (`FACE_DETECTORS`) with the options every caller needs.
+
+    Both detectors give a box, 5 landmarks (`LANDMARK_NAMES` order) and a score per
+    face, and every crop is cut from the landmarks by `align`: a face is framed the
+    same way whichever detector found it.
 
     Args:
         min_face_size: faces whose box is smaller than this (shorter side, image
             pixels) are returned in `too_small`: upscaled to the model's size
             they carry too little detail to be judged.
-        min_confidence: MTCNN confidence below which a candidate is not a face.
+        min_confidence: the detector's score below which a candidate is not a face.
         max_faces: at most this many faces (the largest) per image; the rest are
             counted in `over_limit`.
         max_side: images whose longer side exceeds this are searched at this
             size (boxes and landmarks are mapped back to full resolution, and
             crops are cut from the full-resolution image). Bounds the time one
-            huge photo takes; faces under `20 * long side / max_side` pixels are
-            then not found.
+            huge photo takes.
+        detector: "retinaface" (default) or "mtcnn". RetinaFace searches each image
+            once, shrunk so that a face of `min_face_size` is `RETINAFACE_SEARCH_FACE`
+            pixels, so its cost follows the face sizes accepted; only where that finds
+            no usable face does it look again at up to `max_side`, to report faces
+            too small; the 5 landmarks of its faces are MTCNN's (`onet_landmarks`).
+            MTCNN searches an image pyramid down to 20 px faces at up to `max_side`,
+            about ten times slower.
     """
 
     def __init__(
@@ -174,6 +273,7 @@ class FaceDetector:
         min_confidence: float = DEFAULT_MIN_CONFIDENCE,
         max_faces: int = DEFAULT_MAX_FACES,
         max_side: int = DEFAULT_MAX_SIDE,
+        detector: str = DEFAULT_FACE_DETECTOR,
     ):
         if min_face_size < 1 or max_faces < 1 or max_side < 64:
             raise ValueError(
@@ -182,52 +282,86 @@ class FaceDetector:
             )
         if not 0.0 <= min_confidence <= 1.0:
             raise ValueError(f"min_confidence must be in [0, 1]; got {min_confidence}.")
+        if detector not in FACE_DETECTORS:
+            raise ValueError(
+                f"--face_detector={detector!r} is not one of {', '.join(FACE_DETECTORS)}."
+            )
         self.min_face_size = min_face_size
         self.min_confidence = min_confidence
         self.max_faces = max_faces
         self.max_side = max_side
+        self.name = detector
+
+    def search_scale(self, height: int, width: int, report_small: bool = False) -> float:
+        """The factor an image is shrunk by before the search (never enlarged).
+
+        `report_small`: RetinaFace's second look at an image where the first found no
+        usable face, at up to `max_side`, so that faces under `min_face_size` are found
+        and reported as too small (as MTCNN's search down to 20 px does).
+        """
+        scale = min(1.0, self.max_side / max(height, width))
+        if self.name == "retinaface" and not report_small:
+            scale = min(scale, RETINAFACE_SEARCH_FACE / self.min_face_size)
+        return scale
 
     def detect(self, image: np.ndarray) -> Detections:
         """Finds faces in one uint8 RGB image [height, width, 3]."""
-        image = _as_rgb(image)
-        height, width = image.shape[:2]
-        scale = min(1.0, self.max_side / max(height, width))
-        searched = image
-        if scale < 1.0:
-            searched = np.asarray(
-                Image.fromarray(image).resize(
-                    (max(1, round(width * scale)), max(1, round(height * scale))),
-                    Image.Resampling.BILINEAR,
-                    reducing_gap=2.0,
-                )
-            )
-        # MTCNN always searches down to its own default of 20 pixels (at the search
-        # scale), so faces under `min_face_size` are found and reported as too small
-        # rather than never mentioned. (mtcnn 1.0.0 finds nothing at all in
-        # group_photo() with min_face_size >= 30: its pyramid is only reliable at the
-        # default.)
-        smallest = _MTCNN_MIN_FACE_SIZE
-        if min(searched.shape[:2]) < smallest:
-            return Detections()
-        rows = _mtcnn().detect_faces(
-            searched,
-            box_format="xyxy",
-            output_type="numpy",
-            min_face_size=smallest,
-            threshold_onet=min(self.min_confidence, 0.8),
-        )
-        rows = np.asarray(rows, dtype=np.float64).reshape(-1, 16)
+        return self.detect_batch([image])[0]
+
+    def detect_batch(self, images: Sequence[np.ndarray]) -> list[Detections]:
+        """Finds faces in several images; RetinaFace runs same-sized ones (a video's
+        frames) as one batch."""
+        images = [_as_rgb(image) for image in images]
+        scales = [self.search_scale(*image.shape[:2]) for image in images]
+        found = self._search(images, scales)
+        if self.name == "retinaface":
+            # No usable face at the fast scale: look again at full size for small ones.
+            again = [
+                index
+                for index, (image, detections) in enumerate(zip(images, found))
+                if not detections.faces
+                and self.search_scale(*image.shape[:2], report_small=True) > scales[index]
+            ]
+            retry = [self.search_scale(*images[i].shape[:2], report_small=True) for i in again]
+            for index, detections in zip(again, self._search([images[i] for i in again], retry)):
+                found[index] = detections
+            found = _with_onet_landmarks(images, found)
+        return found
+
+    def _search(self, images: list[np.ndarray], scales: list[float]) -> list[Detections]:
+        """Detections in each image searched at its scale."""
+        searched = [_shrink(image, scale) for image, scale in zip(images, scales)]
+        rows: list[np.ndarray | None] = [None] * len(images)
+        if self.name == "mtcnn":
+            for index, small in enumerate(searched):
+                if min(small.shape[:2]) >= _MTCNN_MIN_FACE_SIZE:
+                    rows[index] = _mtcnn_rows(small, self.min_confidence)
+        else:
+            by_shape: dict[tuple, list[int]] = {}
+            for index, small in enumerate(searched):
+                if min(small.shape[:2]) >= _RETINAFACE_MIN_SIDE:
+                    by_shape.setdefault(small.shape, []).append(index)
+            for indices in by_shape.values():
+                for start in range(0, len(indices), _RETINAFACE_BATCH):
+                    chunk = indices[start : start + _RETINAFACE_BATCH]
+                    batch = np.stack([searched[i] for i in chunk])
+                    for index, found in zip(chunk, _retinaface_rows(batch, self.min_confidence)):
+                        rows[index] = found
+        return [
+            self._detections(found, scale) if found is not None else Detections()
+            for found, scale in zip(rows, scales)
+        ]
+
+    def _detections(self, rows: np.ndarray, scale: float) -> Detections:
+        """Faces from [n, 15] rows (x1, y1, x2, y2, score, 5 (x, y) landmarks) found
+        in an image shrunk by `scale`, in pixels of the full image."""
         candidates = []
-        for row in rows:
-            if row[5] < self.min_confidence:
+        for row in np.asarray(rows, dtype=np.float64).reshape(-1, 15):
+            if row[4] < self.min_confidence:
                 continue
-            # mtcnn's numpy rows: image, x1, y1, x2, y2, confidence, then the five
-            # landmark x values, then their five y values.
-            box = tuple(float(v) / scale for v in row[1:5])
-            points = tuple(
-                (float(x) / scale, float(y) / scale) for x, y in zip(row[6:11], row[11:16])
-            )
-            candidates.append(Face(box=box, landmarks=points, confidence=float(row[5])))
+            box = tuple(float(v) / scale for v in row[:4])
+            points = tuple((float(x) / scale, float(y) / scale) for x, y in row[5:].reshape(5, 2))
+            candidates.append(Face(box=box, landmarks=points, confidence=float(row[4])))
         candidates.sort(key=lambda face: -(face.box[2] - face.box[0]) * (face.box[3] - face.box[1]))
         usable = [face for face in candidates if face.size >= self.min_face_size]
         small = [face for face in candidates if face.size < self.min_face_size]
@@ -236,6 +370,32 @@ class FaceDetector:
             too_small=tuple(small),
             over_limit=max(0, len(usable) - self.max_faces),
         )
+
+
+def _with_onet_landmarks(images: list[np.ndarray], found: list[Detections]) -> list[Detections]:
+    """The usable faces of every image with MTCNN's landmarks (`onet_landmarks`), one call."""
+    boxes = [(i, *face.box) for i, detections in enumerate(found) for face in detections.faces]
+    points = iter(onet_landmarks(images, boxes))
+    return [
+        dataclasses.replace(
+            detections,
+            faces=tuple(
+                dataclasses.replace(face, landmarks=tuple(map(tuple, next(points).tolist())))
+                for face in detections.faces
+            ),
+        )
+        for detections in found
+    ]
+
+
+def _shrink(image: np.ndarray, scale: float) -> np.ndarray:
+    if scale >= 1.0:
+        return image
+    height, width = image.shape[:2]
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    return np.asarray(
+        Image.fromarray(image).resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0)
+    )
 
 
 def _as_rgb(image: np.ndarray) -> np.ndarray:

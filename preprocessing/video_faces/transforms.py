@@ -8,7 +8,7 @@
         └─(listing problem)──► RejectListed ─────┤                            │
                                                  │                  DecodeChunks: decode the
                                                  │                  chunk's frames, find faces
-                                                 │                  (MTCNN), align, encode
+                                                 │                  (--face_detector), align
                                                  │                            │
                                                  │     JoinByVideo (CoGroupByKey: plan + chunks)
                                                  │                            │
@@ -31,8 +31,9 @@ small per-chunk results (face boxes and crops) are grouped back per video, where
 faces are linked into tracks (`preprocessing.media.faces.track_faces`) over the whole
 video.
 
-Faces are found and cut out with `preprocessing.media.faces` (MTCNN, the canonical
-TEMPLATE) at `image_size` pixels, exactly as prediction cuts them, and stored
+Faces are found and cut out with `preprocessing.media.faces` (RetinaFace or MTCNN,
+`--face_detector`, a chunk's frames in one detector call; the canonical TEMPLATE)
+at `image_size` pixels, exactly as prediction cuts them, and stored
 as JPEG (quality 95). Frames are sampled with `preprocessing.media.video.plan_times`,
 the rule prediction uses.
 
@@ -107,6 +108,7 @@ class FrameOptions:
         frame_cap: never more frames per video than this (at most video.HARD_CAP).
         min_frames: a video holding fewer frames is rejected as `too_short`.
         image_size: side of the face crops (the training images' size).
+        detector: which face detector finds faces (`faces.FACE_DETECTORS`, --face_detector).
         min_face_size, min_face_confidence: as `preprocessing.media.faces.FaceDetector`.
         max_faces_per_frame: the largest faces kept per frame. 1 by default: in
             FaceForensics++ and Celeb-DF one face per fake video is manipulated, and
@@ -120,6 +122,7 @@ class FrameOptions:
     frame_cap: int = video.HARD_CAP
     min_frames: int = DEFAULT_MIN_FRAMES
     image_size: int = DEFAULT_IMAGE_SIZE
+    detector: str = faces_lib.DEFAULT_FACE_DETECTOR
     min_face_size: int = faces_lib.DEFAULT_MIN_FACE_SIZE
     min_face_confidence: float = faces_lib.DEFAULT_MIN_CONFIDENCE
     max_faces_per_frame: int = DEFAULT_MAX_FACES_PER_FRAME
@@ -154,6 +157,7 @@ class FrameOptions:
             min_face_size=self.min_face_size,
             min_confidence=self.min_face_confidence,
             max_faces=self.max_faces_per_frame,
+            detector=self.detector,
         )
 
     def plan(self, info: video.VideoInfo) -> list[float]:
@@ -369,32 +373,35 @@ def decode_chunk(
     path: str, times, options: FrameOptions, detector: faces_lib.FaceDetector, number: int = 0
 ) -> ChunkResult:
     """Decodes the frames at `times`, finds their faces and cuts the aligned crops."""
-    frames = []
+    decoded, failure = [], None
     try:
         for frame in video.read_frames(path, times, max_pixels=options.max_frame_pixels):
-            found = detector.detect(frame.image)
-            crops = tuple(
-                FaceCrop(
-                    face_number=face_number,
-                    box=tuple(float(v) for v in face.box),
-                    landmarks=tuple(tuple(float(v) for v in point) for point in face.landmarks),
-                    confidence=float(face.confidence),
-                    jpeg=encode_jpeg(
-                        faces_lib.align(frame.image, face.landmarks, options.image_size)
-                    ),
-                )
-                for face_number, face in enumerate(found.faces)
-            )
-            frames.append(DecodedFrame(frame.index, frame.time, crops, len(found.too_small)))
+            decoded.append(frame)
     except video.VideoError as error:
-        return ChunkResult(
-            number, tuple(frames), (error.reason, f"{type(error).__name__}: {error}")
+        failure = (error.reason, f"{type(error).__name__}: {error}")
+    # The chunk's frames go through the detector in one call (RetinaFace batches them).
+    found_per_frame = detector.detect_batch([frame.image for frame in decoded]) if decoded else []
+    frames = []
+    for frame, found in zip(decoded, found_per_frame):
+        crops = tuple(
+            FaceCrop(
+                face_number=face_number,
+                box=tuple(float(v) for v in face.box),
+                landmarks=tuple(tuple(float(v) for v in point) for point in face.landmarks),
+                confidence=float(face.confidence),
+                jpeg=encode_jpeg(faces_lib.align(frame.image, face.landmarks, options.image_size)),
+            )
+            for face_number, face in enumerate(found.faces)
         )
+        frames.append(DecodedFrame(frame.index, frame.time, crops, len(found.too_small)))
+    if failure:
+        return ChunkResult(number, tuple(frames), failure)
     return ChunkResult(number, tuple(frames))
 
 
 class DecodeChunkFn(beam.DoFn):
-    """(video id, (chunk number, path, times)) -> (video id, ChunkResult); one MTCNN per worker."""
+    """(video id, (chunk number, path, times)) -> (video id, ChunkResult); one face detector
+    per worker (loaded in `setup`)."""
 
     def __init__(self, options: FrameOptions):
         self._options = options

@@ -8,6 +8,7 @@ trainer's flags, and video-level figures from dfd-evaluate and dfd-matrix.
 """
 
 import collections
+import dataclasses
 import hashlib
 import io
 import json
@@ -269,6 +270,14 @@ def test_reused_for_the_same_inputs_refused_for_other_options(built):
     )
     with pytest.raises(fingerprint.InputsChangedError, match="option frames_per_video=3 then"):
         build_videos.run(other)
+    # The face detector is part of the content: another one is another build.
+    by_mtcnn = dataclasses.replace(FRAME_OPTIONS, detector="mtcnn")
+    with pytest.raises(
+        fingerprint.InputsChangedError, match="option detector='retinaface' then, 'mtcnn' now"
+    ):
+        build_videos.run(_config(root / "raw", root / "data", frames=by_mtcnn))
+    with pytest.raises(ValueError, match="--face_detector='haar' is not one of"):
+        dataclasses.replace(FRAME_OPTIONS, detector="haar").validate()
     with pytest.raises(ValueError, match="--frames_per_video=300 is not in"):
         build_videos.run(
             _config(root / "raw", root / "x", frames=video_transforms.FrameOptions(300))

@@ -117,7 +117,7 @@ class _Expand(beam.DoFn):
 
 
 class _FaceStage(beam.DoFn):
-    """Holds one face detector per worker (MTCNN loads once per process)."""
+    """Holds one face detector per worker (its network loads once per process)."""
 
     def __init__(self, options: media.MediaOptions, crop_size: int):
         self._options = options

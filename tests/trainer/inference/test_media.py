@@ -97,8 +97,17 @@ def test_face_modes(export_dir, photos):
     )
     result = detected["results"][0]
     assert result.kind == "photo" and len(result.details["faces"]) == 1
+    # Each record names the face detector that found its faces (--face_detector).
+    assert result.to_dict()["face_detector"] == "retinaface"
+    by_mtcnn = predict_lib.run(
+        export_dir, [group], options=media.MediaOptions(faces="detect", detector="mtcnn")
+    )["results"][0]
+    assert by_mtcnn.to_dict()["face_detector"] == "mtcnn" and len(by_mtcnn.details["faces"]) == 2
+    assert "face_detector" not in as_crop["results"][0].to_dict()  # --faces=none: no detector.
     with pytest.raises(ValueError, match="faces must be one of"):
         media.MediaOptions(faces="sometimes")
+    with pytest.raises(ValueError, match="--face_detector='haar'"):
+        media.MediaOptions(detector="haar")
 
 
 def _paste(picture: np.ndarray, background: np.ndarray, scale, degrees, x, y):
@@ -164,6 +173,7 @@ def test_video_tracks_timeline_and_json(export_dir, tmp_path):
     result = outcome["results"][0]
     record = result.to_dict()
     assert (result.kind, result.status) == ("video", "ok")
+    assert record["face_detector"] == "retinaface"
     assert record["frames_sampled"] == 6 and record["video"]["duration"] == pytest.approx(3.0)
     tracks = record["tracks"]
     assert len(tracks) == 2, [(t["start_time"], t["end_time"]) for t in tracks]
