@@ -412,7 +412,8 @@ def assemble(
         p_fake = scores.get((0, 0))
         if p_fake is None:
             return scoring.Prediction.reject(path, scoring.UNDECODABLE, "undecodable", "crop")
-        details = {key: parts[0][key] for key in ("face_detector", "frames_judged") if key in parts[0]}
+        noted = ("face_detector", "frames_judged")
+        details = {key: parts[0][key] for key in noted if key in parts[0]}
         return scoring.Prediction(
             path, p_fake=p_fake, label=metrics.label_name(p_fake, threshold), details=details
         )
