@@ -21,9 +21,16 @@ TIMES = [stamp / 1000 for stamp in STAMPS]
 
 
 class _NoFaces:
+    """faces.FaceDetector's interface, finding nothing: only frame numbering is tested."""
+
+    name = "none"
+
     def detect(self, image):
         del image
-        return types.SimpleNamespace(faces=[], too_small=[])
+        return types.SimpleNamespace(faces=[], too_small=[], over_limit=0)
+
+    def detect_batch(self, images):
+        return [self.detect(image) for image in images]
 
 
 def _clip(tmp_path):
