@@ -25,6 +25,7 @@ from preprocessing import quiet_tensorflow  # noqa: F401  (first: see its docstr
 
 # isort: split
 from collections.abc import Sequence
+import signal
 import socket
 import sys
 
@@ -162,6 +163,9 @@ def main(argv: Sequence[str]) -> int:
     server = uvicorn.Server(
         uvicorn.Config(application, log_level="info", access_log=True, timeout_graceful_shutdown=30)
     )
+    # uvicorn re-raises the SIGTERM it handled once its graceful shutdown is done; with
+    # this no-op as the handler it then restores, a graceful stop exits with status 0.
+    signal.signal(signal.SIGTERM, lambda signum, frame: None)
     server.run(sockets=[sock])
     return 0
 

@@ -119,7 +119,7 @@ async def receive_upload(
     content_type, params = parse_options_header(headers.get("content-type", ""))
     if content_type != b"multipart/form-data" or b"boundary" not in params:
         raise UploadError(
-            415 if content_type else 400,
+            415,
             "not_multipart",
             "send the file as multipart/form-data with the form field 'file' "
             "(curl -F file=@photo.jpg ...)",
