@@ -210,7 +210,7 @@ async def detector(service: Service, request: Request) -> Response:
     return JSONResponse(
         {
             "model_name": service.config.model_name,
-            "model": service.model.where,
+            "model": _short(service.model.where),
             "detector": json.loads(metadata.to_json()),
             "threshold": service.model.threshold,
             "threshold_source": metadata.threshold_source
@@ -228,6 +228,13 @@ async def detector(service: Service, request: Request) -> Response:
 
 
 # ---------------------------------------------------------------------------- TF Serving API
+
+
+def _short(where: str) -> str:
+    """A URL as is; an export path by its last two parts (the page shows no server layout)."""
+    if "://" in where and not where.startswith("gs://"):
+        return where
+    return "/".join(where.rstrip("/").split("/")[-2:])
 
 
 def _model_name(service: Service, name: str) -> None:
