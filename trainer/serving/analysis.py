@@ -89,6 +89,8 @@ class Analyzer:
     ) -> Outcome:
         """Analyses the file at `path` ("image" or "video"); pictures go to `out_dir`."""
         abandoned = abandoned or threading.Event()
+        if abandoned.is_set():  # Timed out while waiting for a thread.
+            raise Abandoned()
         size = media.crop_size(self.image_size)
         capped = None
         if kind == "video":

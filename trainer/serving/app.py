@@ -326,24 +326,37 @@ async def analyze(service: Service, request: Request) -> Response:
     service.telemetry.analyses_in_progress.inc()
     token, folder = service.store.new_folder()
     abandoned = threading.Event()
-    try:
-        async with asyncio.timeout(service.config.request_timeout_seconds):
-            outcome = await _analyze_upload(service, request, folder, abandoned)
-    except TimeoutError:
-        abandoned.set()
-        service.store.discard(token)
-        raise Refused(504, "timeout", _timeout_message(service)) from None
-    except BaseException:
-        abandoned.set()
-        service.store.discard(token)
-        raise
-    finally:
+    running: list[asyncio.Future] = []  # The analysis thread's future, once it is submitted.
+
+    def release(failed: bool) -> None:
         service.admitted -= 1
         service.telemetry.analyses_in_progress.dec()
+        if failed:
+            service.store.discard(token)
+
+    try:
+        async with asyncio.timeout(service.config.request_timeout_seconds):
+            outcome = await _analyze_upload(service, request, folder, abandoned, running)
+    except BaseException as error:
+        abandoned.set()
+        if running and not running[0].done():
+            # The slot stays taken until the abandoned thread stops (at its next video
+            # chunk): new work then gets 503, instead of queueing behind it and timing out.
+            running[0].add_done_callback(
+                lambda future: (future.cancelled() or future.exception(), release(True))
+            )
+        else:
+            release(True)
+        if isinstance(error, TimeoutError):
+            raise Refused(504, "timeout", _timeout_message(service)) from None
+        raise
+    release(False)
     return _analysis_response(service, token, outcome)
 
 
-async def _analyze_upload(service: Service, request: Request, folder: str, abandoned):
+async def _analyze_upload(
+    service: Service, request: Request, folder: str, abandoned, running: list
+):
     try:
         upload = await uploads.receive_upload(
             request.headers, request.stream(), folder, service.config.max_upload_bytes
@@ -361,8 +374,9 @@ async def _analyze_upload(service: Service, request: Request, folder: str, aband
         explain=explain in TRUE,
         abandoned=abandoned,
     )
+    running.append(asyncio.get_running_loop().run_in_executor(service.executor, work))
     try:
-        return await asyncio.get_running_loop().run_in_executor(service.executor, work)
+        return await asyncio.shield(running[0])
     except batching.QueueFullError as error:
         raise service.busy(str(error)) from None
     except models.RemoteModelError as error:

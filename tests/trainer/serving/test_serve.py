@@ -33,9 +33,9 @@ def _b64(data: bytes) -> dict:
     return {"b64": base64.b64encode(data).decode()}
 
 
-def _upload(url: str, data: bytes, name: str = "x.jpg", content_type: str = "image/jpeg", **kw):
+def _upload(url: str, content: bytes, name: str = "x.jpg", kind: str = "image/jpeg", **kw):
     return requests.post(
-        f"{url}/v1/analyze", files={"file": (name, data, content_type)}, timeout=120, **kw
+        f"{url}/v1/analyze", files={"file": (name, content, kind)}, timeout=120, **kw
     )
 
 
@@ -144,6 +144,17 @@ def test_analyze_photo_is_the_dfd_predict_record(server, export_dir, demo_files,
     assert picture.status_code == 200 and picture.content.startswith(b"\x89PNG")
     gone = requests.get(f"{server.url}/v1/media/nosuchtoken/annotated.png")
     assert gone.status_code == 404 and "expire" in gone.json()["error"]
+
+
+def test_grad_cam_on_request_when_model_keras_is_beside_the_export(server, crops):
+    assert requests.get(f"{server.url}/v1/detector").json()["explain_available"] is True
+    plain = _upload(server.url, crops[1]).json()
+    assert plain["kind"] == "crop" and plain["links"] == {}
+    explained = _upload(server.url, crops[1], data={"explain": "1"}).json()
+    (name,) = explained["links"]
+    assert name.endswith(".gradcam.png")
+    picture = requests.get(f"{server.url}{explained['links'][name]}")
+    assert picture.content.startswith(b"\x89PNG")
 
 
 def test_analyze_video_over_the_duration_cap_is_scored_on_the_cap(server, demo_files):
