@@ -30,6 +30,7 @@ setuptools.setup(
     )
     + [
         "deploy.configs",
+        "trainer.serving.static",
         "tfds_builder.real_and_fake_faces.dummy_data",
         "tfds_builder.real_and_fake_faces.dummy_data.real_vs_fake",
     ],
@@ -40,7 +41,7 @@ setuptools.setup(
         "tfds_builder.video_faces": ["*.bib", "*.md", "*.txt", "*.tsv"],
         "deploy.configs": ["*.cfg"],
         # The analysts' page (HTML/CSS/JS served by dfd-serve itself: no CDN, works offline).
-        "trainer.serving": ["static/*"],
+        "trainer.serving.static": ["*.html", "*.js", "*.css"],
     },
     include_package_data=True,
     install_requires=[
@@ -109,6 +110,8 @@ setuptools.setup(
             # Drives Debian's `chromium` (/usr/bin/chromium) in the serving page's browser test;
             # its own browser download (`playwright install`) is never used.
             "playwright>=1.49,<2",
+            # The HTTP client of the serving tests and benchmark (multipart uploads, sessions).
+            "requests>=2.31,<3",
         ],
     },
     entry_points={
