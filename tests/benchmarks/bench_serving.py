@@ -244,7 +244,8 @@ def table(results: dict, max_batch: int) -> str:
             lines.append(
                 f"| {name.replace('_', ' ')} | {row['clients']} | {row['requests_per_s']:.1f} | "
                 f"{row['direct_batched_before']:.1f} | "
-                f"{row['requests_per_s'] / row['direct_batched_before']:.0%} | {row['p50_ms']:.0f} | "
+                f"{row['requests_per_s'] / row['direct_batched_before']:.0%} | "
+                f"{row['p50_ms']:.0f} | "
                 f"{row['p99_ms']:.0f} | {row['mean_batch']:.1f} | {row['not_200']} |"
             )
     lines += ["", "| /v1/analyze | faces | median ms | min-max ms |", "|---|---:|---:|---:|"]
