@@ -76,10 +76,16 @@ setuptools.setup(
         "av>=14,<20",
         # dfd-serve (trainer/serving/): the ASGI app, its server, multipart uploads parsed as
         # they stream in (the size limit answers 413 before the body is read whole), and
-        # /metrics in Prometheus' text format. Light, pure-Python (uvicorn's extras are not
-        # needed); in install_requires so that `dfd-serve` works wherever `dfd-predict` does.
+        # /metrics in Prometheus' text format. In install_requires so that `dfd-serve` works
+        # wherever `dfd-predict` does.
         "starlette>=1.0,<2",
         "uvicorn>=0.34,<1",
+        # uvicorn's C HTTP parser and event loop (what its [standard] extra adds), picked up
+        # when installed: less CPU per request, which the model needs on small machines
+        # (BENCHMARKS.md, "Serving": 85% of the direct batched rate at 32 clients with them,
+        # 63% without, in single runs on the loaded 2-core build machine).
+        "httptools>=0.6,<1",
+        "uvloop>=0.19,<1; sys_platform != 'win32'",
         "python-multipart>=0.0.20,<0.1",
         "prometheus-client>=0.21,<1",
     ],
