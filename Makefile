@@ -9,9 +9,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 EXTRAS ?= cpu,test
 DEMO_DIR ?= demo_out
-# --dist loadgroup: tests marked xdist_group("serving") share one worker, hence one dfd-serve
-# process and one browser (tests/trainer/serving/conftest.py); other tests spread as with `load`.
-PYTEST_ARGS ?= -n auto --dist loadgroup
+PYTEST_ARGS ?= -n auto
 
 .PHONY: install lint test test-all demo bench bench-gpu chromium clean
 

@@ -1,7 +1,9 @@
-"""One tiny export, the demo's media and one `dfd-serve` process for every serving test.
+"""One tiny export, the demo's media and two `dfd-serve` processes for every serving test.
 
-The serving tests share the server (`xdist_group("serving")`: `make test` runs
-pytest with `--dist loadgroup`, so they run on one worker and start it once).
+Session-scoped: each pytest-xdist worker that runs serving tests starts them once (so up
+to two sets under `make test`'s `-n auto` on 2 cores). `--dist loadgroup` would keep them
+on one worker, but pytest-xdist 3.8's `xdist_group` has no effect under pytest 9.2 (it
+renames `item._nodeid`, which pytest 9 no longer reads).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import pytest
 
 from preprocessing import demo_media
 from tests.trainer import tiny_detector
-from tests.trainer.serving.server import ServerProcess
+from tests.trainer.serving.server import ServerProcess, free_port
 
 # Small on purpose: every limit is reachable by a small file, MTCNN sees 3 frames per video.
 SERVER_FLAGS = (
@@ -48,10 +50,43 @@ def demo_files(tmp_path_factory):
     return {"photo": str(photo), "video": clip, "folder": str(folder)}
 
 
+# The second server scores on the first (`--model_url`) and has tight limits.
+REMOTE_FLAGS = (
+    "--max_concurrent_analyses=1",
+    "--max_queued_analyses=0",
+    "--request_timeout_seconds=1.5",
+    "--retry_after_seconds=3",
+    "--max_frames=40",
+    "--max_video_seconds=60",
+)
+
+
 @pytest.fixture(scope="session")
-def server(export_dir, tmp_path_factory):
-    process = ServerProcess(
-        [f"--export_dir={export_dir}", *SERVER_FLAGS], str(tmp_path_factory.mktemp("logs"))
+def servers(export_dir, tmp_path_factory):
+    """Both servers, started at the same time (the first on a port chosen in advance)."""
+    logs = str(tmp_path_factory.mktemp("logs"))
+    port = free_port()
+    main = ServerProcess([f"--export_dir={export_dir}", *SERVER_FLAGS], logs, port=port, wait=False)
+    remote = ServerProcess(
+        [
+            f"--export_dir={export_dir}",
+            f"--model_url=http://127.0.0.1:{port}/v1/models/deepfake",
+            *REMOTE_FLAGS,
+        ],
+        logs,
+        name="remote",
+        wait=False,
     )
-    yield process
-    assert process.stop() == 0, process.stderr()[-3000:]
+    yield main.wait_until_up(), remote.wait_until_up()
+    remote.stop()
+    assert main.stop() == 0, main.stderr()[-3000:]
+
+
+@pytest.fixture(scope="session")
+def server(servers):
+    return servers[0]
+
+
+@pytest.fixture(scope="session")
+def remote(servers):
+    return servers[1]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -14,21 +15,50 @@ import requests
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 
-class ServerProcess:
-    """`python -m trainer.serve --port=0 <flags>`; `url` is read from its start-up line."""
+def free_port() -> int:
+    """A port free on 127.0.0.1 now (for a server another one must know in advance)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
-    def __init__(self, flags: list[str], log_dir: str, name: str = "server", timeout: float = 120):
+
+class ServerProcess:
+    """`python -m trainer.serve --port=<port> <flags>`; `url` is read from its start-up line.
+
+    `wait=False` returns at once (start several, then `wait_until_up()` on each).
+    """
+
+    def __init__(
+        self,
+        flags: list[str],
+        log_dir: str,
+        name: str = "server",
+        port: int = 0,
+        wait: bool = True,
+    ):
         self.stdout_path = os.path.join(log_dir, f"{name}.stdout")
         self.stderr_path = os.path.join(log_dir, f"{name}.stderr")
         with open(self.stdout_path, "wb") as out, open(self.stderr_path, "wb") as err:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "trainer.serve", "--host=127.0.0.1", "--port=0", *flags],
+                [
+                    sys.executable,
+                    "-m",
+                    "trainer.serve",
+                    "--host=127.0.0.1",
+                    f"--port={port}",
+                    *flags,
+                ],
                 stdout=out,
                 stderr=err,
                 cwd=REPO,
             )
+        if wait:
+            self.wait_until_up()
+
+    def wait_until_up(self, timeout: float = 180) -> ServerProcess:
         self.url = self._wait_for_url(timeout)
         self.start_line = self.stdout().splitlines()[0]
+        return self
 
     def stdout(self) -> str:
         with open(self.stdout_path, encoding="utf-8", errors="replace") as f:

@@ -15,8 +15,6 @@ import pytest
 
 from tests.trainer.serving.server import REPO
 
-pytestmark = pytest.mark.xdist_group("serving")
-
 CHROMIUM = os.environ.get("DFD_CHROMIUM", "/usr/bin/chromium")
 SCREENSHOT = os.path.join(REPO, "docs", "images", "serving-page.png")
 

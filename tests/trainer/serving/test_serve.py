@@ -1,6 +1,6 @@
 """dfd-serve over real HTTP: a real server process, the tiny export, the real MTCNN; no mocks.
 
-One server for the module (conftest.py); a second one, with tight limits and
+One server for the session (conftest.py); a second one, with tight limits and
 `--model_url` pointing at the first, for what needs other flags.
 """
 
@@ -21,10 +21,7 @@ import requests
 
 from preprocessing import demo_media
 from tests.trainer import tiny_detector
-from tests.trainer.serving.server import ServerProcess
 from trainer.inference import media, predict_lib, scoring
-
-pytestmark = pytest.mark.xdist_group("serving")
 
 PREDICT = "/v1/models/deepfake:predict"
 
@@ -52,27 +49,6 @@ def _rounded(value, digits: int = 6):
 @pytest.fixture(scope="module")
 def crops():
     return [tiny_detector.jpeg_bytes(b, seed=b) for b in (20, 90, 160, 230)]
-
-
-@pytest.fixture(scope="module")
-def remote(server, export_dir, tmp_path_factory):
-    """A second dfd-serve that scores on the first (`--model_url`), with tight limits."""
-    process = ServerProcess(
-        [
-            f"--export_dir={export_dir}",
-            f"--model_url={server.url}/v1/models/deepfake",
-            "--max_concurrent_analyses=1",
-            "--max_queued_analyses=0",
-            "--request_timeout_seconds=1.5",
-            "--retry_after_seconds=3",
-            "--max_frames=40",
-            "--max_video_seconds=60",
-        ],
-        str(tmp_path_factory.mktemp("remote_logs")),
-        name="remote",
-    )
-    yield process
-    process.stop()
 
 
 def test_start_up_line_health_status_and_metadata(server):
@@ -227,6 +203,8 @@ def test_uploads_over_the_limit_get_413_before_being_read_whole(server):
         headers={"Content-Type": "multipart/form-data; boundary=b"},
     )
     assert streamed.status_code == 413
+    metrics = requests.get(f"{server.url}/metrics").text
+    assert 'dfd_rejects_total{reason="too_large"}' in metrics
 
 
 def test_bounded_load_only_200_or_503_and_alive_after(server, crops):
@@ -248,7 +226,6 @@ def test_bounded_load_only_200_or_503_and_alive_after(server, crops):
     metrics = requests.get(f"{server.url}/metrics").text
     assert 'dfd_requests_total{code="200",endpoint="predict"}' in metrics
     assert "dfd_model_batch_size_bucket" in metrics
-    assert 'dfd_rejects_total{reason="too_large"}' in metrics
 
 
 def test_remote_model_gives_the_same_numbers(remote, server, crops, demo_files):
