@@ -11,7 +11,7 @@ EXTRAS ?= cpu,test
 DEMO_DIR ?= demo_out
 PYTEST_ARGS ?= -n auto
 
-.PHONY: install lint test test-all demo bench bench-gpu clean
+.PHONY: install lint test test-all demo bench bench-gpu chromium clean
 
 $(VENV)/.installed: setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -79,6 +79,7 @@ endif
 ifeq ($(DEMO_FACES),1)
 	@echo "faces:          $(DEMO_DIR)/predictions/faces/ (group_photo.annotated.png, walk.timeline.png, walk.video.json, faces.jsonl)"
 endif
+	@echo "serve it:       $(VENV)/bin/dfd-serve --export_dir=$(DEMO_DIR)/model/export   # then open http://127.0.0.1:8501/ (docs/serving.md)"
 
 # tf-keras is installed without its dependencies: it pins the full `tensorflow`
 # distribution, which would land beside tensorflow-cpu.
@@ -92,6 +93,13 @@ bench: install
 BENCH_GPU_FLAGS ?=
 bench-gpu: install
 	$(PY) tests/benchmarks/bench_gpu.py --output_dir=bench_out/bench_gpu $(BENCH_GPU_FLAGS)
+
+# The serving page's browser test (tests/trainer/serving/test_page.py) drives Debian's Chromium
+# through Playwright for Python; `playwright install` (a download) is never used. Idempotent.
+chromium:
+	@test -x /usr/bin/chromium || { \
+		if [ "$$(id -u)" -eq 0 ]; then SUDO=; else SUDO=sudo; fi; \
+		$$SUDO apt-get update -qq && $$SUDO apt-get install -y --no-install-recommends chromium; }
 
 clean:
 	rm -rf $(DEMO_DIR) build dist *.egg-info .pytest_cache

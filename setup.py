@@ -30,6 +30,7 @@ setuptools.setup(
     )
     + [
         "deploy.configs",
+        "trainer.serving.static",
         "tfds_builder.real_and_fake_faces.dummy_data",
         "tfds_builder.real_and_fake_faces.dummy_data.real_vs_fake",
     ],
@@ -39,6 +40,8 @@ setuptools.setup(
         "tfds_builder.real_and_fake_faces.dummy_data.real_vs_fake": ["real-vs-fake/*/*/*.jpg"],
         "tfds_builder.video_faces": ["*.bib", "*.md", "*.txt", "*.tsv"],
         "deploy.configs": ["*.cfg"],
+        # The analysts' page (HTML/CSS/JS served by dfd-serve itself: no CDN, works offline).
+        "trainer.serving.static": ["*.html", "*.js", "*.css"],
     },
     include_package_data=True,
     install_requires=[
@@ -79,6 +82,20 @@ setuptools.setup(
         "onnxruntime>=1.20,<2",
         # Video decoding (preprocessing/media/video.py): FFmpeg ships inside the wheel.
         "av>=14,<20",
+        # dfd-serve (trainer/serving/): the ASGI app, its server, multipart uploads parsed as
+        # they stream in (the size limit answers 413 before the body is read whole), and
+        # /metrics in Prometheus' text format. In install_requires so that `dfd-serve` works
+        # wherever `dfd-predict` does.
+        "starlette>=1.0,<2",
+        "uvicorn>=0.34,<1",
+        # uvicorn's C HTTP parser and event loop (what its [standard] extra adds), picked up
+        # when installed: less CPU per request, which the model needs on small machines
+        # (BENCHMARKS.md, "Serving": 85% of the direct batched rate at 32 clients with them,
+        # 63% without, in single runs on the loaded 2-core build machine).
+        "httptools>=0.6,<1",
+        "uvloop>=0.19,<1; sys_platform != 'win32'",
+        "python-multipart>=0.0.20,<0.1",
+        "prometheus-client>=0.21,<1",
     ],
     extras_require={
         "cpu": [TENSORFLOW_CPU],
@@ -104,6 +121,11 @@ setuptools.setup(
             "scikit-image>=0.24,<0.27",
             # Lint and format check (`make lint`, part of `make test`); settings in ruff.toml.
             "ruff>=0.17,<0.18",
+            # Drives Debian's `chromium` (/usr/bin/chromium) in the serving page's browser test;
+            # its own browser download (`playwright install`) is never used.
+            "playwright>=1.49,<2",
+            # The HTTP client of the serving tests and benchmark (multipart uploads, sessions).
+            "requests>=2.31,<3",
         ],
     },
     entry_points={
@@ -117,6 +139,7 @@ setuptools.setup(
             "dfd-report=trainer.report:run_main",
             "dfd-predict=trainer.predict:run_main",
             "dfd-batch-score=trainer.batch_score:run_main",
+            "dfd-serve=trainer.serve:run_main",
             "dfd-storage=deploy.storage:run_main",
         ],
     },

@@ -28,6 +28,7 @@ SCRIPTS = {
     "dfd-matrix": ("The cross-dataset matrix", ["--model", "--dataset", "--output_dir"]),
     "dfd-predict": ("Scores image files", ["--export_dir", "--explain"]),
     "dfd-batch-score": ("Scores many images with Beam", ["--export_dir", "--inputs"]),
+    "dfd-serve": ("Serves an exported detector", ["--export_dir", "--port", "--max_upload_bytes"]),
     "dfd-storage": ("dfd-storage", ["--workers"]),
 }
 # Flags that absl or TensorFlow define; --help must not drown the tool's own in them.

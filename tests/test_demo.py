@@ -64,6 +64,7 @@ def test_make_demo_smallest_settings(tmp_path):
     report_dir = model_dir / "report"
     assert f"report:         {report_dir / 'report.md'}" in tail
     assert f"exported model: {model_dir / 'export'}" in tail
+    assert f"dfd-serve --export_dir={model_dir / 'export'}" in tail.splitlines()[-1]
 
     # Every artefact is where the demo says it is.
     report = json.loads((report_dir / "report.json").read_text())

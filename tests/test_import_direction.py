@@ -10,6 +10,7 @@ anything):
     trainer/*.py with run_main       command   preprocessing, trainer (not another command)
     trainer/*.py without             contract  preprocessing only
     trainer/<wing>/                  wing      preprocessing, contracts, its own wing
+                                               (and the wings WING_USES lists: serving -> inference)
     tfds_builder/beam_builder.py     generic   preprocessing base and building only
     tfds_builder/<dataset>/          dataset   preprocessing (not another dataset), generic
     tfds_builder/*.py (launchers)    launcher  preprocessing, tfds_builder
@@ -28,6 +29,9 @@ import sys
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 PACKAGES = ("preprocessing", "trainer", "tfds_builder", "deploy")
+# The one wing that stands on another: serving puts inference behind HTTP and must reuse its
+# scoring path (one path: the same record as dfd-predict), never copy it. Nothing imports serving.
+WING_USES = {"serving": {"inference"}}
 
 
 def _imports(path: pathlib.Path):
@@ -119,7 +123,9 @@ def _allowed(importer, imported) -> bool:
     if kind == "contract":
         return False
     if kind == "wing":
-        return to_kind == "contract" or (to_kind == "wing" and to_name == name)
+        return to_kind == "contract" or (
+            to_kind == "wing" and (to_name == name or to_name in WING_USES.get(name, ()))
+        )
     return to_kind in ("contract", "wing")  # A command: never another command.
 
 
@@ -165,6 +171,7 @@ def test_a_planted_wrong_way_import_two_folders_down_is_found(tmp_path):
         "trainer/training",
         "trainer/inference",
         "trainer/inference/deep",
+        "trainer/serving",
         "tfds_builder",
         "deploy",
     ):
@@ -174,6 +181,8 @@ def test_a_planted_wrong_way_import_two_folders_down_is_found(tmp_path):
     _write(tmp_path, "trainer/training/train_lib.py")
     _write(tmp_path, "trainer/export.py")
     _write(tmp_path, "trainer/predict.py", "def run_main():\n    pass\n")
+    _write(tmp_path, "trainer/inference/media.py")
+    _write(tmp_path, "trainer/serving/app.py", "from trainer.inference import media\n")
     assert check(tmp_path) == []
 
     _write(
@@ -191,12 +200,14 @@ def test_a_planted_wrong_way_import_two_folders_down_is_found(tmp_path):
         tmp_path, "tfds_builder/beam_builder.py", "from preprocessing.video_faces import sources\n"
     )
     _write(tmp_path, "deploy/storage.py", "from preprocessing.building import ledger\n")
+    _write(tmp_path, "trainer/inference/media.py", "from trainer.serving import app\n")
     assert check(tmp_path) == [
         "deploy/storage.py: preprocessing.building.ledger",
         "preprocessing/building/ledger.py: preprocessing.video_faces.sources",
         "tfds_builder/beam_builder.py: preprocessing.video_faces.sources",
         "trainer/export.py: trainer.predict",
         "trainer/inference/deep/x.py: trainer.training.train_lib",
+        "trainer/inference/media.py: trainer.serving.app",
     ]
 
 

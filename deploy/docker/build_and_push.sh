@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds the training (GPU) and tools (CPU) images and pushes them to Artifact Registry.
+# Builds the training (GPU), tools (CPU) and serving images and pushes them to Artifact Registry.
 #
 #   IMAGE_PREFIX=europe-west4-docker.pkg.dev/PROJECT/REPO TAG=v1 deploy/docker/build_and_push.sh
 #
@@ -11,17 +11,18 @@ set -euo pipefail
 
 usage() {
     cat <<'USAGE'
-Usage: IMAGE_PREFIX=REGION-docker.pkg.dev/PROJECT/REPO [TAG=latest] [TARGETS="gpu cpu dataflow"] \
+Usage: IMAGE_PREFIX=REGION-docker.pkg.dev/PROJECT/REPO [TAG=latest] [TARGETS="gpu cpu dataflow serve"] \
        deploy/docker/build_and_push.sh [--no-push]
 
 Builds from the repository root:
   gpu       deploy/docker/Dockerfile.gpu                   -> $IMAGE_PREFIX/dfd-train:$TAG
   cpu       deploy/docker/Dockerfile.cpu (runtime target)  -> $IMAGE_PREFIX/dfd-tools:$TAG
   dataflow  deploy/docker/Dockerfile.cpu (dataflow target) -> $IMAGE_PREFIX/dfd-dataflow:$TAG
+  serve     deploy/docker/Dockerfile.serve                 -> $IMAGE_PREFIX/dfd-serve:$TAG
 and pushes each unless --no-push is given.
 
 Required: IMAGE_PREFIX   Artifact Registry path, e.g. europe-west4-docker.pkg.dev/my-project/dfd
-Optional: TAG (default: latest), TARGETS (default: "gpu cpu dataflow")
+Optional: TAG (default: latest), TARGETS (default: "gpu cpu dataflow serve")
 USAGE
 }
 
@@ -39,7 +40,7 @@ if [[ -z "${IMAGE_PREFIX:-}" ]]; then
     exit 2
 fi
 TAG="${TAG:-latest}"
-TARGETS="${TARGETS:-gpu cpu dataflow}"
+TARGETS="${TARGETS:-gpu cpu dataflow serve}"
 command -v docker >/dev/null || { echo "error: docker not found; install Docker or build with Cloud Build" >&2; exit 2; }
 
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
@@ -49,7 +50,8 @@ for target in $TARGETS; do
         gpu) image="$IMAGE_PREFIX/dfd-train:$TAG"; args=(-f deploy/docker/Dockerfile.gpu) ;;
         cpu) image="$IMAGE_PREFIX/dfd-tools:$TAG"; args=(-f deploy/docker/Dockerfile.cpu --target runtime) ;;
         dataflow) image="$IMAGE_PREFIX/dfd-dataflow:$TAG"; args=(-f deploy/docker/Dockerfile.cpu --target dataflow) ;;
-        *) echo "error: unknown target '$target' in TARGETS; use gpu, cpu or dataflow" >&2; exit 2 ;;
+        serve) image="$IMAGE_PREFIX/dfd-serve:$TAG"; args=(-f deploy/docker/Dockerfile.serve) ;;
+        *) echo "error: unknown target '$target' in TARGETS; use gpu, cpu, dataflow or serve" >&2; exit 2 ;;
     esac
     echo "Building $image" >&2
     docker build "${args[@]}" -t "$image" .

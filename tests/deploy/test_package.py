@@ -39,6 +39,9 @@ EXPECTED = [
     "deploy/configs/140k_resnet50_1gpu.cfg",
     "deploy/configs/140k_resnet50_8gpu.cfg",
     "deploy/configs/multiworker.cfg",
+    "trainer/serving/static/index.html",
+    "trainer/serving/static/app.js",
+    "trainer/serving/static/style.css",
 ]
 
 
@@ -71,6 +74,7 @@ def test_pip_wheel_builds_with_packages_flagfiles_and_console_scripts(source_cop
     assert any(n.startswith("tfds_builder/") for n in names)
     for line in (
         "dfd-storage = deploy.storage:run_main",
+        "dfd-serve = trainer.serve:run_main",
         "dfd-train = trainer.task:run_main",
         "dfd-build-dataset = tfds_builder.build:run_main",
     ):

@@ -349,7 +349,7 @@ def test_gce_vm_command_passes_what_the_startup_script_reads():
     assert read_by_startup == {k for k in metadata if k.startswith("dfd-")}
 
 
-@pytest.mark.parametrize("dockerfile", ["Dockerfile.gpu", "Dockerfile.cpu"])
+@pytest.mark.parametrize("dockerfile", ["Dockerfile.gpu", "Dockerfile.cpu", "Dockerfile.serve"])
 def test_dockerfile_passes_hadolint(dockerfile):
     hadolint = os.path.join(os.path.dirname(sys.executable), "hadolint")
     lint = subprocess.run(
@@ -383,6 +383,12 @@ def test_dockerfiles_follow_the_image_contract():
     runtime = cpu.split("AS runtime", 1)[1]
     assert re.search(r"^USER 1000:1000$", runtime, re.M)
     assert 'ENTRYPOINT ["/opt/apache/beam/boot"]' in cpu.split("AS dataflow", 1)[1].split("FROM")[0]
+
+    with open(os.path.join(REPO, "deploy", "docker", "Dockerfile.serve"), encoding="utf-8") as f:
+        serve = f.read()
+    assert re.search(r'^RUN python -m pip install "\.\[cpu\]"', serve, re.M)
+    assert re.search(r"^USER 1000:1000$", serve, re.M)
+    assert re.search(r'^ENTRYPOINT \["dfd-serve", "--host=0.0.0.0", "--port=8501"\]$', serve, re.M)
 
     with open(os.path.join(REPO, ".dockerignore"), encoding="utf-8") as f:
         ignored = {line.strip() for line in f if line.strip() and not line.startswith("#")}
