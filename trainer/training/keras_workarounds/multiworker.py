@@ -45,8 +45,8 @@ from trainer.training import config as config_lib
 from trainer.training.keras_workarounds import multi_step
 from trainer.training.keras_workarounds import pins as keras_pins
 
-# Keras versions (major.minor) this work-around was checked against.
-KERAS_VERSIONS_CHECKED = ("3.15",)
+# Keras versions (major.minor) this work-around was checked against: the project's one list.
+KERAS_VERSIONS_CHECKED = keras_pins.KERAS_VERSIONS_CHECKED
 # The private method overridden, and the parameters it must keep.
 OVERRIDDEN_METHOD = "_maybe_symbolic_build"
 OVERRIDDEN_PARAMETERS = ("self", "iterator", "data_batch")
