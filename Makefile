@@ -32,7 +32,8 @@ $(STAMP): setup.py
 
 install: $(STAMP)
 
-# The default suite skips tests marked `slow` or `gpu`; `make test-all` runs the slow ones too.
+# The default suite skips tests marked `slow`; `make test-all` runs them too. Tests marked `gpu`
+# run where TensorFlow sees a GPU and are skipped elsewhere (conftest.py).
 # -n auto: one pytest-xdist worker per core. Measured 2026-11-27 on the 2-core, 24 GiB build
 # machine, fresh clone (`bash .ci/run`): 342 passed in 5 min 32 s of pytest, 7 min 06 s with the
 # venv created and installed (an earlier run that day: 6 min 31 s / 8 min 08 s).
