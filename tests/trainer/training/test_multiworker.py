@@ -54,7 +54,11 @@ def test_two_workers_train_together_and_only_the_chief_exports(tmp_path):
     assert (model_dir / "export" / "saved_model.pb").exists() and (
         model_dir / "model.keras"
     ).exists()
-    assert [row["epoch"] for row in callbacks.read_history(str(model_dir / "history.csv"))] == ["1"]
+    history = callbacks.read_history(str(model_dir / "history.csv"))
+    assert [row["epoch"] for row in history] == ["1"]
+    # Validation ran with 2 steps per call across the workers too (multiworker.py, bug 3),
+    # and counted each of the 8 validation examples once.
+    assert float(history[0]["val_examples"]) == 8.0, history
     assert not list(model_dir.rglob(".worker-tmp-*"))
     assert "written by the chief" in results[1][1]
 
