@@ -36,3 +36,18 @@ def _fresh_collective_keys():
     """
     tf.distribute.MirroredStrategy._collective_key_base += 100_000
     yield
+
+
+def pytest_collection_modifyitems(config, items):
+    """Skips the tests marked `gpu` when TensorFlow sees no GPU (pytest.ini defines the marker).
+
+    On a GPU machine they run with the rest (`make test-all` does not deselect them there;
+    `pytest -m gpu` runs them alone), on the real devices.
+    """
+    del config
+    if tf.config.list_physical_devices("GPU"):
+        return
+    skip = pytest.mark.skip(reason="needs a GPU: TensorFlow sees none on this machine")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)

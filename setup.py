@@ -49,8 +49,12 @@ setuptools.setup(
         "tensorflow-datasets>=4.9.10,<4.10",
         # Runs the dataset build: DirectRunner locally, Dataflow/Flink/Spark at scale.
         "apache-beam>=2.77,<3",
-        # keras.applications backbones; >=3.13.2: earlier releases have safe_mode bypass CVEs.
-        "keras>=3.13.2,<4",
+        # keras.applications backbones. Only the minor the trainer's Keras work-arounds were
+        # checked on (trainer/training/keras_workarounds/pins.py, KERAS_VERSIONS_CHECKED): they
+        # refuse any other, so a wider range would install a Keras that multi-GPU training
+        # rejects. (3.15 is also past 3.13.2, the first without the safe_mode bypass CVEs.)
+        # tests/trainer/training/test_keras_pins.py keeps the two in step.
+        "keras>=3.15,<3.16",
         # TF 2.21 no longer installs it; Keras' TensorBoard callback needs it.
         "tensorboard>=2.21,<2.22",
         "numpy>=1.26,<3",

@@ -13,13 +13,16 @@ import subprocess
 import sys
 
 from absl import flags
+import keras
+import numpy as np
 import pytest
 import tensorflow as tf
 
 from tests.trainer import tiny_data
+from trainer import model as model_lib
 from trainer import task
 from trainer.training import config as config_lib
-from trainer.training import distribution, train_lib
+from trainer.training import distribution, precision, train_lib
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 task.define_flags()  # dfd-train's flags, parsed below as the command parses them.
@@ -37,6 +40,56 @@ def test_flagfiles_load_and_validate(flagfile):
     config = task.config_from_flags()
     config_lib.validate(config)
     flags.FLAGS.unparse_flags()
+
+
+def test_the_8gpu_flagfile_trains_end_to_end_on_2_cpu_replicas(tmp_path):
+    """deploy/configs/140k_resnet50_8gpu.cfg with only sizes overridden, on conftest's 2 CPUs.
+
+    Sizes: the tiny backbone (ResNet50's stage names, so `--fine_tune_from=conv4` holds)
+    with saved weights standing for ImageNet's, 32 px, batch 4, 2 epochs of 2 steps (one
+    head, one fine-tune). `--precision` and `--steps_per_execution` are set to what `auto`
+    resolves to on GPUs (mixed_float16, 8, lowered to a divisor of the epoch), since on
+    CPUs `auto` picks float32 and 1. Everything else (MirroredStrategy, AdamW, warm-up,
+    label smoothing, dropout, the augmentation, backups every 600 s) is the flagfile's.
+    """
+    data_dir = tiny_data.write(str(tmp_path / "tfds"), train=8, validation=4, test=2, size=40)
+    weights = str(tmp_path / "tiny.weights.h5")
+    model_lib.tiny_backbone(input_shape=(32, 32, 3)).save_weights(weights)
+    flags.FLAGS.unparse_flags()
+    flags.FLAGS(
+        [
+            "dfd-train",
+            f"--flagfile={REPO / 'deploy/configs/140k_resnet50_8gpu.cfg'}",
+            f"--data_dir={data_dir}",
+            f"--model_dir={tmp_path / 'model'}",
+            "--backbone=tiny",
+            f"--weights={weights}",
+            "--image_size=32",
+            "--global_batch_size=4",
+            "--epochs=2",
+            "--head_epochs=1",
+            "--steps_per_epoch=2",
+            "--shuffle_buffer=16",
+            f"--precision={precision.resolve('auto', 'GPU')}",
+            f"--steps_per_execution={distribution.STEPS_PER_EXECUTION_BY_DEVICE['GPU']}",
+            "--verbose=0",
+        ]
+    )
+    config = task.config_from_flags()
+    flags.FLAGS.unparse_flags()
+    assert (config.strategy, config.optimizer, config.fine_tune_from) == (
+        "mirrored",
+        "adamw",
+        "conv4",
+    )
+    try:
+        result = train_lib.run(config, strategy=distribution.get_strategy(config.strategy))
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    history = result["history"]
+    assert [(int(r["epoch"]), r["phase"]) for r in history] == [(1, "head"), (2, "fine_tune")]
+    assert all(np.isfinite(float(r["loss"])) for r in history)
+    assert (tmp_path / "model" / "export" / "saved_model.pb").exists()
 
 
 def test_config_from_flags_covers_every_field():

@@ -29,6 +29,7 @@ import dataclasses
 import io
 import json
 import math
+import os
 import shutil
 import sys
 import tempfile
@@ -59,12 +60,27 @@ class TrainingState:
     best_epoch: int = -1
 
 
+def _sync(path: str) -> None:
+    """Makes a written local file durable (fsync) before it is renamed into place.
+
+    Without it a backup "written" is only in the page cache: a machine that loses
+    power right after could keep the renamed name over an empty or partial file. On
+    `gs://` (and other remote file systems tf.io.gfile writes) an object exists only once
+    its upload completed, when the file is closed, so there is nothing to sync.
+    """
+    if "://" in path:
+        return
+    with open(path, "rb") as f:
+        os.fsync(f.fileno())
+
+
 def _write_atomic(path: str, data: bytes | str) -> None:
-    """Writes via a temporary file and a rename, so a kill never leaves half a file."""
+    """Writes via a temporary file, fsync and a rename, so a kill never leaves half a file."""
     tmp = f"{path}.tmp-{uuid.uuid4().hex}"
     mode = "wb" if isinstance(data, bytes) else "w"
     with tf.io.gfile.GFile(tmp, mode) as f:
         f.write(data)
+    _sync(tmp)
     tf.io.gfile.rename(tmp, path, overwrite=True)
 
 
@@ -154,6 +170,7 @@ class Backup(keras.callbacks.Callback):
         # Keras needs a `.weights.h5` suffix: write beside, then rename into place.
         tmp = paths.join(directory, f"tmp-{uuid.uuid4().hex}.weights.h5")
         self.model.save_weights(tmp)
+        _sync(tmp)
         tf.io.gfile.rename(tmp, weights, overwrite=True)
         _write_atomic(
             paths.join(directory, STATE_FILENAME), json.dumps(dataclasses.asdict(self.state))

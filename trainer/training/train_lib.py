@@ -347,7 +347,7 @@ def _check_replicas(config: config_lib.TrainConfig, strategy: tf.distribute.Stra
             f"--global_batch_size={config.global_batch_size} is not divisible by the {replicas} "
             f"replicas of {type(strategy).__name__}; use a multiple of {replicas}, e.g. {lower}."
         )
-    if config.jit_compile and replicas > 1:
+    if config.jit_compile and distribution.xla_known_to_fail(strategy):
         logging.warning(
             "--jit_compile with %d replicas: XLA under Keras 3 + tf.distribute has open breakages "
             "(keras #17187, tensorflow #56423; on split CPUs it fails with 'Trying to access "

@@ -10,6 +10,7 @@ halves the scale wherever the overflow is.
 import inspect
 import json
 import pathlib
+import subprocess
 
 import keras
 import numpy as np
@@ -193,6 +194,14 @@ def test_mirrored_without_overflow_applies_steps_and_grows_the_scale_on_schedule
         kernel = state["kernel"]
 
 
+def _worker_rows(results) -> list[dict]:
+    rows = []
+    for returncode, stdout, stderr in results:
+        assert returncode == 0, stderr[-4000:]
+        rows += [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
+    return rows
+
+
 def test_two_workers_skip_together_when_only_worker_1_overflows():
     """MultiWorkerMirroredStrategy: 2 processes of 1 replica each (loss_scale_worker.py).
 
@@ -200,20 +209,96 @@ def test_two_workers_skip_together_when_only_worker_1_overflows():
     worker decides from its own gradients, so they take different branches and the
     collectives do not match: the run hangs (hence the timeout).
     """
-    results = local_cluster.run_workers(
-        ["-m", "tests.trainer.loss_scale_worker", "--overflow_worker=1"], timeout=180
+    rows = _worker_rows(
+        local_cluster.run_workers(
+            ["-m", "tests.trainer.loss_scale_worker", "--overflow_worker=1"], timeout=180
+        )
     )
-    rows = []
-    for returncode, stdout, stderr in results:
-        assert returncode == 0, stderr[-4000:]
-        rows += [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
     by_step = {step: [r for r in rows if r["step"] == step] for step in (1, 2)}
     assert [len(by_step[1]), len(by_step[2])] == [2, 2], rows
     initial = loss_scale_cases.INITIAL_SCALE
     for row in by_step[1]:  # skipped on both workers, scale halved on both
         assert (row["kernel"], row["scale"], row["growth_counter"]) == (1.0, initial / 2, 0), row
         assert row["optimizer"] == "ReplicaSafeLossScaleOptimizer", row
-    for row in by_step[2]:  # applied on both, same weights, scale kept
+    _assert_applied_after_the_skip(by_step[2], rows)
+    # The same two steps in one call of the trainer's multi-step loop (the GPU default
+    # steps_per_execution > 1), overflow on worker 1 only in the call's first step: the
+    # state after the call is the state after step 2 above, to the bit.
+    multi = _worker_rows(
+        local_cluster.run_workers(
+            [
+                "-m",
+                "tests.trainer.loss_scale_worker",
+                "--overflow_worker=1",
+                "--steps_per_execution=2",
+            ],
+            timeout=180,
+        )
+    )
+    assert [r["step"] for r in multi] == [2, 2], multi  # one call: one batch end per worker
+    _assert_applied_after_the_skip(multi, multi)
+    assert multi[0]["kernel"] == by_step[2][0]["kernel"], (multi, rows)
+
+
+def _assert_applied_after_the_skip(step_2_rows, rows):
+    initial = loss_scale_cases.INITIAL_SCALE
+    for row in step_2_rows:  # applied on both, same weights, scale kept
         assert np.isfinite(row["kernel"]) and row["kernel"] < 1.0, row
         assert (row["scale"], row["growth_counter"]) == (initial / 2, 1), row
-    assert by_step[2][0]["kernel"] == by_step[2][1]["kernel"], rows
+        assert row["optimizer"] == "ReplicaSafeLossScaleOptimizer", row
+    assert step_2_rows[0]["kernel"] == step_2_rows[1]["kernel"], rows
+
+
+# ------------------------------------------------- the upstream bug itself (the canary)
+
+
+def test_upstream_optimizer_applies_another_replicas_overflow(mixed_float16):
+    """Keras' own LossScaleOptimizer, overflow on replica 1 only: inf/NaN into the weights.
+
+    The bug `keras_workarounds/loss_scale.py` exists for, shown on 2 logical CPUs. When
+    this test fails, Keras skips the step itself: re-check, then remove the module (its
+    docstring says how).
+    """
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    with strategy.scope():
+        model = loss_scale_cases.one_weight_model()
+        model.compile(optimizer=UPSTREAM(loss_scale_cases.sgd()), loss="mse")
+    model.fit(_mirrored_batches(strategy, 1), steps_per_epoch=1, shuffle=False, verbose=0)
+    state = loss_scale_cases.state(model)
+    assert state["optimizer"] == "LossScaleOptimizer", state
+    assert not np.isfinite(state["kernel"]), (
+        f"Keras {keras.version()}'s own LossScaleOptimizer no longer applies replica 1's "
+        f"overflow ({state}): upstream may be fixed; see keras_workarounds/loss_scale.py."
+    )
+    assert state["scale"] == loss_scale_cases.INITIAL_SCALE, state  # and the scale kept
+
+
+@pytest.mark.slow
+def test_upstream_optimizer_across_workers_breaks_when_one_worker_overflows():
+    """Keras' own optimizer on 2 workers (loss_scale_worker.py --plain), overflow on worker 1:
+    the workers disagree (a hang, ended by the timeout) or inf/NaN reaches the weights.
+
+    Slow: a hang costs the whole timeout. The fast canary is the test above (one process).
+    """
+    try:
+        results = local_cluster.run_workers(
+            ["-m", "tests.trainer.loss_scale_worker", "--overflow_worker=1", "--plain"],
+            timeout=60,
+        )
+    except subprocess.TimeoutExpired:
+        return  # The hang: collectives that never match.
+    rows = [
+        json.loads(line)
+        for _, stdout, _ in results
+        for line in stdout.splitlines()
+        if line.startswith("{")
+    ]
+    broken = any(code != 0 for code, _, _ in results) or any(
+        not np.isfinite(r["kernel"]) or r["scale"] == loss_scale_cases.INITIAL_SCALE
+        for r in rows
+        if r["step"] == 1
+    )
+    assert broken, (
+        "Keras' own LossScaleOptimizer handled an overflow on worker 1 only: upstream may be "
+        f"fixed; re-check keras_workarounds/loss_scale.py. Rows: {rows}"
+    )

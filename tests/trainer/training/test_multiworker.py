@@ -3,6 +3,9 @@
 Part of the default suite (issue 3 asks for it in `make test`). Each process
 trains the tiny backbone through the trainer's own code path (`trainer.task`):
 what is tested is the cluster, the work-around and who writes what, not ResNet50.
+The 2-worker run takes both of its steps in one call (`--steps_per_execution=2`), as
+on GPUs; the loss-scale variant of that (an overflow on worker 1 only, mid-call) is in
+test_loss_scale.py.
 """
 
 import json
@@ -34,6 +37,9 @@ def test_two_workers_train_together_and_only_the_chief_exports(tmp_path):
             "--global_batch_size=4",
             "--epochs=1",
             "--steps_per_epoch=2",
+            # The GPU default runs several steps per call: both steps in one call of the
+            # multi-step loop, across the 2 workers.
+            "--steps_per_execution=2",
             "--verbose=0",
         ],
         timeout=560,
@@ -48,7 +54,11 @@ def test_two_workers_train_together_and_only_the_chief_exports(tmp_path):
     assert (model_dir / "export" / "saved_model.pb").exists() and (
         model_dir / "model.keras"
     ).exists()
-    assert [row["epoch"] for row in callbacks.read_history(str(model_dir / "history.csv"))] == ["1"]
+    history = callbacks.read_history(str(model_dir / "history.csv"))
+    assert [row["epoch"] for row in history] == ["1"]
+    # Validation ran with 2 steps per call across the workers too (multiworker.py, bug 3),
+    # and counted each of the 8 validation examples once.
+    assert float(history[0]["val_examples"]) == 8.0, history
     assert not list(model_dir.rglob(".worker-tmp-*"))
     assert "written by the chief" in results[1][1]
 

@@ -375,10 +375,14 @@ class _CrashAfterStep(keras.callbacks.Callback):
 def test_resume_is_exact_with_several_steps_per_execution(mirrored, tmp_path):
     """Keras calls batch callbacks once per execution: backups must still land on exact steps.
 
-    Under MirroredStrategy on 2 replicas, where the steps of a call run in
-    keras_workarounds.multi_step's loop (Keras 3.15's own fails there, keras #19246); 3 steps
+    The GPU defaults on 2 CPU replicas: MirroredStrategy, where the steps of a call run in
+    keras_workarounds.multi_step's loop (Keras 3.15's own fails there, keras #19246), and
+    mixed_float16 with the replica-safe loss scaling (its state is in the backup). 3 steps
     per execution, backups every 2 steps: a backup happens whenever a call crosses a
-    multiple of 2, and epochs of 6 steps end on call boundaries.
+    multiple of 2, and epochs of 6 steps end on call boundaries. The backup at step 3 is
+    in the middle of a multiple of 2; the resumed run trains the rest, 3 steps, as one call.
+    (This is also the suite's end-to-end mixed_float16 run through `train_lib.run`: the
+    saved model keeps the float32 logit, keras #18666.)
     """
     data_dir = tiny_data.write(str(tmp_path / "tfds"), train=16, validation=4, test=2, size=40)
     config = _config(
@@ -389,17 +393,26 @@ def test_resume_is_exact_with_several_steps_per_execution(mirrored, tmp_path):
         steps_per_epoch=6,
         steps_per_execution=3,
         backup_every_steps=2,
+        precision="mixed_float16",
     )
-    with pytest.raises(_Crash):
-        train_lib.run(config, strategy=mirrored, extra_callbacks=[_CrashAfterStep(3)])
-    killed_at = callbacks.read_state(str(tmp_path / "model" / "backup"))
-    assert (killed_at.epoch, killed_at.step) == (0, 3)  # The call of steps 1-3 crossed 2.
-    result = train_lib.run(config, strategy=mirrored)
+    try:
+        with pytest.raises(_Crash):
+            train_lib.run(config, strategy=mirrored, extra_callbacks=[_CrashAfterStep(3)])
+        killed_at = callbacks.read_state(str(tmp_path / "model" / "backup"))
+        assert (killed_at.epoch, killed_at.step) == (0, 3)  # The call of steps 1-3 crossed 2.
+        result = train_lib.run(config, strategy=mirrored)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
     assert result["status"] == "resuming at phase 0 (full) epoch 0 step 3"
     assert result["steps_trained"] == 6 - 3
     with h5py.File(tmp_path / "model" / "backup" / callbacks.WEIGHTS_FILENAME) as weights:
-        assert weights["optimizer/vars/0"][()] == 6
+        # The loss-scale optimizer's state is in the backup; its inner optimizer counts steps.
+        assert weights["optimizer/inner_optimizer/vars/0"][()] == 6
     assert [int(r["epoch"]) for r in result["history"]] == [1]
+    assert np.isfinite(float(result["history"][0]["loss"]))
+    saved = keras.models.load_model(result["keras_model"], safe_mode=True, compile=False)
+    assert saved.get_layer("logit").dtype_policy.name == "float32"
+    assert saved.get_layer("tiny").get_layer("conv1_conv").dtype_policy.name == "mixed_float16"
 
 
 def test_pretrained_recipe_at_chance_stops_early_and_exports_nothing(one_device, tmp_path):

@@ -24,7 +24,11 @@ and their names, so backups stay loadable) is Keras' own code, called unchanged.
 
 Remove this module when upstream reduces the flag across replicas; the test
 `tests/trainer/training/test_loss_scale.py::test_upstream_still_takes_finite_from_one_replica`
-fails when the upstream code it relies on changes, which is the moment to re-check.
+fails when the upstream code it relies on changes, which is the moment to re-check;
+`tests/trainer/training/test_loss_scale.py::test_upstream_optimizer_applies_another_replicas_overflow`
+shows the upstream bug itself and fails the day Keras fixes it. Like the other
+work-arounds, `check_keras()` refuses a Keras this override was not checked against
+(`keras_workarounds.pins`), so an upgrade cannot silently run it on changed code.
 """
 
 from __future__ import annotations
@@ -33,10 +37,24 @@ import keras
 import tensorflow as tf
 
 from trainer import model as model_lib
+from trainer.training.keras_workarounds import pins as keras_pins
 
 # Other registered names a saved file may give this class (files written while it
 # registered under the package "deepfake_detection"); each loads as this class.
 OTHER_REGISTERED_NAMES = ("deepfake_detection>ReplicaSafeLossScaleOptimizer",)
+
+
+def check_keras(version: str = keras.__version__) -> None:
+    """Raises RuntimeError unless `version` is one this override was checked against."""
+    keras_pins.require_checked(
+        "trainer/training/keras_workarounds/loss_scale.py "
+        "(overrides Keras' private `LossScaleOptimizer._tf_apply`)",
+        keras_pins.KERAS_VERSIONS_CHECKED,
+        "run tests/trainer/training/test_loss_scale.py on it; if "
+        "test_upstream_optimizer_applies_another_replicas_overflow fails, Keras fixed the bug: "
+        "remove the module (see its docstring), else re-check the override and add the version.",
+        version,
+    )
 
 
 @keras.saving.register_keras_serializable(package=model_lib.KERAS_PACKAGE)
@@ -46,7 +64,14 @@ class ReplicaSafeLossScaleOptimizer(keras.optimizers.LossScaleOptimizer):
     Same constructor, variables, config and schedule as
     `keras.optimizers.LossScaleOptimizer`; it is one, so `Model.compile` under
     `mixed_float16` keeps it instead of wrapping it a second time.
+
+    Raises:
+        RuntimeError: when made on a Keras the override was not checked against.
     """
+
+    def __init__(self, *args, **kwargs):
+        check_keras()
+        super().__init__(*args, **kwargs)
 
     def _tf_apply(self, grads, trainable_variables=None):
         """Overrides the private `LossScaleOptimizer._tf_apply(grads, trainable_variables)`."""

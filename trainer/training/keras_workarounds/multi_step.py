@@ -34,8 +34,8 @@ import tensorflow as tf
 from trainer.training import augment
 from trainer.training.keras_workarounds import pins as keras_pins
 
-# Keras versions (major.minor) this work-around was checked against.
-KERAS_VERSIONS_CHECKED = ("3.15",)
+# Keras versions (major.minor) this work-around was checked against: the project's one list.
+KERAS_VERSIONS_CHECKED = keras_pins.KERAS_VERSIONS_CHECKED
 
 
 def check_keras(version: str = keras.__version__) -> None:

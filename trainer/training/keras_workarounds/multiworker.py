@@ -18,6 +18,10 @@ not show with several replicas inside one process):
    with one worker (no TF_CONFIG, or a cluster of one) takes the plain path,
    where a 1-element vector would reach the callbacks as it is, so the twin
    asks Keras' test and reshapes only when Keras will reduce.
+3. With `steps_per_execution` > 1, Keras' own multi-step *test* function fails
+   across worker processes (its end-of-input check inside a `tf.cond`), so
+   validation runs one-step calls in a loop (`MultiWorkerTwin.make_test_function`);
+   the train function is `multi_step`'s fixed loop, as on one machine.
 
 The twin shares every layer (and so every weight) with the model that is
 checkpointed and exported; it exists only to call `fit` on.
@@ -45,8 +49,8 @@ from trainer.training import config as config_lib
 from trainer.training.keras_workarounds import multi_step
 from trainer.training.keras_workarounds import pins as keras_pins
 
-# Keras versions (major.minor) this work-around was checked against.
-KERAS_VERSIONS_CHECKED = ("3.15",)
+# Keras versions (major.minor) this work-around was checked against: the project's one list.
+KERAS_VERSIONS_CHECKED = keras_pins.KERAS_VERSIONS_CHECKED
 # The private method overridden, and the parameters it must keep.
 OVERRIDDEN_METHOD = "_maybe_symbolic_build"
 OVERRIDDEN_PARAMETERS = ("self", "iterator", "data_batch")
@@ -124,6 +128,48 @@ class MultiWorkerTwin(multi_step.MultiStepModel):
 
     def test_step(self, data):
         return self._for_keras_reduce(super().test_step(data))
+
+    def make_test_function(self, force=False):
+        """Validation with several steps per call across workers: one-step calls in a loop (bug 3).
+
+        Keras' own multi-step test function checks for the input's end inside its
+        `tf.while_loop` (`has_next`, a `tf.cond`); across worker processes that check
+        fails ("You must feed a value for placeholder tensor 'while/cond/Placeholder'",
+        found by the 2-worker test with `--steps_per_execution=2`). A fixed-count loop like
+        `multi_step`'s would run past the last, shorter call of a validation pass, so
+        here each call runs up to `steps_per_execution` compiled steps from Python and
+        stops at the input's end. Validation is a small share of a run; training keeps
+        the compiled loop.
+        """
+        if self.test_function is not None and not force:
+            return self.test_function
+        if self.steps_per_execution == 1 or not self._dfd_vector_logs:
+            return super().make_test_function(force=force)
+        from keras.src.backend.tensorflow.trainer import reduce_per_replica
+
+        strategy, steps = self._dfd_strategy, int(self.steps_per_execution)
+
+        def one_step_on_data(data):
+            outputs = strategy.run(self.test_step, args=(data,))
+            return reduce_per_replica(outputs, strategy, reduction="auto")
+
+        if not self.run_eagerly:
+            one_step_on_data = tf.function(one_step_on_data, reduce_retracing=True)
+
+        def function(iterator):
+            outputs = None
+            for _ in range(steps):
+                try:
+                    data = next(iterator)
+                except (StopIteration, tf.errors.OutOfRangeError):
+                    if outputs is None:
+                        raise  # Keras ends the pass on it.
+                    break
+                outputs = one_step_on_data(data)
+            return outputs
+
+        self.test_function = function
+        return function
 
 
 def twin(
