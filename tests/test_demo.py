@@ -33,13 +33,17 @@ PLOTS = {
 def test_make_demo_smallest_settings(tmp_path):
     venv = tmp_path / "venv"
     venv.mkdir()
-    (venv / ".installed").touch()  # Newer than setup.py: make skips the install step.
+    # The Makefile's install stamp for these extras, newer than setup.py: make skips the
+    # install step. (Any other stamp would make it switch extras, uninstalling TensorFlow
+    # from the interpreter every other test runs on.)
+    (venv / ".installed-cpu-test").touch()
     demo_dir = tmp_path / "demo"
     command = [
         "make",
         "--no-print-directory",
         "demo",
         f"VENV={venv}",
+        "EXTRAS=cpu,test",
         f"PY={sys.executable}",
         f"DEMO_DIR={demo_dir}",
         "DEMO_SYNTHETIC_FLAGS=--image_size=32 --num_per_class_per_split=train=4,valid=3,test=3",
