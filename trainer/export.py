@@ -82,6 +82,13 @@ class DetectorMetadata:
     label_names: tuple[str, ...] = schema.LABEL_NAMES
     positive_class: str = schema.POSITIVE_CLASS
     output: str = OUTPUT_NAME
+    # The model card (dfd-serve's page shows it): the TFDS dataset it was trained on,
+    # when it was exported (UTC, ISO 8601), and how well its exported weights separated
+    # the validation split. Empty/None in exports written before these keys existed.
+    dataset: str = ""
+    exported_at: str = ""
+    validation_auc: float | None = None
+    validation_eer: float | None = None
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
@@ -206,9 +213,12 @@ def validate_metadata(values, path: str = METADATA_FILENAME) -> DetectorMetadata
             f"{error} Fix: dfd-evaluate --write_threshold records a calibrated one."
         ) from None
     checked = {"image_size": size, "threshold": threshold}
-    for key in ("threshold_source", "backbone"):
+    for key in ("threshold_source", "backbone", "dataset", "exported_at"):
         if key in values:
             checked[key] = _text(values[key], key, path)
+    for key in ("validation_auc", "validation_eer"):
+        if values.get(key) is not None:
+            checked[key] = _fraction(values[key], key, path)
     _check_fixed(values, "label_names", list(schema.LABEL_NAMES), path)
     _check_fixed(values, "positive_class", schema.POSITIVE_CLASS, path)
     _check_fixed(values, "output", OUTPUT_NAME, path)
@@ -219,6 +229,15 @@ def _text(value, key: str, path: str) -> str:
     if not isinstance(value, str):
         raise InvalidExportError(f"{path}: key {key!r} is {value!r}, not a string; {_FIX}.")
     return value
+
+
+def _fraction(value, key: str, path: str) -> float:
+    """A model-card rate (AUC, EER): a finite number in [0, 1], or the key is refused."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+        raise InvalidExportError(
+            f"{path}: key {key!r} is {value!r}, not a number in [0, 1] (or null); {_FIX}."
+        )
+    return float(value)
 
 
 def _check_fixed(values: dict, key: str, expected, path: str) -> None:

@@ -113,6 +113,13 @@ def test_threshold_from_validation_applied_to_test(data_dir, export_dir, tmp_pat
     metadata = export.read_metadata(export_dir)
     assert metadata.threshold == pytest.approx(threshold)
     assert metadata.threshold_source == "EER on validation"
+    # The model card follows the threshold: validation's AUC and EER from the same scores.
+    assert metadata.validation_auc == pytest.approx(
+        skm.roc_auc_score(validation.labels, validation.scores), abs=1e-6
+    )
+    assert metadata.validation_eer == pytest.approx(
+        metrics.equal_error_rate(validation.labels, validation.scores)[0]
+    )
     assert scoring.Detector(export_dir).threshold == pytest.approx(threshold)
 
 

@@ -43,6 +43,9 @@ def export_copy(good_export, tmp_path):
         ({"image_size": ...}, "required key 'image_size' is missing"),
         ({"label_names": ["fake", "real"]}, "key 'label_names'"),
         ({"threshold_source": 3}, "key 'threshold_source' is 3, not a string"),
+        ({"validation_auc": 1.5}, "key 'validation_auc' is 1.5, not a number in \\[0, 1\\]"),
+        ({"validation_eer": "low"}, "key 'validation_eer' is 'low', not a number"),
+        ({"dataset": ["a"]}, "key 'dataset' is \\['a'\\], not a string"),
     ],
 )
 def test_bad_detector_json_is_refused_naming_the_file_and_key(export_copy, changes, message):
@@ -141,3 +144,12 @@ def test_command_line_says_one_line_before_any_work(export_copy, tmp_path):
     for completed in (bad_flag, bad_json, folder_output):
         assert "Traceback" not in completed.stderr and completed.stdout == ""
         assert len(completed.stderr.strip().splitlines()) == 1, completed.stderr
+
+
+def test_model_card_keys_are_read_and_may_be_absent_or_null(export_copy):
+    assert export.read_metadata(export_copy).validation_auc is None  # Older exports.
+    card = {"dataset": "real_and_fake_faces", "exported_at": "2026-12-02T10:00:00+00:00"}
+    hostile_files.edit_detector_json(export_copy, validation_auc=0.75, validation_eer=None, **card)
+    metadata = export.read_metadata(export_copy)
+    assert (metadata.dataset, metadata.exported_at) == (card["dataset"], card["exported_at"])
+    assert (metadata.validation_auc, metadata.validation_eer) == (0.75, None)

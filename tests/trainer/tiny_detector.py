@@ -47,15 +47,18 @@ def build_tiny_model(image_size: int = IMAGE_SIZE) -> keras.Model:
     return keras.Model(images, logits, name="tiny_detector")
 
 
-def export_tiny_detector(model_dir: str, threshold: float = 0.5) -> str:
-    """Exports the tiny model to <model_dir>/export and saves <model_dir>/model.keras."""
+def export_tiny_detector(model_dir: str, threshold: float = 0.5, **card) -> str:
+    """Exports the tiny model to <model_dir>/export and saves <model_dir>/model.keras.
+
+    `card`: model-card fields of `export.DetectorMetadata` (dataset, validation_auc...).
+    """
     model = build_tiny_model()
     os.makedirs(model_dir, exist_ok=True)
     model.save(os.path.join(model_dir, "model.keras"))
     return export.export_detector(
         model,
         os.path.join(model_dir, "export"),
-        export.DetectorMetadata(image_size=IMAGE_SIZE, threshold=threshold),
+        export.DetectorMetadata(image_size=IMAGE_SIZE, threshold=threshold, **card),
     )
 
 

@@ -16,6 +16,7 @@ import csv
 import dataclasses
 import functools
 import io
+import math
 import time
 
 from absl import logging
@@ -580,11 +581,23 @@ def _write_split_outputs(
 
 
 def _record_threshold(export_dir: str, metadata: export.DetectorMetadata, chosen: _Threshold):
-    """Writes the chosen threshold into the export's detector.json (`--write_threshold`)."""
+    """Writes the chosen threshold into the export's detector.json (`--write_threshold`).
+
+    A threshold chosen on the validation split also refreshes the model card's
+    validation AUC and EER from the same scores, so the card and the threshold agree.
+    """
+    card = {}
+    if chosen.split == "validation" and chosen.scores is not None:
+        labels, scores = chosen.scores.labels, chosen.scores.scores
+        auc, (eer, _) = metrics.roc_auc(labels, scores), metrics.equal_error_rate(labels, scores)
+        card = {
+            "validation_auc": None if math.isnan(auc) else auc,
+            "validation_eer": None if math.isnan(eer) else eer,
+        }
     export.write_metadata(
         export_dir,
         dataclasses.replace(
-            metadata, threshold=float(chosen.value), threshold_source=chosen.description
+            metadata, threshold=float(chosen.value), threshold_source=chosen.description, **card
         ),
     )
     logging.info(

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 import dataclasses
+import datetime
 import math
 import sys
 import warnings
@@ -865,6 +866,10 @@ def _export(run_setup: RunSetup, result: dict) -> None:
         threshold=result["threshold"],
         threshold_source=result["threshold_source"],
         backbone=config.backbone,
+        dataset=config.dataset,
+        exported_at=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        validation_auc=result.get("validation_auc"),
+        validation_eer=result.get("validation_eer"),
     )
     export.export_detector(model, result["export_dir"], metadata)
     callbacks_lib.inference_model(model).save(result["keras_model"])

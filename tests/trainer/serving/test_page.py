@@ -47,7 +47,10 @@ def page(browser):
 def test_the_page_shows_each_face_with_its_label_and_score(page, server, demo_files):
     page.goto(server.url + "/")
     page.wait_for_selector("#card-list dd")  # The model card, from detector.json.
-    assert "0.5000" in page.inner_text("[data-testid=model-card]")
+    card = page.inner_text("[data-testid=model-card]")
+    assert "0.5000" in card
+    for shown in ("real_and_fake_faces", "2026-12-02T10:00:00+00:00", "0.9876", "0.0432"):
+        assert shown in card
     page.set_input_files("[data-testid=file]", demo_files["photo"])
     page.wait_for_selector("[data-testid=face]", timeout=60_000)
     faces = page.query_selector_all("[data-testid=face]")

@@ -18,6 +18,7 @@ machine, up to 3-4x that at a load of 6): a limit only catches a hang.
 """
 
 import dataclasses
+import datetime
 import json
 import logging
 import os
@@ -178,6 +179,11 @@ def test_export_scores_jpeg_bytes_like_the_keras_model(trained, tmp_path):
     metadata = export.read_metadata(str(model_dir / "export"))
     assert metadata.threshold_source == "validation EER" and 0.0 <= metadata.threshold <= 1.0
     assert metadata.image_size == 32 and metadata.backbone == "tiny"
+    # The model card: the dataset, when, and the exported weights' validation figures.
+    assert metadata.dataset == json.loads((model_dir / "config.json").read_text())["dataset"]
+    assert datetime.datetime.fromisoformat(metadata.exported_at).tzinfo is not None
+    assert metadata.validation_auc is None or 0.0 <= metadata.validation_auc <= 1.0
+    assert metadata.validation_eer is None or 0.0 <= metadata.validation_eer <= 1.0
 
     jpegs = [
         tiny_data.jpeg_bytes(label, 500 + label, size=size)

@@ -25,8 +25,14 @@ async function loadCard() {
     ["Threshold from", card.threshold_source],
     ["Labels", (d.label_names || []).join(", ") + "; positive class " + d.positive_class],
   ];
-  for (const key of ["dataset", "exported_at", "date", "validation_auc", "validation_eer"]) {
-    if (d[key] !== undefined) rows.push([key.replace("_", " "), String(d[key])]);
+  // The model card's keys (trainer/export.py DetectorMetadata); exports older than
+  // them lack them, and a value of null or "" means "not measured": not shown.
+  const cardRows = [["Dataset", "dataset"], ["Exported", "exported_at"],
+    ["Validation AUC", "validation_auc"], ["Validation EER", "validation_eer"]];
+  for (const [title, key] of cardRows) {
+    const value = d[key];
+    if (value === undefined || value === null || value === "") continue;
+    rows.push([title, typeof value === "number" ? fmt(value) : String(value)]);
   }
   const limits = card.limits || {};
   rows.push(["Limits", (limits.max_upload_bytes / 1e6).toFixed(0) + " MB per file, videos scored on their first " +
