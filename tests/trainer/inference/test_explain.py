@@ -13,13 +13,6 @@ from trainer import model as model_lib
 from trainer.inference import explain, predict_lib
 
 
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    directory = str(tmp_path_factory.mktemp("model"))
-    tiny_detector.export_tiny_detector(directory)
-    return directory
-
-
 def test_default_layer_is_resnet50s_last_conv_block():
     model = model_lib.build_model("resnet50", image_size=32, weights="none")
     backbone, name = explain.find_target_layer(model)

@@ -26,18 +26,6 @@ REPO_ROOT = os.path.dirname(
 AS_ROOT = os.geteuid() == 0 if hasattr(os, "geteuid") else False
 
 
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    directory = str(tmp_path_factory.mktemp("model"))
-    tiny_detector.export_tiny_detector(directory)
-    return directory
-
-
-@pytest.fixture(scope="module")
-def export_dir(model_dir):
-    return os.path.join(model_dir, "export")
-
-
 NONE = media.MediaOptions(faces="none")
 
 

@@ -12,21 +12,8 @@ import pytest
 from preprocessing import schema, synthetic
 from preprocessing.media import faces
 from tests import media_samples
-from tests.trainer import tiny_detector
 from trainer import metrics
 from trainer.inference import media, predict_lib, scoring
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    directory = str(tmp_path_factory.mktemp("model"))
-    tiny_detector.export_tiny_detector(directory)
-    return directory
-
-
-@pytest.fixture(scope="module")
-def export_dir(model_dir):
-    return os.path.join(model_dir, "export")
 
 
 @pytest.fixture(scope="module")
