@@ -310,18 +310,7 @@ class ResolveDuplicatesFn(beam.DoFn):
         conflict = ledger.label_conflict([member.source for member in members])
         if conflict:
             for planned in members:  # Rejected before any frame is decoded.
-                _count(f"rejected_{ledger.SAME_BYTES_TWO_LABELS}")
-                yield beam.pvalue.TaggedOutput(
-                    "ledger",
-                    _ledger(
-                        planned.source,
-                        ledger.REJECTED,
-                        reason=ledger.SAME_BYTES_TWO_LABELS,
-                        detail=conflict,
-                        sha256=planned.sha256,
-                        source_sha256=planned.sha256,
-                    ),
-                )
+                yield _rejected_copy(planned, ledger.SAME_BYTES_TWO_LABELS, conflict)
             return
         first = members[0]
         for index, planned in enumerate(members):
@@ -335,21 +324,29 @@ class ResolveDuplicatesFn(beam.DoFn):
                 )
                 continue
             _count(ledger.DUPLICATE_ACROSS_SPLITS)
-            _count(f"rejected_{ledger.DUPLICATE_ACROSS_SPLITS}")
-            yield beam.pvalue.TaggedOutput(
-                "ledger",
-                _ledger(
-                    planned.source,
-                    ledger.REJECTED,
-                    reason=ledger.DUPLICATE_ACROSS_SPLITS,
-                    detail=f"same bytes as {first.source.id} ({first.source.split}); its frames "
-                    "would be in two splits",
-                    sha256=planned.sha256,
-                    duplicate=ledger.DUPLICATE_ACROSS_SPLITS,
-                    duplicate_of=first.source.id,
-                    source_sha256=planned.sha256,
-                ),
+            yield _rejected_copy(
+                planned,
+                ledger.DUPLICATE_ACROSS_SPLITS,
+                f"same bytes as {first.source.id} ({first.source.split}); its frames "
+                "would be in two splits",
+                duplicate=ledger.DUPLICATE_ACROSS_SPLITS,
+                duplicate_of=first.source.id,
             )
+
+
+def _rejected_copy(planned: PlannedVideo, reason: str, detail: str, **duplicate):
+    """The ledger output rejecting one copy of a video's bytes, counted under its reason."""
+    _count(f"rejected_{reason}")
+    record = _ledger(
+        planned.source,
+        ledger.REJECTED,
+        reason=reason,
+        detail=detail,
+        sha256=planned.sha256,
+        source_sha256=planned.sha256,
+        **duplicate,
+    )
+    return beam.pvalue.TaggedOutput("ledger", record)
 
 
 def _cut_chunks(planned: PlannedVideo, chunk_frames: int):
