@@ -246,7 +246,7 @@ def test_remote_model_gives_the_same_numbers(remote, server, crops, demo_files):
 
 def test_busy_gets_503_retry_after_and_slow_gets_504(remote, tmp_path):
     clip = demo_media.write_video(
-        str(tmp_path / "long.mp4"), demo_media.moving_faces_frames(40, 480, 270), rate=8
+        str(tmp_path / "long.mp4"), demo_media.moving_faces_frames(120, 480, 270), rate=8
     )
     with open(clip, "rb") as f:
         video = f.read()
