@@ -264,23 +264,29 @@ def run(
     written = []
     if media_dir is not None:
         written = write_media(results, media_dir, detector.threshold, annotate, options)
-    explanations = []
-    if keras is not None and any(result.p_fake is not None for result in results):
-        explanations = explain_results(
-            results,
-            keras_model=keras,
-            explain_dir=explain_dir,
-            image_size=detector.metadata.image_size,
-            threshold=detector.threshold,
-            layer_name=explain_layer,
-            options=options,
-        )
     return {
         "results": results,
         "media": written,
-        "explanations": explanations,
+        "explanations": _explain_scored(
+            results, keras, explain_dir, detector, explain_layer, options
+        ),
         "threshold": detector.threshold,
     }
+
+
+def _explain_scored(results, keras, explain_dir, detector, explain_layer, options) -> list:
+    """`run`'s Grad-CAMs: none without --explain (`keras` None) or without a scored file."""
+    if keras is None or all(result.p_fake is None for result in results):
+        return []
+    return explain_results(
+        results,
+        keras_model=keras,
+        explain_dir=explain_dir,
+        image_size=detector.metadata.image_size,
+        threshold=detector.threshold,
+        layer_name=explain_layer,
+        options=options,
+    )
 
 
 def _output_folders(
