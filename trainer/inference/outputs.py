@@ -25,7 +25,7 @@ import tempfile
 
 import tensorflow as tf
 
-from preprocessing import cli
+from preprocessing import cli, paths
 
 OUTPUT_FORMATS = ("csv", "jsonl")
 CSV_COLUMNS = ("path", "kind", "status", "p_fake", "label", "faces", "error")
@@ -50,9 +50,15 @@ def check_folder(folder: str, flag: str) -> None:
     """Refuses a local folder that cannot be created or written, naming `flag`; creates nothing.
 
     The nearest existing ancestor must be a writable folder (a file there, or a
-    read-only folder, would fail only when the first file is written). Remote
-    folders are checked when written (`ResultsWriter` writes its bucket at once).
+    read-only folder, would fail only when the first file is written). A mistyped
+    gs:// URL is refused by the project's one rule (`paths.looks_like_gcs_typo`)
+    rather than taken for a local folder named `gs:`. Remote folders are checked
+    when written (`ResultsWriter` writes its bucket at once).
     """
+    if paths.looks_like_gcs_typo(folder):
+        raise cli.UserError(
+            f"{flag}={folder}: not a valid Cloud Storage URL; write gs://BUCKET/PATH."
+        )
     if _is_remote(folder):
         return
     path = os.path.abspath(folder)

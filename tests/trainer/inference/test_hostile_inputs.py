@@ -96,6 +96,7 @@ def test_outputs_are_checked_before_any_work(tmp_path):
     cases = {
         str(tmp_path / "folder.csv"): "is a folder; give a file name",
         str(tmp_path / "a_file" / "scores.csv"): "is a file, not a folder",
+        "gs:/bucket/scores.csv": "not a valid Cloud Storage URL",  # Not a local folder 'gs:'.
     }
     for output, message in cases.items():
         with pytest.raises(cli.UserError, match=message):
