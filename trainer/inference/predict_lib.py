@@ -147,17 +147,20 @@ def write_media(
             written += [(result.path, json_path), (result.path, png)]
         elif annotate and result.kind == "photo":
             tf.io.gfile.makedirs(media_dir)
-            pixels = media.preview_pixels(
-                scoring.read_bytes(result.path, options.max_file_bytes), drawing.MAX_DRAWN_SIDE
-            )
+            data = scoring.read_bytes(result.path, options.max_file_bytes)
             name = media.output_name(result.path, ".annotated.png", used)
-            size = (record["width"], record["height"])
-            png = _write(
-                paths.join(media_dir, name),
-                drawing.annotate_photo(pixels, record, threshold, size=size),
-            )
+            png = _write(paths.join(media_dir, name), annotated_photo(record, data, threshold))
             written.append((result.path, png))
     return written
+
+
+def annotated_photo(record: dict, data: bytes, threshold: float) -> bytes:
+    """The PNG of a photo's faces (`drawing.annotate_photo`) drawn on a copy of at most
+    `drawing.MAX_DRAWN_SIDE` px, so a huge photo's full pixels are never decoded for it;
+    the record's boxes stay in the original's coordinates (`width`, `height`)."""
+    pixels = media.preview_pixels(data, drawing.MAX_DRAWN_SIDE)
+    size = (record["width"], record["height"])
+    return drawing.annotate_photo(pixels, record, threshold, size=size)
 
 
 def explain_results(

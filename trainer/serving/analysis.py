@@ -155,8 +155,7 @@ class Analyzer:
         """The annotated photo or the video's timeline, as PNG files in `out_dir`."""
         record = prediction.to_dict()
         if prediction.kind == "photo" and prediction.status in predict_lib.JUDGED:
-            _, pixels = media.decode_image(scoring.read_bytes(path), self.options.max_frame_pixels)
-            png = drawing.annotate_photo(pixels, record, self.threshold)
+            png = predict_lib.annotated_photo(record, scoring.read_bytes(path), self.threshold)
             return {ANNOTATED: _write(out_dir, ANNOTATED, png)}
         if prediction.kind == "video" and record.get("tracks") is not None:
             png = drawing.timeline(record, self.threshold)
