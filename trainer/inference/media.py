@@ -332,19 +332,34 @@ def inspect_image(
     return part, crops
 
 
-def plan_video(source: str, options: MediaOptions) -> tuple[dict, list[list[float]]]:
-    """Probes a video and cuts its sampling plan into chunks of `options.chunk_frames`."""
+def plan_video(
+    source: str, options: MediaOptions, max_seconds: float | None = None
+) -> tuple[dict, list[list[float]]]:
+    """Probes a video and cuts its sampling plan into chunks of `options.chunk_frames`.
+
+    `max_seconds` (dfd-serve's --max_video_seconds): a longer video is sampled over its
+    first `max_seconds` only, and the plan says so under "capped".
+    """
     try:
         info = video.probe(source, max_pixels=options.max_frame_pixels)
     except video.VideoError as error:
         return error_part("video", error), []
-    times = video.plan_times(info, options.frames_per_second, options.max_frames)
+    plan = {"kind": "video", "video": info.to_dict(), "face_detector": options.detector}
+    sampled = info
+    if max_seconds is not None and info.duration > max_seconds:
+        sampled = dataclasses.replace(info, duration=max_seconds)
+        plan["capped"] = {
+            "max_video_seconds": max_seconds,
+            "duration": info.duration,
+            "note": f"only the first {max_seconds:g} s of this {info.duration:.1f} s video "
+            "were sampled and scored (--max_video_seconds)",
+        }
+    times = video.plan_times(sampled, options.frames_per_second, options.max_frames)
     chunks = [
         times[start : start + options.chunk_frames]
         for start in range(0, len(times), options.chunk_frames)
     ]
-    plan = {"kind": "video", "video": info.to_dict(), "frames_planned": len(times)}
-    return {**plan, "face_detector": options.detector}, chunks
+    return {**plan, "frames_planned": len(times)}, chunks
 
 
 def inspect_video_chunk(

@@ -22,7 +22,6 @@ import dataclasses
 import threading
 
 from preprocessing.media import faces as faces_lib
-from preprocessing.media import video
 from trainer.inference import drawing, media, predict_lib, scoring
 
 ANNOTATED = "annotated.png"
@@ -123,29 +122,14 @@ class Analyzer:
 
     def _stage_video(self, path: str, size: int, abandoned: threading.Event):
         """`media.plan_video` with the duration cap, then its chunks (stopping if abandoned)."""
-        try:
-            info = video.probe(path, max_pixels=self.options.max_frame_pixels)
-        except video.VideoError as error:
-            return [media.error_part("video", error)], [], None
-        capped = None
-        planned = info
-        if info.duration > self.max_video_seconds:
-            planned = dataclasses.replace(info, duration=self.max_video_seconds)
-            capped = {
-                "max_video_seconds": self.max_video_seconds,
-                "duration": info.duration,
-                "note": f"only the first {self.max_video_seconds:g} s of this "
-                f"{info.duration:.1f} s video were sampled and scored (--max_video_seconds)",
-            }
-        times = video.plan_times(planned, self.options.frames_per_second, self.options.max_frames)
-        parts = [{"kind": "video", "video": info.to_dict(), "frames_planned": len(times)}]
-        crops = []
-        step = self.options.chunk_frames
-        for start in range(0, len(times), step):
+        plan, chunks = media.plan_video(path, self.options, max_seconds=self.max_video_seconds)
+        capped = plan.pop("capped", None)
+        parts, crops = [plan], []
+        for times in chunks:
             if abandoned.is_set():
                 raise Abandoned()
             part, chunk_crops = media.inspect_video_chunk(
-                path, times[start : start + step], self.options, self._faces, size
+                path, times, self.options, self._faces, size
             )
             parts.append(part)
             crops.extend(chunk_crops)

@@ -139,6 +139,7 @@ def test_analyze_video_over_the_duration_cap_is_scored_on_the_cap(server, demo_f
     assert answer.status_code == 200, answer.text
     record = answer.json()
     assert record["kind"] == "video" and record["status"] == "ok"
+    assert record["face_detector"] == "retinaface"  # As dfd-predict's video records say.
     capped = record["capped"]
     assert capped["max_video_seconds"] == 1.5 and "first 1.5 s" in capped["note"]
     assert (
